@@ -1,0 +1,205 @@
+//! Settings of the Entra verifier, validated before anything is fetched.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+use super::tenant::TenantPolicy;
+
+/// How the [`EntraVerifier`](super::EntraVerifier) validates tokens.
+///
+/// Field names follow the environment variables the server reads (`AZURE_CLIENT_ID`, …), which
+/// are those of the Python example and of azure-identity.
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    /// `AZURE_CLIENT_ID`: the app registration's Application (client) ID. Accepted as audience.
+    pub client_id: String,
+    /// `AZURE_TENANT_ID`: a tenant GUID or domain (single tenant), or `organizations`, `common`,
+    /// `consumers`.
+    pub tenant: String,
+    /// `AZURE_IDENTIFIER_URI`: the Application ID URI. Also accepted as audience. Defaults to
+    /// `api://<client-id>`.
+    pub identifier_uri: String,
+    /// `AZURE_AUTHORITY_HOST`: where Entra lives. Defaults to `https://login.microsoftonline.com`;
+    /// sovereign clouds and tests change it. Plain `http://` is accepted only for loopback hosts.
+    pub authority_host: Url,
+    /// `AZURE_ALLOWED_TENANTS`: for multi-tenant policies, the only tenant ids that may call.
+    /// Empty: any tenant (a start-up warning says so).
+    pub allowed_tenants: Vec<String>,
+    /// `AZURE_ACCEPT_V1_TOKENS`: accept Entra v1.0 tokens (issuer `https://sts.windows.net/…`).
+    /// Defaults to `false`: set `requestedAccessTokenVersion` to 2 instead.
+    pub accept_v1_tokens: bool,
+    /// Clock leeway for `exp` and `nbf`. Defaults to 60 s.
+    pub leeway: Duration,
+    /// How often signing keys are refreshed on schedule. Defaults to 6 h.
+    pub key_refresh_interval: Duration,
+    /// Minimum time between two on-demand refreshes caused by an unknown `kid`. Defaults to 30 s.
+    pub key_min_refresh_interval: Duration,
+    /// Timeout of each request to Entra. Defaults to 10 s.
+    pub http_timeout: Duration,
+    /// Tokens longer than this are refused before any parsing. Defaults to 16 KiB.
+    pub max_token_bytes: usize,
+}
+
+/// The default Entra authority host (public cloud).
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+impl EntraConfig {
+    /// A configuration with every default, for `client_id` in `tenant`.
+    pub fn new(client_id: impl Into<String>, tenant: impl Into<String>) -> Self {
+        let client_id = client_id.into();
+        EntraConfig {
+            identifier_uri: format!("api://{client_id}"),
+            client_id,
+            tenant: tenant.into(),
+            #[allow(clippy::expect_used)] // a constant that parses
+            authority_host: Url::parse(DEFAULT_AUTHORITY_HOST).expect("constant URL"),
+            allowed_tenants: Vec::new(),
+            accept_v1_tokens: false,
+            leeway: Duration::from_secs(60),
+            key_refresh_interval: Duration::from_secs(6 * 3600),
+            key_min_refresh_interval: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(10),
+            max_token_bytes: 16 * 1024,
+        }
+    }
+
+    /// Checks every setting, returning the tenant policy they describe.
+    pub fn validate(&self) -> Result<TenantPolicy, EntraConfigError> {
+        if !is_guid(&self.client_id) {
+            return Err(EntraConfigError::ClientIdNotGuid(self.client_id.clone()));
+        }
+        let policy = TenantPolicy::parse(&self.tenant)?;
+        if let Some(bad) = self.allowed_tenants.iter().find(|t| !is_guid(t)) {
+            return Err(EntraConfigError::AllowedTenantNotGuid(bad.clone()));
+        }
+        if !self.allowed_tenants.is_empty() && !policy.is_multi_tenant() {
+            return Err(EntraConfigError::AllowListNeedsMultiTenant);
+        }
+        if self.identifier_uri.trim().is_empty() {
+            return Err(EntraConfigError::EmptyIdentifierUri);
+        }
+        let host = self.authority_host.host_str().unwrap_or_default();
+        match self.authority_host.scheme() {
+            "https" => {}
+            "http" if is_loopback(host) => {}
+            _ => return Err(EntraConfigError::InsecureAuthority(self.authority_host.to_string())),
+        }
+        if self.key_min_refresh_interval.is_zero() || self.key_refresh_interval.is_zero() {
+            return Err(EntraConfigError::ZeroInterval);
+        }
+        Ok(policy)
+    }
+
+    /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
+    pub fn authority(&self) -> String {
+        format!("{}/{}/v2.0", self.authority_host.as_str().trim_end_matches('/'), self.tenant)
+    }
+
+    /// The tenant's OpenID configuration document URL.
+    pub(crate) fn metadata_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.authority())
+    }
+}
+
+/// A setting of the Entra verifier that cannot work. The text names the setting.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EntraConfigError {
+    /// `AZURE_CLIENT_ID` is not a GUID.
+    #[error("AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got {0:?}")]
+    ClientIdNotGuid(String),
+    /// `AZURE_TENANT_ID` is neither a GUID, a domain, nor a multi-tenant keyword.
+    #[error("AZURE_TENANT_ID must be a tenant GUID, a domain such as contoso.onmicrosoft.com, or one of organizations, common, consumers; got {0:?}")]
+    BadTenant(String),
+    /// An `AZURE_ALLOWED_TENANTS` entry is not a GUID.
+    #[error("AZURE_ALLOWED_TENANTS must list tenant GUIDs, got {0:?}")]
+    AllowedTenantNotGuid(String),
+    /// An allow-list with a single-tenant policy, which would be silently meaningless.
+    #[error("AZURE_ALLOWED_TENANTS only applies when AZURE_TENANT_ID is organizations or common")]
+    AllowListNeedsMultiTenant,
+    /// `AZURE_IDENTIFIER_URI` is empty.
+    #[error("AZURE_IDENTIFIER_URI must not be empty (it defaults to api://<client-id>)")]
+    EmptyIdentifierUri,
+    /// `AZURE_AUTHORITY_HOST` is plain HTTP on a non-loopback host, or not HTTP at all.
+    #[error("AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}")]
+    InsecureAuthority(String),
+    /// A refresh interval of zero.
+    #[error("the signing-key refresh intervals must be greater than zero")]
+    ZeroInterval,
+    /// The HTTPS client for Entra could not be built (no TLS roots, …).
+    #[error("could not build the HTTPS client used to reach Entra")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// `true` for the canonical 8-4-4-4-12 hexadecimal GUID form.
+pub(crate) fn is_guid(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+
+    #[test]
+    fn guid_shape_is_checked() {
+        assert!(is_guid(CLIENT));
+        assert!(is_guid("ABCDEF00-2222-3333-4444-555555555555"));
+        assert!(!is_guid("abc"));
+        assert!(!is_guid("11111111-2222-3333-4444-55555555555g"));
+        assert!(!is_guid("111111112222-3333-4444-5555555555555"));
+    }
+
+    #[test]
+    fn client_id_must_be_a_guid() {
+        let err = EntraConfig::new("abc", "organizations").validate().unwrap_err();
+        assert_eq!(err.to_string(), "AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got \"abc\"");
+    }
+
+    #[test]
+    fn plain_http_authority_only_on_loopback() {
+        let mut cfg = EntraConfig::new(CLIENT, "organizations");
+        cfg.authority_host = Url::parse("http://127.0.0.1:9999").unwrap();
+        assert!(cfg.validate().is_ok());
+        cfg.authority_host = Url::parse("http://localhost:9999").unwrap();
+        assert!(cfg.validate().is_ok());
+        cfg.authority_host = Url::parse("http://login.example.com").unwrap();
+        assert!(matches!(cfg.validate(), Err(EntraConfigError::InsecureAuthority(_))));
+    }
+
+    #[test]
+    fn allow_list_needs_guid_entries_and_a_multi_tenant_policy() {
+        let mut cfg = EntraConfig::new(CLIENT, "organizations");
+        cfg.allowed_tenants = vec!["contoso.com".into()];
+        assert!(matches!(cfg.validate(), Err(EntraConfigError::AllowedTenantNotGuid(_))));
+        let mut cfg = EntraConfig::new(CLIENT, CLIENT);
+        cfg.allowed_tenants = vec![CLIENT.into()];
+        assert!(matches!(cfg.validate(), Err(EntraConfigError::AllowListNeedsMultiTenant)));
+    }
+
+    #[test]
+    fn authority_and_metadata_urls() {
+        let cfg = EntraConfig::new(CLIENT, "contoso.onmicrosoft.com");
+        assert_eq!(cfg.authority(), "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0");
+        assert_eq!(
+            cfg.metadata_url(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"
+        );
+    }
+}

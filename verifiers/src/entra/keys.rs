@@ -1,0 +1,256 @@
+//! The tenant's issuer and signing keys: fetched via OIDC discovery, cached, refreshed.
+//!
+//! Reads never wait: a request takes the current [`Snapshot`] (an `Arc` behind a short read
+//! lock). Refreshes are serialized by one async mutex, so however many requests ask for a key we
+//! do not have, one fetch is in flight; and on-demand refreshes are rate-limited, so a flood of
+//! made-up `kid`s costs at most one fetch per interval. A failed refresh keeps the keys we had.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+use tokio::time::Instant;
+
+/// Smallest RSA modulus we accept (bits).
+const MIN_RSA_BITS: usize = 2048;
+/// Largest response we read from Entra (metadata and JWKS are a few KiB).
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// What the verifier knows about the tenant at one moment.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    /// The `issuer` of the OpenID metadata (a `{tenantid}` template for multi-tenant authorities).
+    pub(crate) issuer: Option<String>,
+    pub(crate) keys: HashMap<String, DecodingKey>,
+}
+
+/// Why a refresh failed. Logged, never sent to callers.
+#[derive(Debug, Error)]
+pub(crate) enum FetchError {
+    #[error("request to {url} failed")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url} sent a document over {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("{url} did not send the expected JSON")]
+    Json {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the JWKS at {url} holds no usable RSA signing key (RS256, at least {MIN_RSA_BITS} bits, with a kid)")]
+    NoUsableKeys { url: String },
+}
+
+#[derive(Deserialize)]
+struct OpenIdMetadata {
+    issuer: String,
+    jwks_uri: String,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Value>,
+}
+
+struct RefreshState {
+    last_attempt: Option<Instant>,
+}
+
+pub(crate) struct KeyStore {
+    http: reqwest::Client,
+    metadata_url: String,
+    min_interval: Duration,
+    current: RwLock<Arc<Snapshot>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+}
+
+impl KeyStore {
+    pub(crate) fn new(http: reqwest::Client, metadata_url: String, min_interval: Duration) -> Self {
+        KeyStore {
+            http,
+            metadata_url,
+            min_interval,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            refresh: tokio::sync::Mutex::new(RefreshState { last_attempt: None }),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        // A poisoned lock only means a writer panicked mid-assignment of an Arc, which cannot
+        // leave it torn: keep serving.
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        match self.current.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+
+    /// Refreshes now, whatever the rate limit says (scheduled refreshes, start-up).
+    pub(crate) async fn refresh(&self) -> Result<(), FetchError> {
+        let mut state = self.refresh.lock().await;
+        state.last_attempt = Some(Instant::now());
+        self.fetch_and_store().await
+    }
+
+    /// Called when a token names a key we do not have (or we have none): refreshes unless another
+    /// caller just did, then returns whatever we now know.
+    pub(crate) async fn refresh_on_demand(&self, kid: Option<&str>) -> Arc<Snapshot> {
+        let mut state = self.refresh.lock().await;
+        // Someone else may have fetched while we waited for the lock.
+        let current = self.snapshot();
+        let satisfied = match kid {
+            Some(kid) => current.keys.contains_key(kid),
+            None => current.issuer.is_some() && !current.keys.is_empty(),
+        };
+        let too_soon = state
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < self.min_interval);
+        if satisfied || too_soon {
+            return current;
+        }
+        state.last_attempt = Some(Instant::now());
+        match self.fetch_and_store().await {
+            Ok(()) => tracing::info!(kid, "signing keys refreshed on demand"),
+            Err(error) => tracing::warn!(error = %error_chain(&error), "on-demand signing-key refresh failed; keeping the keys we have"),
+        }
+        self.snapshot()
+    }
+
+    async fn fetch_and_store(&self) -> Result<(), FetchError> {
+        let metadata: OpenIdMetadata = self.get_json(&self.metadata_url).await?;
+        let jwks: Jwks = self.get_json(&metadata.jwks_uri).await?;
+        let keys = usable_keys(&jwks.keys);
+        if keys.is_empty() {
+            return Err(FetchError::NoUsableKeys { url: metadata.jwks_uri });
+        }
+        tracing::debug!(count = keys.len(), issuer = %metadata.issuer, "loaded signing keys");
+        self.store(Snapshot {
+            issuer: Some(metadata.issuer),
+            keys,
+        });
+        Ok(())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
+        let http_err = |source| FetchError::Http { url: url.to_owned(), source };
+        let mut response = self.http.get(url).send().await.map_err(http_err)?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http_err)? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(FetchError::TooLarge { url: url.to_owned() });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|source| FetchError::Json {
+            url: url.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The RSA signing keys of a JWKS that we are willing to verify with; the rest are skipped.
+fn usable_keys(keys: &[Value]) -> HashMap<String, DecodingKey> {
+    let mut usable = HashMap::new();
+    for key in keys {
+        let field = |name: &str| key.get(name).and_then(Value::as_str);
+        let (Some("RSA"), Some(kid), Some(n), Some(e)) = (field("kty"), field("kid"), field("n"), field("e")) else {
+            continue;
+        };
+        if field("use").is_some_and(|u| u != "sig") || field("alg").is_some_and(|a| a != "RS256") {
+            continue;
+        }
+        let (Ok(modulus), Ok(exponent)) = (URL_SAFE_NO_PAD.decode(n), URL_SAFE_NO_PAD.decode(e)) else {
+            tracing::debug!(kid, "skipping a JWKS key whose n or e is not base64url");
+            continue;
+        };
+        if modulus_bits(&modulus) < MIN_RSA_BITS {
+            tracing::warn!(kid, bits = modulus_bits(&modulus), "skipping a JWKS key under 2048 bits");
+            continue;
+        }
+        usable.insert(kid.to_owned(), DecodingKey::from_rsa_raw_components(&modulus, &exponent));
+    }
+    usable
+}
+
+fn modulus_bits(modulus: &[u8]) -> usize {
+    let leading = modulus.iter().take_while(|b| **b == 0).count();
+    match modulus.get(leading) {
+        None => 0,
+        Some(first) => (modulus.len() - leading) * 8 - first.leading_zeros() as usize,
+    }
+}
+
+/// `error: cause: cause` on one line, for logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn n_of_bits(bits: usize) -> String {
+        let mut bytes = vec![0xffu8; bits / 8];
+        bytes[0] = 0x80;
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn modulus_bits_ignores_leading_zeros() {
+        assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
+        assert_eq!(modulus_bits(&[0x01]), 1);
+        assert_eq!(modulus_bits(&[]), 0);
+    }
+
+    #[test]
+    fn only_rsa_signing_keys_of_2048_bits_with_kid_are_used() {
+        let e = "AQAB";
+        let keys = vec![
+            json!({"kty":"RSA","kid":"good","n":n_of_bits(2048),"e":e,"use":"sig"}),
+            json!({"kty":"RSA","kid":"no-use","n":n_of_bits(4096),"e":e}),
+            json!({"kty":"RSA","kid":"small","n":n_of_bits(1024),"e":e}),
+            json!({"kty":"RSA","kid":"enc","n":n_of_bits(2048),"e":e,"use":"enc"}),
+            json!({"kty":"RSA","kid":"ps256","n":n_of_bits(2048),"e":e,"alg":"PS256"}),
+            json!({"kty":"EC","kid":"ec","crv":"P-256","x":"AA","y":"AA"}),
+            json!({"kty":"RSA","n":n_of_bits(2048),"e":e}),
+            json!({"kty":"RSA","kid":"junk","n":"***","e":e}),
+            json!("not even an object"),
+        ];
+        let mut usable: Vec<_> = usable_keys(&keys).into_keys().collect();
+        usable.sort();
+        assert_eq!(usable, ["good", "no-use"]);
+    }
+}

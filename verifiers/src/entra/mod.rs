@@ -1,0 +1,324 @@
+//! The Microsoft Entra ID verifier (DESIGN §3).
+
+mod config;
+mod jwt;
+mod keys;
+mod tenant;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use jsonwebtoken::Algorithm;
+
+pub use config::{EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
+pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
+
+use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
+use jwt::{optional_str, optional_time, required_str, UnverifiedToken};
+use keys::{error_chain, KeyStore, Snapshot};
+
+/// Microsoft Graph's application id and URI: the audience of the most common wrong token.
+const GRAPH_AUDIENCES: [&str; 3] = [
+    "00000003-0000-0000-c000-000000000000",
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.com/",
+];
+
+/// Validates Microsoft Entra ID access tokens.
+///
+/// Signature (RS256 only, keys from the tenant's JWKS via OIDC discovery), issuer by
+/// [`TenantPolicy`], audience (client id or identifier URI), `exp`/`nbf` with leeway, `tid`, and
+/// then the shared [`AccessPolicy`]. Every rejection carries a reason a person can act on.
+///
+/// Cloning is cheap and clones share the key cache. Call [`EntraVerifier::start`] once, in a
+/// Tokio runtime, to load the keys and keep them fresh.
+#[derive(Clone)]
+pub struct EntraVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EntraConfig,
+    tenant_policy: TenantPolicy,
+    access: AccessPolicy,
+    keys: KeyStore,
+    expected_audience: String,
+}
+
+impl std::fmt::Debug for EntraVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntraVerifier")
+            .field("authority", &self.inner.config.authority())
+            .field("tenant_policy", &self.inner.tenant_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EntraVerifier {
+    /// Validates `config` and builds the verifier. Nothing is fetched until [`start`](Self::start).
+    pub fn new(config: EntraConfig, access: AccessPolicy) -> Result<Self, EntraConfigError> {
+        let tenant_policy = config.validate()?;
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mcp-server-entra/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(EntraConfigError::HttpClient)?;
+        let keys = KeyStore::new(http, config.metadata_url(), config.key_min_refresh_interval);
+        let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
+        Ok(EntraVerifier {
+            inner: Arc::new(Inner {
+                config,
+                tenant_policy,
+                access,
+                keys,
+                expected_audience,
+            }),
+        })
+    }
+
+    /// The tenant policy `AZURE_TENANT_ID` selected.
+    pub fn tenant_policy(&self) -> &TenantPolicy {
+        &self.inner.tenant_policy
+    }
+
+    /// Loads the signing keys once, then keeps them fresh in a background task.
+    ///
+    /// Returns once the first load succeeded or failed: the server starts either way (answering
+    /// 503 and reporting not-ready until keys arrive), because an Entra outage at deploy time
+    /// should not crash-loop a fleet. The task stops when the last clone of the verifier is
+    /// dropped.
+    pub async fn start(&self) -> tokio::task::JoinHandle<()> {
+        if self.inner.tenant_policy.is_multi_tenant() && self.inner.config.allowed_tenants.is_empty() {
+            tracing::warn!(
+                tenant = %self.inner.config.tenant,
+                "multi-tenant server without AZURE_ALLOWED_TENANTS: any Entra tenant whose users consent can call it"
+            );
+        }
+        let first = self.inner.keys.refresh().await;
+        match &first {
+            Ok(()) => tracing::info!(authority = %self.inner.config.authority(), "signing keys loaded"),
+            Err(error) => tracing::error!(
+                error = %error_chain(error),
+                "could not load Entra signing keys; answering 503 until they load"
+            ),
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let mut failures = u32::from(first.is_err());
+        tokio::spawn(async move {
+            loop {
+                let delay = match weak.upgrade() {
+                    None => return,
+                    Some(inner) => next_refresh_delay(&inner, failures),
+                };
+                tokio::time::sleep(delay).await;
+                let Some(inner) = weak.upgrade() else { return };
+                match inner.keys.refresh().await {
+                    Ok(()) => {
+                        failures = 0;
+                        tracing::debug!("scheduled signing-key refresh succeeded");
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %error_chain(&error), failures, "signing-key refresh failed; keeping the keys we have");
+                    }
+                }
+            }
+        })
+    }
+
+    fn verify_now(&self, token: &str, now: u64) -> Result<Checked, AuthError> {
+        let cfg = &self.inner.config;
+        if token.len() > cfg.max_token_bytes {
+            return Err(InvalidToken::TooLarge {
+                len: token.len(),
+                max: cfg.max_token_bytes,
+            }
+            .into());
+        }
+        let parsed = UnverifiedToken::parse(token)?;
+        match parsed.header_str("alg")? {
+            Some("RS256") => {}
+            other => {
+                return Err(InvalidToken::UnsupportedAlgorithm {
+                    found: other.unwrap_or("no algorithm").to_owned(),
+                }
+                .into())
+            }
+        }
+        if let Some(crit) = parsed.header.get("crit") {
+            return Err(InvalidToken::UnsupportedCritical(crit.to_string()).into());
+        }
+        let claims = &parsed.claims;
+        let leeway = cfg.leeway.as_secs();
+        let exp = optional_time(claims, "exp")?.ok_or(InvalidToken::MissingClaim("exp"))?;
+        if exp.saturating_add(leeway) <= now {
+            return Err(InvalidToken::Expired { expired_at: at(exp) }.into());
+        }
+        if let Some(nbf) = optional_time(claims, "nbf")? {
+            if nbf > now.saturating_add(leeway) {
+                return Err(InvalidToken::NotYetValid { not_before: at(nbf) }.into());
+            }
+        }
+        self.check_audience(claims)?;
+        let iss = required_str(claims, "iss")?;
+        let tid = required_str(claims, "tid")?;
+        optional_str(claims, "scp")?;
+        Ok(Checked {
+            issuer: iss.to_owned(),
+            tenant: tid.to_owned(),
+            kid: parsed.header_str("kid")?.map(str::to_owned),
+            graph_nonce: parsed.header.contains_key("nonce"),
+            signing_input: parsed.signing_input.len(),
+            signature_at: token.len() - parsed.signature.len(),
+            claims: parsed.claims,
+        })
+    }
+
+    fn check_audience(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<(), InvalidToken> {
+        let aud = match claims.get("aud") {
+            None => return Err(InvalidToken::MissingClaim("aud")),
+            Some(serde_json::Value::String(aud)) => aud,
+            Some(_) => {
+                return Err(InvalidToken::MalformedClaim {
+                    claim: "aud",
+                    problem: "must be a single string (Entra access tokens carry exactly one audience)",
+                })
+            }
+        };
+        let cfg = &self.inner.config;
+        if aud == &cfg.client_id || aud == &cfg.identifier_uri {
+            return Ok(());
+        }
+        let expected = self.inner.expected_audience.clone();
+        if GRAPH_AUDIENCES.iter().any(|g| aud.eq_ignore_ascii_case(g)) {
+            return Err(InvalidToken::GraphAudience { found: aud.clone(), expected });
+        }
+        Err(InvalidToken::WrongAudience { found: aud.clone(), expected })
+    }
+
+    fn check_issuer(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
+        let Some(metadata_issuer) = snapshot.issuer.as_deref() else {
+            return Err(Unavailable::NoSigningKeys.into());
+        };
+        let cfg = &self.inner.config;
+        let policy = &self.inner.tenant_policy;
+        let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
+        if !is_v1_issuer(iss) {
+            return Ok(policy.check_v2(metadata_issuer, iss, tid, &cfg.allowed_tenants)?);
+        }
+        if !cfg.accept_v1_tokens {
+            return Err(InvalidToken::V1Token { issuer: iss.to_owned() }.into());
+        }
+        // v1 issuers are `https://sts.<cloud>/<tid>/`; the tenant rules are the v2 ones.
+        let expected_tid = match policy {
+            TenantPolicy::Single | TenantPolicy::Consumers => metadata_issuer.split('/').nth(3).unwrap_or_default(),
+            TenantPolicy::Organizations | TenantPolicy::Common => {
+                if !config::is_guid(tid) {
+                    return Err(InvalidToken::TenantNotGuid(tid.to_owned()).into());
+                }
+                tid
+            }
+        };
+        let expected = format!("https://{}/{expected_tid}/", v1_sts_host(&cfg.authority_host));
+        if iss != expected {
+            return Err(InvalidToken::WrongIssuer { found: iss.to_owned(), expected }.into());
+        }
+        Ok(policy.check_tenant(tid, &cfg.allowed_tenants)?)
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let checked = self.verify_now(token, unix_now())?;
+        let mut snapshot = self.inner.keys.snapshot();
+        if snapshot.issuer.is_none() {
+            snapshot = self.inner.keys.refresh_on_demand(None).await;
+        }
+        self.check_issuer(&snapshot, &checked)?;
+        if checked.graph_nonce {
+            return Err(InvalidToken::GraphNonce.into());
+        }
+        let kid = checked.kid.as_deref().ok_or(InvalidToken::MissingKeyId)?;
+        if !snapshot.keys.contains_key(kid) {
+            snapshot = self.inner.keys.refresh_on_demand(Some(kid)).await;
+        }
+        let Some(key) = snapshot.keys.get(kid) else {
+            if snapshot.keys.is_empty() {
+                return Err(Unavailable::NoSigningKeys.into());
+            }
+            return Err(InvalidToken::UnknownSigningKey { kid: kid.to_owned() }.into());
+        };
+        let signing_input = &token.as_bytes()[..checked.signing_input];
+        let signature = &token[checked.signature_at..];
+        match jsonwebtoken::crypto::verify(signature, signing_input, key, Algorithm::RS256) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(InvalidToken::BadSignature.into()),
+        }
+        let identity = Identity::from_claims(checked.claims);
+        self.inner.access.authorize(&identity)?;
+        Ok(identity)
+    }
+}
+
+/// What the cheap, pre-signature checks learned about a token.
+struct Checked {
+    issuer: String,
+    tenant: String,
+    kid: Option<String>,
+    graph_nonce: bool,
+    signing_input: usize,
+    signature_at: usize,
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+#[async_trait]
+impl TokenVerifier for EntraVerifier {
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_token(token).await
+    }
+
+    fn readiness(&self) -> Readiness {
+        let snapshot = self.inner.keys.snapshot();
+        if snapshot.issuer.is_some() && !snapshot.keys.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady("Entra signing keys are not loaded yet".to_owned())
+        }
+    }
+}
+
+fn next_refresh_delay(inner: &Inner, failures: u32) -> Duration {
+    if failures == 0 {
+        return inner.config.key_refresh_interval;
+    }
+    // Retry quickly while we have no keys at all (we are answering 503), gently otherwise.
+    let have_keys = !inner.keys.snapshot().keys.is_empty();
+    let base = if have_keys { Duration::from_secs(60) } else { Duration::from_secs(2) };
+    let cap = if have_keys { Duration::from_secs(600) } else { Duration::from_secs(30) };
+    base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
+        .min(cap)
+        .min(inner.config.key_refresh_interval)
+}
+
+fn is_v1_issuer(iss: &str) -> bool {
+    iss.starts_with("https://sts.")
+}
+
+fn v1_sts_host(authority: &url::Url) -> &'static str {
+    match authority.host_str() {
+        Some(host) if host.ends_with(".cn") => "sts.chinacloudapi.cn",
+        _ => "sts.windows.net",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}

@@ -1,0 +1,262 @@
+//! What can go wrong when a caller presents credentials, as types a transport can map to a status.
+
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+
+/// Why a request was not authenticated or not authorized.
+///
+/// Each variant maps to exactly one HTTP answer (see `transports`): [`AuthError::MissingToken`]
+/// → 401 with a bare challenge, [`AuthError::Malformed`] → 400 `invalid_request`,
+/// [`AuthError::InvalidToken`] → 401 `invalid_token`, [`AuthError::InsufficientScope`] → 403
+/// `insufficient_scope`, [`AuthError::Unavailable`] → 503 with `Retry-After`. The `Display` text is
+/// safe to send to the caller: it never contains the token or upstream error details.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credentials were presented.
+    #[error("no bearer token was presented")]
+    MissingToken,
+    /// Credentials were presented in a form we do not accept.
+    #[error("{0}")]
+    Malformed(#[from] MalformedCredentials),
+    /// The token was presented but is not acceptable.
+    #[error("{0}")]
+    InvalidToken(#[from] InvalidToken),
+    /// The token is valid but does not grant what this server requires.
+    #[error("{problem}")]
+    InsufficientScope {
+        /// The scopes (short names, e.g. `access_as_user`) this server requires.
+        required: Vec<String>,
+        /// What exactly is missing.
+        problem: ScopeProblem,
+    },
+    /// The verifier cannot verify anything right now (for example, no signing keys).
+    #[error("{0}")]
+    Unavailable(#[from] Unavailable),
+}
+
+impl AuthError {
+    /// A short, stable, machine-friendly label for logs and metrics (`expired`, `wrong_audience`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::Malformed(_) => "malformed_credentials",
+            AuthError::InvalidToken(reason) => reason.kind(),
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::Unavailable(_) => "verifier_unavailable",
+        }
+    }
+}
+
+/// Credentials presented in a form the server does not accept (RFC 6750 `invalid_request`).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MalformedCredentials {
+    /// More than one `Authorization` header.
+    #[error("more than one Authorization header was sent; send exactly one `Authorization: Bearer <token>`")]
+    MultipleAuthorizationHeaders,
+    /// The `Authorization` header is not valid visible ASCII.
+    #[error("the Authorization header is not valid ASCII")]
+    NotAscii,
+    /// `Authorization: Bearer` with no token after it.
+    #[error("the Authorization header has the Bearer scheme but no token")]
+    EmptyBearerToken,
+    /// A token was sent in the URL query, which leaks into logs and histories.
+    #[error("access tokens in the URL query are not accepted; send `Authorization: Bearer <token>`")]
+    TokenInQuery,
+}
+
+/// Why a presented token is not acceptable (RFC 6750 `invalid_token`).
+///
+/// The `Display` text is written for the person who has to fix it and is sent to the caller as
+/// `error_description`.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// The token is not a known static token (static verifier only).
+    #[error("the token is not recognised")]
+    Unknown,
+    /// Larger than the configured maximum; rejected before any parsing.
+    #[error("the token is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// The token's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a compact JWS (three base64url parts with a JSON header and payload).
+    #[error("the token is not a well-formed JWT: {0}")]
+    NotAJwt(&'static str),
+    /// The header names an algorithm we do not accept.
+    #[error("the token is signed with {found}, only RS256 is accepted")]
+    UnsupportedAlgorithm {
+        /// The header's `alg`.
+        found: String,
+    },
+    /// The header's `crit` names extensions we do not understand (RFC 7515 §4.1.11).
+    #[error("the token header marks extensions as critical ({0}) that this server does not understand")]
+    UnsupportedCritical(String),
+    /// The header carries a `nonce`, which Entra only puts in tokens meant for Microsoft Graph.
+    #[error("the token header carries a nonce, as Microsoft Graph tokens do: request a token for this API's scope (api://<client-id>/access_as_user), not for Graph")]
+    GraphNonce,
+    /// The header has no `kid`, so no signing key can be chosen.
+    #[error("the token header has no key id (kid)")]
+    MissingKeyId,
+    /// No published signing key has this `kid`, even after refreshing the keys.
+    #[error("the token was signed with key {kid}, which the tenant does not publish")]
+    UnknownSigningKey {
+        /// The header's `kid`.
+        kid: String,
+    },
+    /// The signature does not match.
+    #[error("the token signature is invalid")]
+    BadSignature,
+    /// A required claim is absent.
+    #[error("the token has no `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong JSON type, or appears twice.
+    #[error("the token's `{claim}` claim is malformed: {problem}")]
+    MalformedClaim {
+        /// The claim's name.
+        claim: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `exp` is in the past (beyond the leeway).
+    #[error("the token expired at {} ({} ago); get a new token", fmt_time(*expired_at), fmt_ago(*expired_at))]
+    Expired {
+        /// When it expired.
+        expired_at: SystemTime,
+    },
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("the token is not valid before {}; check this machine's clock and the caller's", fmt_time(*not_before))]
+    NotYetValid {
+        /// Its `nbf`.
+        not_before: SystemTime,
+    },
+    /// A Microsoft Graph token was presented.
+    #[error("the token's audience is Microsoft Graph ({found}), but this server expects {expected}; request a token for this API's scope, not for Graph")]
+    GraphAudience {
+        /// The token's `aud`.
+        found: String,
+        /// The accepted audiences.
+        expected: String,
+    },
+    /// The audience is neither the client id nor the identifier URI.
+    #[error("the token's audience is {found}, but this server expects {expected}")]
+    WrongAudience {
+        /// The token's `aud`.
+        found: String,
+        /// The accepted audiences.
+        expected: String,
+    },
+    /// A v1.0 token, which this server is not configured to accept.
+    #[error("the token is an Entra v1.0 token (issuer {issuer}); set \"requestedAccessTokenVersion\": 2 in the app registration's manifest, or enable v1 tokens on this server")]
+    V1Token {
+        /// The token's `iss`.
+        issuer: String,
+    },
+    /// The issuer is not the one the tenant policy expects.
+    #[error("the token's issuer is {found}, but this server expects {expected}")]
+    WrongIssuer {
+        /// The token's `iss`.
+        found: String,
+        /// The expected issuer.
+        expected: String,
+    },
+    /// `tid` is not a GUID (multi-tenant policies require one).
+    #[error("the token's tenant id `{0}` is not a GUID")]
+    TenantNotGuid(String),
+    /// The tenant is not one this server accepts.
+    #[error("tenant {tid} is not allowed to call this server{hint}")]
+    TenantNotAllowed {
+        /// The token's `tid`.
+        tid: String,
+        /// Why, for the person fixing it.
+        hint: &'static str,
+    },
+}
+
+impl InvalidToken {
+    /// A short, stable label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvalidToken::Unknown => "unknown_token",
+            InvalidToken::TooLarge { .. } => "too_large",
+            InvalidToken::NotAJwt(_) => "not_a_jwt",
+            InvalidToken::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
+            InvalidToken::UnsupportedCritical(_) => "unsupported_crit",
+            InvalidToken::GraphNonce => "graph_token",
+            InvalidToken::MissingKeyId => "missing_kid",
+            InvalidToken::UnknownSigningKey { .. } => "unknown_kid",
+            InvalidToken::BadSignature => "bad_signature",
+            InvalidToken::MissingClaim(_) => "missing_claim",
+            InvalidToken::MalformedClaim { .. } => "malformed_claim",
+            InvalidToken::Expired { .. } => "expired",
+            InvalidToken::NotYetValid { .. } => "not_yet_valid",
+            InvalidToken::GraphAudience { .. } => "graph_token",
+            InvalidToken::WrongAudience { .. } => "wrong_audience",
+            InvalidToken::V1Token { .. } => "v1_token",
+            InvalidToken::WrongIssuer { .. } => "wrong_issuer",
+            InvalidToken::TenantNotGuid(_) => "tenant_not_guid",
+            InvalidToken::TenantNotAllowed { .. } => "tenant_not_allowed",
+        }
+    }
+}
+
+/// What a valid token lacks.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeProblem {
+    /// A delegated token without every required scope.
+    #[error("the token lacks the required scope(s) {}; request a token for {}", missing.join(" "), missing.join(" "))]
+    MissingScopes {
+        /// The required scopes the token does not carry.
+        missing: Vec<String>,
+    },
+    /// An app-only token, but this server accepts none (no required app roles configured).
+    #[error("app-only tokens (client credentials) are not accepted: this server requires a user's delegated token; configure required app roles to accept daemon callers")]
+    AppOnlyNotAccepted,
+    /// An app-only token without every required app role.
+    #[error("the app-only token lacks the required app role(s) {}; grant them to the calling application", missing.join(" "))]
+    MissingRoles {
+        /// The required roles the token does not carry.
+        missing: Vec<String>,
+    },
+}
+
+/// Why nothing can be verified right now. Sent to callers as a 503.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// No signing keys have been loaded from the identity provider yet.
+    #[error("the server has not yet loaded the identity provider's signing keys; retry shortly")]
+    NoSigningKeys,
+}
+
+impl Unavailable {
+    /// How long a client should wait before retrying.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+fn fmt_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    crate::identity::format_unix_utc(secs)
+}
+
+fn fmt_ago(t: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        _ => format!("{} h", secs / 3600),
+    }
+}

@@ -1,0 +1,57 @@
+//! Bearer-token verification for `mcp-server-entra`.
+//!
+//! This crate decides *who is calling* and *whether they may*. It knows nothing of MCP or of HTTP
+//! servers: a transport hands it the bearer token it received, and gets back either a verified
+//! [`Identity`] or an [`AuthError`] that says precisely what is wrong and which HTTP status fits.
+//!
+//! Two verifiers implement the one [`TokenVerifier`] contract:
+//!
+//! - [`EntraVerifier`] validates Microsoft Entra ID access tokens: signature against the tenant's
+//!   published keys, issuer (single- and multi-tenant policies), audience, lifetime, and the
+//!   required scopes or app roles.
+//! - [`StaticVerifier`] maps fixed tokens to fixed identities, for tests and the local dev mode.
+//!   It applies the same [`AccessPolicy`], so tests exercise the same authorization code paths.
+//!
+//! # Example
+//!
+//! ```
+//! use verifiers::{AccessPolicy, AuthError, Identity, StaticVerifier, TokenVerifier};
+//!
+//! # tokio_test_block(async {
+//! let policy = AccessPolicy::scopes(["access_as_user"]);
+//! let ada = Identity::builder("ada-oid", "tenant-1")
+//!     .name("Ada Lovelace")
+//!     .scopes(["access_as_user"])
+//!     .build();
+//! let verifier = StaticVerifier::new(policy).with_token("secret-dev-token", ada);
+//!
+//! let who = verifier.verify("secret-dev-token").await?;
+//! assert_eq!(who.display_name(), "Ada Lovelace");
+//!
+//! let denied = verifier.verify("someone-else").await.unwrap_err();
+//! assert!(matches!(denied, AuthError::InvalidToken(_)));
+//! # Ok::<(), AuthError>(())
+//! # });
+//! # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod entra;
+mod error;
+mod identity;
+mod policy;
+mod static_verifier;
+mod verifier;
+
+pub use entra::{
+    EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
+};
+pub use error::{AuthError, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
+pub use identity::{Identity, IdentityBuilder};
+pub use policy::AccessPolicy;
+pub use static_verifier::StaticVerifier;
+pub use verifier::{Readiness, TokenVerifier};

@@ -1,0 +1,147 @@
+//! The authorization rule shared by every verifier: which scopes or app roles a token must carry.
+
+use crate::{AuthError, Identity, ScopeProblem};
+
+/// What a verified token must grant to call this server.
+///
+/// - A delegated (user) token must carry **every** required scope in `scp`, matched as whole
+///   words: `access_as_user` does not match `access_as_user_admin`.
+/// - An app-only token (no `scp`) is accepted only when required app roles are configured, and
+///   then must carry every one of them in `roles`. With no roles configured, app-only tokens are
+///   refused: a daemon should not inherit what was designed for users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Scopes (short names, e.g. `access_as_user`) a delegated token must carry.
+    pub required_scopes: Vec<String>,
+    /// App roles an app-only token must carry. Empty: app-only tokens are refused.
+    pub required_app_roles: Vec<String>,
+}
+
+impl AccessPolicy {
+    /// A policy requiring these delegated scopes and accepting no app-only tokens.
+    pub fn scopes<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        AccessPolicy {
+            required_scopes: scopes.into_iter().map(Into::into).collect(),
+            required_app_roles: Vec::new(),
+        }
+    }
+
+    /// Also accepts app-only tokens that carry all of these app roles.
+    pub fn with_app_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required_app_roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks `identity` against the policy.
+    pub fn authorize(&self, identity: &Identity) -> Result<(), AuthError> {
+        let problem = if identity.app_only {
+            if self.required_app_roles.is_empty() {
+                Some(ScopeProblem::AppOnlyNotAccepted)
+            } else {
+                let missing = missing(&self.required_app_roles, |r| identity.has_role(r));
+                (!missing.is_empty()).then_some(ScopeProblem::MissingRoles { missing })
+            }
+        } else {
+            let missing = missing(&self.required_scopes, |s| identity.has_scope(s));
+            (!missing.is_empty()).then_some(ScopeProblem::MissingScopes { missing })
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(AuthError::InsufficientScope {
+                required: self.required_scopes.clone(),
+                problem,
+            }),
+        }
+    }
+}
+
+fn missing(required: &[String], has: impl Fn(&str) -> bool) -> Vec<String> {
+    required.iter().filter(|r| !has(r)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(scopes: &[&str]) -> Identity {
+        Identity::builder("oid", "tid").scopes(scopes.iter().copied()).build()
+    }
+
+    fn app(roles: &[&str]) -> Identity {
+        Identity::builder("oid", "tid")
+            .app_only(true)
+            .roles(roles.iter().copied())
+            .build()
+    }
+
+    fn problem(result: Result<(), AuthError>) -> ScopeProblem {
+        match result {
+            Err(AuthError::InsufficientScope { problem, .. }) => problem,
+            other => panic!("expected insufficient scope, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn delegated_token_with_required_scope_ok() {
+        let policy = AccessPolicy::scopes(["access_as_user"]);
+        assert_eq!(policy.authorize(&user(&["openid", "access_as_user"])), Ok(()));
+    }
+
+    #[test]
+    fn scope_match_is_whole_word_not_substring() {
+        let policy = AccessPolicy::scopes(["access_as_user"]);
+        for near_miss in ["access_as_user_admin", "access_as_use", "Access_As_User", "xaccess_as_user"] {
+            let p = problem(policy.authorize(&user(&[near_miss])));
+            assert_eq!(p, ScopeProblem::MissingScopes { missing: vec!["access_as_user".into()] }, "{near_miss}");
+        }
+    }
+
+    #[test]
+    fn every_required_scope_is_needed_and_missing_ones_are_named() {
+        let policy = AccessPolicy::scopes(["read", "write", "admin"]);
+        assert_eq!(policy.authorize(&user(&["admin", "write", "read"])), Ok(()));
+        let p = problem(policy.authorize(&user(&["write"])));
+        assert_eq!(p, ScopeProblem::MissingScopes { missing: vec!["read".into(), "admin".into()] });
+    }
+
+    #[test]
+    fn delegated_token_without_any_scope_fails() {
+        let policy = AccessPolicy::scopes(["access_as_user"]);
+        assert!(matches!(problem(policy.authorize(&user(&[]))), ScopeProblem::MissingScopes { .. }));
+    }
+
+    #[test]
+    fn app_only_token_refused_without_configured_roles() {
+        let policy = AccessPolicy::scopes(["access_as_user"]);
+        assert_eq!(problem(policy.authorize(&app(&["Anything"]))), ScopeProblem::AppOnlyNotAccepted);
+    }
+
+    #[test]
+    fn app_only_token_with_required_roles_ok() {
+        let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call"]);
+        assert_eq!(policy.authorize(&app(&["Other", "Mcp.Call"])), Ok(()));
+    }
+
+    #[test]
+    fn app_only_token_missing_a_role_fails_naming_it() {
+        let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call", "Mcp.Admin"]);
+        let p = problem(policy.authorize(&app(&["Mcp.Call"])));
+        assert_eq!(p, ScopeProblem::MissingRoles { missing: vec!["Mcp.Admin".into()] });
+    }
+
+    #[test]
+    fn delegated_token_is_not_authorized_by_roles_alone() {
+        let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call"]);
+        let mut id = user(&["openid"]);
+        id.roles = vec!["Mcp.Call".into()];
+        assert!(matches!(problem(policy.authorize(&id)), ScopeProblem::MissingScopes { .. }));
+    }
+}

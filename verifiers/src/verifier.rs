@@ -1,0 +1,47 @@
+use async_trait::async_trait;
+
+use crate::{AuthError, Identity};
+
+/// Turns a bearer token into a verified [`Identity`], or says why it cannot.
+///
+/// Implementations must be cheap to call concurrently: transports call `verify` once per request
+/// (HTTP) or per tool call (stdio). They must never panic and never log the token itself.
+#[async_trait]
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token` (the bare credential, without the `Bearer ` prefix).
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError>;
+
+    /// Whether the verifier can currently accept tokens at all (for a readiness probe).
+    ///
+    /// The Entra verifier is not ready until it holds signing keys. Defaults to ready.
+    fn readiness(&self) -> Readiness {
+        Readiness::Ready
+    }
+}
+
+/// Whether a verifier can accept tokens right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Tokens can be verified.
+    Ready,
+    /// No token can be verified yet; the reason says why (for example, no signing keys loaded).
+    NotReady(String),
+}
+
+impl Readiness {
+    /// `true` for [`Readiness::Ready`].
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Readiness::Ready)
+    }
+}
+
+#[async_trait]
+impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        (**self).verify(token).await
+    }
+
+    fn readiness(&self) -> Readiness {
+        (**self).readiness()
+    }
+}
