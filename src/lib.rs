@@ -1,1 +1,26 @@
+//! `mcp-server-entra`: a Model Context Protocol server whose callers authenticate with
+//! Microsoft Entra ID access tokens.
+//!
+//! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`);
+//! - [`card`]: the greeting card's `ui://` HTML (an MCP App);
+//! - [`caller()`]: how a tool learns who is calling, over either transport;
+//! - [`config`], [`settings`] and [`cli`]: settings and the command line;
+//! - [`dev`]: the local dev identity.
+//!
+//! Authentication lives in the `verifiers` crate, the wire in `transports`; `main.rs` wires them.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::print_stdout)]
 
+mod caller;
+pub mod card;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod logging;
+mod server;
+pub mod settings;
+pub mod tools;
+
+pub use caller::caller;
+pub use tools::EntraMcpServer;

@@ -1,1 +1,169 @@
-fn main() {}
+//! The binary: parse the command line and settings, build the verifier, hand the server to a
+//! transport. Everything else lives in the library crates.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser as _;
+use mcp_server_entra::cli::{Cli, Command, ServeArgs};
+use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
+use mcp_server_entra::{dev, logging, EntraMcpServer};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use transports::stdio::{StdioAuth, TokenSource};
+use verifiers::{EntraConfigError, EntraVerifier, TokenVerifier};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, Error)]
+enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Entra(#[from] EntraConfigError),
+    #[error("cannot listen on {addr}: {cause}; is another server using the port? (set PORT or --port)")]
+    Bind {
+        addr: std::net::SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] transports::http::HttpConfigError),
+    #[error(transparent)]
+    Stdio(#[from] transports::stdio::StdioError),
+    #[error(transparent)]
+    TokenSource(#[from] transports::stdio::TokenSourceError),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mcp-server-entra: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), RunError> {
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    let serve_args = match &command {
+        Command::Serve(args) => args.clone(),
+        Command::Stdio => ServeArgs::default(),
+    };
+    let settings = Settings::load(&cli.global, &serve_args)?;
+    logging::init(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(async move {
+        match command {
+            Command::Serve(_) => serve_http(settings).await,
+            Command::Stdio => serve_stdio(settings).await,
+        }
+    })
+}
+
+/// The verifier the settings ask for, and in dev mode the dev user's token. Entra's verifier
+/// starts loading its keys (in the background after a first attempt).
+async fn build_verifier(
+    settings: &Settings,
+    announce_dev_token: bool,
+) -> Result<(Arc<dyn TokenVerifier>, Option<String>), RunError> {
+    match &settings.auth {
+        AuthSettings::Entra { config, policy } => {
+            let verifier = EntraVerifier::new((**config).clone(), policy.clone())?;
+            verifier.start().await;
+            Ok((Arc::new(verifier), None))
+        }
+        AuthSettings::Dev { token, policy } => {
+            let token = match token {
+                Some(token) => token.clone(),
+                None => {
+                    let token = dev::random_token();
+                    if announce_dev_token {
+                        eprintln!(
+                            "mcp-server-entra: dev token (send as `Authorization: Bearer <token>`): {token}"
+                        );
+                    }
+                    token
+                }
+            };
+            tracing::warn!("DEV MODE: tokens are NOT verified against Entra; one static identity, loopback only. Never use in production.");
+            Ok((Arc::new(dev::dev_verifier(&token, policy.clone())), Some(token)))
+        }
+    }
+}
+
+async fn serve_http(settings: Settings) -> Result<(), RunError> {
+    let listener = TcpListener::bind(settings.bind)
+        .await
+        .map_err(|cause| RunError::Bind {
+            addr: settings.bind,
+            cause,
+        })?;
+    let (verifier, _) = build_verifier(&settings, true).await?;
+    if !settings.public_url_set && !settings.bind.ip().is_loopback() {
+        tracing::warn!(
+            "PUBLIC_URL is not set: the metadata will advertise {} — set it to the URL clients use",
+            settings.http.resource()
+        );
+    }
+    let server = transports::http::serve(listener, settings.http.clone(), verifier, EntraMcpServer::new)?;
+    tracing::info!(
+        address = %server.local_addr(),
+        endpoint = %settings.http.resource(),
+        legacy_sessions = settings.http.legacy_sessions,
+        "serving MCP over streamable HTTP"
+    );
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.cancel();
+    });
+    server.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_stdio(settings: Settings) -> Result<(), RunError> {
+    let (verifier, dev_token) = build_verifier(&settings, false).await?;
+    let stdio = &settings.stdio;
+    let source = match (dev_token, &stdio.token, &stdio.token_file, &stdio.token_command) {
+        // In dev mode with no token configured, the caller is the dev user.
+        (Some(token), None, None, None) => TokenSource::Fixed(token),
+        _ => TokenSource::from_settings(
+            stdio.token.clone(),
+            stdio.token_file.clone(),
+            stdio.token_command.clone(),
+            stdio.command_timeout,
+        )?,
+    };
+    let auth = Arc::new(StdioAuth::new(verifier, source));
+    transports::stdio::serve(EntraMcpServer::new(), auth, rmcp::transport::stdio()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,19 @@
+//! The wire for `mcp-server-entra`: streamable HTTP with bearer auth, and stdio.
+//!
+//! Both transports serve any rmcp [`ServerHandler`](rmcp::ServerHandler) and authenticate with
+//! any [`TokenVerifier`](verifiers::TokenVerifier); they know nothing of the concrete tools.
+//! Either way, the verified [`Identity`](verifiers::Identity) reaches the handler through the
+//! MCP request context:
+//!
+//! - [`http`]: hyper serving rmcp's streamable-HTTP service behind [`http::BearerAuthLayer`],
+//!   with RFC 9728 protected-resource metadata, `/health`, `/ready`, Host/Origin checks, CORS and
+//!   graceful shutdown. Legacy sessions are bound to the identity that opened them.
+//! - [`stdio`]: JSON-RPC on stdin/stdout for desktop hosts, the token taken from the environment
+//!   (a variable, a file, or a credential command) and re-checked before each request.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(clippy::print_stdout)]
 
+pub mod http;
+pub mod stdio;

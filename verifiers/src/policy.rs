@@ -72,7 +72,9 @@ mod tests {
     use super::*;
 
     fn user(scopes: &[&str]) -> Identity {
-        Identity::builder("oid", "tid").scopes(scopes.iter().copied()).build()
+        Identity::builder("oid", "tid")
+            .scopes(scopes.iter().copied())
+            .build()
     }
 
     fn app(roles: &[&str]) -> Identity {
@@ -98,9 +100,20 @@ mod tests {
     #[test]
     fn scope_match_is_whole_word_not_substring() {
         let policy = AccessPolicy::scopes(["access_as_user"]);
-        for near_miss in ["access_as_user_admin", "access_as_use", "Access_As_User", "xaccess_as_user"] {
+        for near_miss in [
+            "access_as_user_admin",
+            "access_as_use",
+            "Access_As_User",
+            "xaccess_as_user",
+        ] {
             let p = problem(policy.authorize(&user(&[near_miss])));
-            assert_eq!(p, ScopeProblem::MissingScopes { missing: vec!["access_as_user".into()] }, "{near_miss}");
+            assert_eq!(
+                p,
+                ScopeProblem::MissingScopes {
+                    missing: vec!["access_as_user".into()]
+                },
+                "{near_miss}"
+            );
         }
     }
 
@@ -109,19 +122,30 @@ mod tests {
         let policy = AccessPolicy::scopes(["read", "write", "admin"]);
         assert_eq!(policy.authorize(&user(&["admin", "write", "read"])), Ok(()));
         let p = problem(policy.authorize(&user(&["write"])));
-        assert_eq!(p, ScopeProblem::MissingScopes { missing: vec!["read".into(), "admin".into()] });
+        assert_eq!(
+            p,
+            ScopeProblem::MissingScopes {
+                missing: vec!["read".into(), "admin".into()]
+            }
+        );
     }
 
     #[test]
     fn delegated_token_without_any_scope_fails() {
         let policy = AccessPolicy::scopes(["access_as_user"]);
-        assert!(matches!(problem(policy.authorize(&user(&[]))), ScopeProblem::MissingScopes { .. }));
+        assert!(matches!(
+            problem(policy.authorize(&user(&[]))),
+            ScopeProblem::MissingScopes { .. }
+        ));
     }
 
     #[test]
     fn app_only_token_refused_without_configured_roles() {
         let policy = AccessPolicy::scopes(["access_as_user"]);
-        assert_eq!(problem(policy.authorize(&app(&["Anything"]))), ScopeProblem::AppOnlyNotAccepted);
+        assert_eq!(
+            problem(policy.authorize(&app(&["Anything"]))),
+            ScopeProblem::AppOnlyNotAccepted
+        );
     }
 
     #[test]
@@ -134,7 +158,12 @@ mod tests {
     fn app_only_token_missing_a_role_fails_naming_it() {
         let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call", "Mcp.Admin"]);
         let p = problem(policy.authorize(&app(&["Mcp.Call"])));
-        assert_eq!(p, ScopeProblem::MissingRoles { missing: vec!["Mcp.Admin".into()] });
+        assert_eq!(
+            p,
+            ScopeProblem::MissingRoles {
+                missing: vec!["Mcp.Admin".into()]
+            }
+        );
     }
 
     #[test]
@@ -142,6 +171,9 @@ mod tests {
         let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call"]);
         let mut id = user(&["openid"]);
         id.roles = vec!["Mcp.Call".into()];
-        assert!(matches!(problem(policy.authorize(&id)), ScopeProblem::MissingScopes { .. }));
+        assert!(matches!(
+            problem(policy.authorize(&id)),
+            ScopeProblem::MissingScopes { .. }
+        ));
     }
 }

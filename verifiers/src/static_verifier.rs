@@ -67,7 +67,10 @@ mod tests {
 
     fn verifier() -> StaticVerifier {
         StaticVerifier::new(AccessPolicy::scopes(["access_as_user"]))
-            .with_token("good", Identity::builder("a", "t").scopes(["access_as_user"]).build())
+            .with_token(
+                "good",
+                Identity::builder("a", "t").scopes(["access_as_user"]).build(),
+            )
             .with_token("noscope", Identity::builder("b", "t").scopes(["other"]).build())
             .with_token(
                 "old",
@@ -91,13 +94,22 @@ mod tests {
     #[tokio::test]
     async fn known_token_without_scope_is_insufficient() {
         let err = verifier().verify("noscope").await.unwrap_err();
-        assert!(matches!(err, AuthError::InsufficientScope { problem: ScopeProblem::MissingScopes { .. }, .. }));
+        assert!(matches!(
+            err,
+            AuthError::InsufficientScope {
+                problem: ScopeProblem::MissingScopes { .. },
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
     async fn expired_identity_is_rejected() {
         let err = verifier().verify("old").await.unwrap_err();
-        assert!(matches!(err, AuthError::InvalidToken(InvalidToken::Expired { .. })));
+        assert!(matches!(
+            err,
+            AuthError::InvalidToken(InvalidToken::Expired { .. })
+        ));
     }
 
     #[test]

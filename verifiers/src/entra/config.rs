@@ -84,7 +84,11 @@ impl EntraConfig {
         match self.authority_host.scheme() {
             "https" => {}
             "http" if is_loopback(host) => {}
-            _ => return Err(EntraConfigError::InsecureAuthority(self.authority_host.to_string())),
+            _ => {
+                return Err(EntraConfigError::InsecureAuthority(
+                    self.authority_host.to_string(),
+                ))
+            }
         }
         if self.key_min_refresh_interval.is_zero() || self.key_refresh_interval.is_zero() {
             return Err(EntraConfigError::ZeroInterval);
@@ -94,7 +98,11 @@ impl EntraConfig {
 
     /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
     pub fn authority(&self) -> String {
-        format!("{}/{}/v2.0", self.authority_host.as_str().trim_end_matches('/'), self.tenant)
+        format!(
+            "{}/{}/v2.0",
+            self.authority_host.as_str().trim_end_matches('/'),
+            self.tenant
+        )
     }
 
     /// The tenant's OpenID configuration document URL.
@@ -123,7 +131,9 @@ pub enum EntraConfigError {
     #[error("AZURE_IDENTIFIER_URI must not be empty (it defaults to api://<client-id>)")]
     EmptyIdentifierUri,
     /// `AZURE_AUTHORITY_HOST` is plain HTTP on a non-loopback host, or not HTTP at all.
-    #[error("AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}")]
+    #[error(
+        "AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}"
+    )]
     InsecureAuthority(String),
     /// A refresh interval of zero.
     #[error("the signing-key refresh intervals must be greater than zero")]
@@ -146,9 +156,7 @@ pub(crate) fn is_guid(s: &str) -> bool {
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -169,7 +177,10 @@ mod tests {
     #[test]
     fn client_id_must_be_a_guid() {
         let err = EntraConfig::new("abc", "organizations").validate().unwrap_err();
-        assert_eq!(err.to_string(), "AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got \"abc\"");
+        assert_eq!(
+            err.to_string(),
+            "AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got \"abc\""
+        );
     }
 
     #[test]
@@ -180,23 +191,35 @@ mod tests {
         cfg.authority_host = Url::parse("http://localhost:9999").unwrap();
         assert!(cfg.validate().is_ok());
         cfg.authority_host = Url::parse("http://login.example.com").unwrap();
-        assert!(matches!(cfg.validate(), Err(EntraConfigError::InsecureAuthority(_))));
+        assert!(matches!(
+            cfg.validate(),
+            Err(EntraConfigError::InsecureAuthority(_))
+        ));
     }
 
     #[test]
     fn allow_list_needs_guid_entries_and_a_multi_tenant_policy() {
         let mut cfg = EntraConfig::new(CLIENT, "organizations");
         cfg.allowed_tenants = vec!["contoso.com".into()];
-        assert!(matches!(cfg.validate(), Err(EntraConfigError::AllowedTenantNotGuid(_))));
+        assert!(matches!(
+            cfg.validate(),
+            Err(EntraConfigError::AllowedTenantNotGuid(_))
+        ));
         let mut cfg = EntraConfig::new(CLIENT, CLIENT);
         cfg.allowed_tenants = vec![CLIENT.into()];
-        assert!(matches!(cfg.validate(), Err(EntraConfigError::AllowListNeedsMultiTenant)));
+        assert!(matches!(
+            cfg.validate(),
+            Err(EntraConfigError::AllowListNeedsMultiTenant)
+        ));
     }
 
     #[test]
     fn authority_and_metadata_urls() {
         let cfg = EntraConfig::new(CLIENT, "contoso.onmicrosoft.com");
-        assert_eq!(cfg.authority(), "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0");
+        assert_eq!(
+            cfg.authority(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+        );
         assert_eq!(
             cfg.metadata_url(),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"

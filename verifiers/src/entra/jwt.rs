@@ -160,14 +160,26 @@ mod tests {
     #[test]
     fn refuses_wrong_part_counts_and_empty_signature() {
         let h = b64(r#"{"alg":"RS256"}"#);
-        for bad in [String::new(), "a.b".into(), format!("{h}.{h}.x.y"), format!("{h}.{h}.")] {
-            assert!(matches!(UnverifiedToken::parse(&bad), Err(InvalidToken::NotAJwt(_))), "{bad}");
+        for bad in [
+            String::new(),
+            "a.b".into(),
+            format!("{h}.{h}.x.y"),
+            format!("{h}.{h}."),
+        ] {
+            assert!(
+                matches!(UnverifiedToken::parse(&bad), Err(InvalidToken::NotAJwt(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn refuses_duplicate_claims() {
-        let token = format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64(r#"{"aud":"a","aud":"b"}"#));
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(r#"{"aud":"a","aud":"b"}"#)
+        );
         assert_eq!(
             UnverifiedToken::parse(&token).unwrap_err(),
             InvalidToken::NotAJwt("a header parameter or claim appears twice")
@@ -183,9 +195,13 @@ mod tests {
 
     #[test]
     fn claim_types_are_checked() {
-        let map: Map<String, Value> = serde_json::from_str(r#"{"s":"x","n":5,"f":5.9,"neg":-1,"arr":["x"]}"#).unwrap();
+        let map: Map<String, Value> =
+            serde_json::from_str(r#"{"s":"x","n":5,"f":5.9,"neg":-1,"arr":["x"]}"#).unwrap();
         assert_eq!(required_str(&map, "s"), Ok("x"));
-        assert_eq!(required_str(&map, "missing"), Err(InvalidToken::MissingClaim("missing")));
+        assert_eq!(
+            required_str(&map, "missing"),
+            Err(InvalidToken::MissingClaim("missing"))
+        );
         assert!(required_str(&map, "arr").is_err());
         assert_eq!(optional_time(&map, "n"), Ok(Some(5)));
         assert_eq!(optional_time(&map, "f"), Ok(Some(5)));

@@ -49,7 +49,9 @@ pub(crate) enum FetchError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("the JWKS at {url} holds no usable RSA signing key (RS256, at least {MIN_RSA_BITS} bits, with a kid)")]
+    #[error(
+        "the JWKS at {url} holds no usable RSA signing key (RS256, at least {MIN_RSA_BITS} bits, with a kid)"
+    )]
     NoUsableKeys { url: String },
 }
 
@@ -130,7 +132,9 @@ impl KeyStore {
         state.last_attempt = Some(Instant::now());
         match self.fetch_and_store().await {
             Ok(()) => tracing::info!(kid, "signing keys refreshed on demand"),
-            Err(error) => tracing::warn!(error = %error_chain(&error), "on-demand signing-key refresh failed; keeping the keys we have"),
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "on-demand signing-key refresh failed; keeping the keys we have")
+            }
         }
         self.snapshot()
     }
@@ -140,7 +144,9 @@ impl KeyStore {
         let jwks: Jwks = self.get_json(&metadata.jwks_uri).await?;
         let keys = usable_keys(&jwks.keys);
         if keys.is_empty() {
-            return Err(FetchError::NoUsableKeys { url: metadata.jwks_uri });
+            return Err(FetchError::NoUsableKeys {
+                url: metadata.jwks_uri,
+            });
         }
         tracing::debug!(count = keys.len(), issuer = %metadata.issuer, "loaded signing keys");
         self.store(Snapshot {
@@ -151,7 +157,10 @@ impl KeyStore {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
-        let http_err = |source| FetchError::Http { url: url.to_owned(), source };
+        let http_err = |source| FetchError::Http {
+            url: url.to_owned(),
+            source,
+        };
         let mut response = self.http.get(url).send().await.map_err(http_err)?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
@@ -178,7 +187,8 @@ fn usable_keys(keys: &[Value]) -> HashMap<String, DecodingKey> {
     let mut usable = HashMap::new();
     for key in keys {
         let field = |name: &str| key.get(name).and_then(Value::as_str);
-        let (Some("RSA"), Some(kid), Some(n), Some(e)) = (field("kty"), field("kid"), field("n"), field("e")) else {
+        let (Some("RSA"), Some(kid), Some(n), Some(e)) = (field("kty"), field("kid"), field("n"), field("e"))
+        else {
             continue;
         };
         if field("use").is_some_and(|u| u != "sig") || field("alg").is_some_and(|a| a != "RS256") {
@@ -189,10 +199,17 @@ fn usable_keys(keys: &[Value]) -> HashMap<String, DecodingKey> {
             continue;
         };
         if modulus_bits(&modulus) < MIN_RSA_BITS {
-            tracing::warn!(kid, bits = modulus_bits(&modulus), "skipping a JWKS key under 2048 bits");
+            tracing::warn!(
+                kid,
+                bits = modulus_bits(&modulus),
+                "skipping a JWKS key under 2048 bits"
+            );
             continue;
         }
-        usable.insert(kid.to_owned(), DecodingKey::from_rsa_raw_components(&modulus, &exponent));
+        usable.insert(
+            kid.to_owned(),
+            DecodingKey::from_rsa_raw_components(&modulus, &exponent),
+        );
     }
     usable
 }

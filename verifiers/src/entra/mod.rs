@@ -177,7 +177,10 @@ impl EntraVerifier {
         })
     }
 
-    fn check_audience(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<(), InvalidToken> {
+    fn check_audience(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), InvalidToken> {
         let aud = match claims.get("aud") {
             None => return Err(InvalidToken::MissingClaim("aud")),
             Some(serde_json::Value::String(aud)) => aud,
@@ -194,9 +197,15 @@ impl EntraVerifier {
         }
         let expected = self.inner.expected_audience.clone();
         if GRAPH_AUDIENCES.iter().any(|g| aud.eq_ignore_ascii_case(g)) {
-            return Err(InvalidToken::GraphAudience { found: aud.clone(), expected });
+            return Err(InvalidToken::GraphAudience {
+                found: aud.clone(),
+                expected,
+            });
         }
-        Err(InvalidToken::WrongAudience { found: aud.clone(), expected })
+        Err(InvalidToken::WrongAudience {
+            found: aud.clone(),
+            expected,
+        })
     }
 
     fn check_issuer(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
@@ -210,11 +219,16 @@ impl EntraVerifier {
             return Ok(policy.check_v2(metadata_issuer, iss, tid, &cfg.allowed_tenants)?);
         }
         if !cfg.accept_v1_tokens {
-            return Err(InvalidToken::V1Token { issuer: iss.to_owned() }.into());
+            return Err(InvalidToken::V1Token {
+                issuer: iss.to_owned(),
+            }
+            .into());
         }
         // v1 issuers are `https://sts.<cloud>/<tid>/`; the tenant rules are the v2 ones.
         let expected_tid = match policy {
-            TenantPolicy::Single | TenantPolicy::Consumers => metadata_issuer.split('/').nth(3).unwrap_or_default(),
+            TenantPolicy::Single | TenantPolicy::Consumers => {
+                metadata_issuer.split('/').nth(3).unwrap_or_default()
+            }
             TenantPolicy::Organizations | TenantPolicy::Common => {
                 if !config::is_guid(tid) {
                     return Err(InvalidToken::TenantNotGuid(tid.to_owned()).into());
@@ -224,7 +238,11 @@ impl EntraVerifier {
         };
         let expected = format!("https://{}/{expected_tid}/", v1_sts_host(&cfg.authority_host));
         if iss != expected {
-            return Err(InvalidToken::WrongIssuer { found: iss.to_owned(), expected }.into());
+            return Err(InvalidToken::WrongIssuer {
+                found: iss.to_owned(),
+                expected,
+            }
+            .into());
         }
         Ok(policy.check_tenant(tid, &cfg.allowed_tenants)?)
     }
@@ -294,8 +312,16 @@ fn next_refresh_delay(inner: &Inner, failures: u32) -> Duration {
     }
     // Retry quickly while we have no keys at all (we are answering 503), gently otherwise.
     let have_keys = !inner.keys.snapshot().keys.is_empty();
-    let base = if have_keys { Duration::from_secs(60) } else { Duration::from_secs(2) };
-    let cap = if have_keys { Duration::from_secs(600) } else { Duration::from_secs(30) };
+    let base = if have_keys {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(2)
+    };
+    let cap = if have_keys {
+        Duration::from_secs(600)
+    } else {
+        Duration::from_secs(30)
+    };
     base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
         .min(cap)
         .min(inner.config.key_refresh_interval)

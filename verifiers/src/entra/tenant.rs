@@ -116,11 +116,20 @@ mod tests {
 
     #[test]
     fn parses_keywords_guids_and_domains() {
-        assert_eq!(TenantPolicy::parse("organizations").ok(), Some(TenantPolicy::Organizations));
+        assert_eq!(
+            TenantPolicy::parse("organizations").ok(),
+            Some(TenantPolicy::Organizations)
+        );
         assert_eq!(TenantPolicy::parse("Common").ok(), Some(TenantPolicy::Common));
-        assert_eq!(TenantPolicy::parse("consumers").ok(), Some(TenantPolicy::Consumers));
+        assert_eq!(
+            TenantPolicy::parse("consumers").ok(),
+            Some(TenantPolicy::Consumers)
+        );
         assert_eq!(TenantPolicy::parse(T1).ok(), Some(TenantPolicy::Single));
-        assert_eq!(TenantPolicy::parse("contoso.onmicrosoft.com").ok(), Some(TenantPolicy::Single));
+        assert_eq!(
+            TenantPolicy::parse("contoso.onmicrosoft.com").ok(),
+            Some(TenantPolicy::Single)
+        );
         for bad in ["", "contoso", "a/b.com", "x..y", "-a.com"] {
             assert!(TenantPolicy::parse(bad).is_err(), "{bad}");
         }
@@ -130,9 +139,15 @@ mod tests {
     fn single_tenant_requires_exact_issuer() {
         let single = TenantPolicy::Single;
         assert_eq!(single.check_v2(&iss(T1), &iss(T1), T1, &[]), Ok(()));
-        assert!(matches!(single.check_v2(&iss(T1), &iss(T2), T2, &[]), Err(InvalidToken::WrongIssuer { .. })));
+        assert!(matches!(
+            single.check_v2(&iss(T1), &iss(T2), T2, &[]),
+            Err(InvalidToken::WrongIssuer { .. })
+        ));
         let trailing = format!("{}/", iss(T1));
-        assert!(matches!(single.check_v2(&iss(T1), &trailing, T1, &[]), Err(InvalidToken::WrongIssuer { .. })));
+        assert!(matches!(
+            single.check_v2(&iss(T1), &trailing, T1, &[]),
+            Err(InvalidToken::WrongIssuer { .. })
+        ));
     }
 
     #[test]
@@ -141,7 +156,10 @@ mod tests {
         assert_eq!(orgs.check_v2(TEMPLATE, &iss(T1), T1, &[]), Ok(()));
         assert_eq!(orgs.check_v2(TEMPLATE, &iss(T2), T2, &[]), Ok(()));
         // Another tenant's issuer with this tid: refused.
-        assert!(matches!(orgs.check_v2(TEMPLATE, &iss(T2), T1, &[]), Err(InvalidToken::WrongIssuer { .. })));
+        assert!(matches!(
+            orgs.check_v2(TEMPLATE, &iss(T2), T1, &[]),
+            Err(InvalidToken::WrongIssuer { .. })
+        ));
     }
 
     #[test]
@@ -158,20 +176,29 @@ mod tests {
             TenantPolicy::Organizations.check_v2(TEMPLATE, &consumer, CONSUMER_TENANT_ID, &[]),
             Err(InvalidToken::TenantNotAllowed { .. })
         ));
-        assert_eq!(TenantPolicy::Common.check_v2(TEMPLATE, &consumer, CONSUMER_TENANT_ID, &[]), Ok(()));
+        assert_eq!(
+            TenantPolicy::Common.check_v2(TEMPLATE, &consumer, CONSUMER_TENANT_ID, &[]),
+            Ok(())
+        );
     }
 
     #[test]
     fn consumers_accepts_only_personal_accounts() {
         let consumer = iss(CONSUMER_TENANT_ID);
-        assert_eq!(TenantPolicy::Consumers.check_v2(&consumer, &consumer, CONSUMER_TENANT_ID, &[]), Ok(()));
+        assert_eq!(
+            TenantPolicy::Consumers.check_v2(&consumer, &consumer, CONSUMER_TENANT_ID, &[]),
+            Ok(())
+        );
         assert!(TenantPolicy::Consumers.check_tenant(T1, &[]).is_err());
     }
 
     #[test]
     fn allow_list_restricts_multi_tenant_callers() {
         let allowed = vec![T1.to_owned()];
-        assert_eq!(TenantPolicy::Organizations.check_v2(TEMPLATE, &iss(T1), T1, &allowed), Ok(()));
+        assert_eq!(
+            TenantPolicy::Organizations.check_v2(TEMPLATE, &iss(T1), T1, &allowed),
+            Ok(())
+        );
         assert!(matches!(
             TenantPolicy::Organizations.check_v2(TEMPLATE, &iss(T2), T2, &allowed),
             Err(InvalidToken::TenantNotAllowed { .. })

@@ -1,0 +1,32 @@
+//! The local dev identity (`--dev`): a static verifier with one user, so the server runs without
+//! an Azure tenant.
+
+use rand::Rng as _;
+use verifiers::{AccessPolicy, Identity, StaticVerifier};
+
+/// Object id of the dev user.
+pub const DEV_OBJECT_ID: &str = "00000000-0000-0000-0000-00000000de01";
+/// Tenant id of the dev user.
+pub const DEV_TENANT_ID: &str = "00000000-0000-0000-0000-00000000de00";
+
+/// The dev user, with every scope `policy` requires.
+pub fn dev_identity(policy: &AccessPolicy) -> Identity {
+    Identity::builder(DEV_OBJECT_ID, DEV_TENANT_ID)
+        .name("Dev User")
+        .username("dev@localhost")
+        .scopes(policy.required_scopes.clone())
+        .client_app("mcp-server-entra-dev")
+        .build()
+}
+
+/// A random 256-bit token, hex-encoded.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The static verifier of dev mode: `token` is the dev user.
+pub fn dev_verifier(token: &str, policy: AccessPolicy) -> StaticVerifier {
+    let identity = dev_identity(&policy);
+    StaticVerifier::new(policy).with_token(token, identity)
+}

@@ -1,0 +1,80 @@
+//! The MCP surface around the tools: server info, capabilities, and the card resource.
+
+use rmcp::model::{
+    ErrorData as McpError, ExtensionCapabilities, Implementation, ListResourcesResult, MetaObject,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool_handler, RoleServer, ServerHandler};
+use serde_json::json;
+
+use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
+use crate::tools::EntraMcpServer;
+
+/// The MCP Apps extension id, advertised so hosts know we ship `ui://` resources.
+const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
+
+fn card_resource_meta() -> MetaObject {
+    let mut meta = MetaObject::new();
+    // Self-contained HTML: no network origins needed.
+    meta.0.insert(
+        "ui".into(),
+        json!({ "csp": { "connectDomains": [], "resourceDomains": [] }, "prefersBorder": true }),
+    );
+    meta
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for EntraMcpServer {
+    fn get_info(&self) -> ServerConfig {
+        let mut extensions = ExtensionCapabilities::new();
+        if let Ok(ui) = serde_json::from_value(json!({ "mimeTypes": [CARD_MIME_TYPE] })) {
+            extensions.insert(UI_EXTENSION.to_owned(), ui);
+        }
+        let capabilities = ServerCapabilities::builder()
+            .enable_extensions_with(extensions)
+            .enable_resources()
+            .enable_tools()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Example tools protected by Microsoft Entra ID: whoami tells you who your token says you are, \
+                 roll_dice rolls a die, greeting_card makes a card (an MCP App).",
+            )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let card = Resource::new(CARD_URI, "greeting-card")
+            .with_title("Greeting card")
+            .with_description("The HTML template of the greeting_card tool's MCP App")
+            .with_mime_type(CARD_MIME_TYPE)
+            .with_meta(card_resource_meta());
+        let mut result = ListResourcesResult::default();
+        result.resources = vec![card];
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        if request.uri != CARD_URI {
+            return Err(McpError::resource_not_found(
+                format!("no resource {}; this server has only {CARD_URI}", request.uri),
+                None,
+            ));
+        }
+        let html = card::render("you", DEFAULT_MESSAGE);
+        let contents = ResourceContents::text(html, CARD_URI)
+            .with_mime_type(CARD_MIME_TYPE)
+            .with_meta(card_resource_meta());
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}

@@ -1,0 +1,54 @@
+//! Every setting the server reads: one table, so the docs, `.env.example` and the code agree.
+
+/// One setting: its environment name (also its key in the TOML file, lower-cased), its default,
+/// and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Environment variable name, e.g. `AZURE_CLIENT_ID`.
+    pub name: &'static str,
+    /// Default value as written in `.env.example` (empty: no default).
+    pub default: &'static str,
+    /// One line of documentation.
+    pub help: &'static str,
+}
+
+macro_rules! settings {
+    ($($name:literal = $default:literal : $help:literal;)*) => {
+        /// All settings, in documentation order.
+        pub const SETTINGS: &[Setting] = &[$(Setting { name: $name, default: $default, help: $help }),*];
+    };
+}
+
+settings! {
+    "AZURE_CLIENT_ID" = "": "App registration's Application (client) ID (a GUID). Required unless --dev.";
+    "AZURE_TENANT_ID" = "": "Directory (tenant) ID or domain; or organizations, common, consumers for multi-tenant. Required unless --dev.";
+    "AZURE_REQUIRED_SCOPES" = "access_as_user": "Comma-separated scopes a user's token must carry (short names, as under Expose an API).";
+    "AZURE_IDENTIFIER_URI" = "": "Application ID URI, accepted as audience and used to build scope URIs. Default: api://<client-id>.";
+    "AZURE_AUTHORITY_HOST" = "https://login.microsoftonline.com": "Entra authority host (sovereign clouds: https://login.microsoftonline.us, https://login.partner.microsoftonline.cn).";
+    "AZURE_ALLOWED_TENANTS" = "": "Comma-separated tenant GUIDs allowed to call a multi-tenant (organizations/common) server. Empty: any tenant.";
+    "AZURE_REQUIRED_APP_ROLES" = "": "Comma-separated app roles an app-only (client-credentials) token must carry. Empty: app-only tokens are refused.";
+    "AZURE_ACCEPT_V1_TOKENS" = "false": "Accept Entra v1.0 tokens (issuer https://sts.windows.net/...). Prefer requestedAccessTokenVersion 2.";
+    "AZURE_CLOCK_LEEWAY_SECS" = "60": "Clock skew tolerated on exp and nbf, in seconds.";
+    "AZURE_KEY_REFRESH_SECS" = "21600": "How often Entra's signing keys are refreshed, in seconds.";
+    "AZURE_KEY_MIN_REFRESH_SECS" = "30": "Minimum seconds between two refreshes caused by a token with an unknown key id.";
+    "PUBLIC_URL" = "": "Where clients reach this server, without a path (https://mcp.contoso.com). Default: http://localhost:<PORT>.";
+    "HOST" = "127.0.0.1": "Address to listen on. Use 0.0.0.0 in a container.";
+    "PORT" = "8000": "TCP port to listen on.";
+    "ALLOWED_HOSTS" = "": "Comma-separated Host header values accepted on /mcp. Default: the PUBLIC_URL host and localhost.";
+    "ALLOWED_ORIGINS" = "": "Comma-separated browser origins accepted on /mcp (http://localhost:* for any port). Default: the PUBLIC_URL origin and localhost.";
+    "MAX_BODY_BYTES" = "1048576": "Largest request body accepted; larger gets 413.";
+    "LEGACY_SESSIONS" = "true": "Serve pre-2026-07-28 clients with sessions. false: stateless for every version (replicas without sticky sessions).";
+    "SESSION_IDLE_TIMEOUT_SECS" = "300": "Idle legacy sessions are closed after this many seconds.";
+    "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
+    "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";
+    "MCP_DEV_TOKEN" = "": "With --dev: the bearer token of the local dev identity. Default: a random token printed at start-up.";
+    "MCP_ACCESS_TOKEN" = "": "stdio: the caller's Entra access token.";
+    "MCP_ACCESS_TOKEN_FILE" = "": "stdio: a file holding the token, re-read when it changes.";
+    "MCP_ACCESS_TOKEN_COMMAND" = "": "stdio: a command printing a fresh token (run without a shell), re-run before the token expires.";
+    "MCP_ACCESS_TOKEN_COMMAND_TIMEOUT_SECS" = "30": "stdio: how long the token command may run.";
+}
+
+/// The setting named `name`, if there is one.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}

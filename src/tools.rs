@@ -1,0 +1,229 @@
+//! The three example tools: `whoami`, `roll_dice` and `greeting_card`.
+//!
+//! Each reads the verified caller with [`caller`] and answers with a text part for people and
+//! structured content (matching its output schema) for programs. Bad input is a tool error
+//! (`isError: true`) with a sentence saying what was wrong, never a silent clamp.
+
+use rand::Rng as _;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, ErrorData as McpError, MetaObject, ResourceContents};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::caller::caller;
+use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE, MAX_MESSAGE_CHARS};
+
+/// Fewest sides a die may have.
+pub const MIN_SIDES: i64 = 2;
+/// Most sides a die may have.
+pub const MAX_SIDES: i64 = 1000;
+
+/// The MCP server: the tools below plus the greeting-card resource (see `server.rs`).
+#[derive(Clone)]
+pub struct EntraMcpServer {
+    pub(crate) tool_router: ToolRouter<Self>,
+}
+
+impl Default for EntraMcpServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Structured result of `whoami`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct WhoAmI {
+    /// Display name (`name`, else username, else subject).
+    pub name: String,
+    /// `preferred_username`, `upn` or `email`, when the token has one.
+    pub username: Option<String>,
+    /// `oid`.
+    pub object_id: String,
+    /// `tid`.
+    pub tenant_id: String,
+    /// Delegated scopes (`scp`).
+    pub scopes: Vec<String>,
+    /// App roles (`roles`).
+    pub roles: Vec<String>,
+    /// The client application (`azp`/`appid`).
+    pub app_id: Option<String>,
+}
+
+/// Arguments of `roll_dice`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RollDiceArgs {
+    /// Number of sides, from 2 to 1000. Defaults to 6.
+    #[serde(default = "default_sides")]
+    #[schemars(range(min = 2, max = 1000))]
+    pub sides: i64,
+}
+
+fn default_sides() -> i64 {
+    6
+}
+
+/// Structured result of `roll_dice`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct DiceRoll {
+    /// Who rolled.
+    pub user: String,
+    /// Number of sides of the die.
+    pub sides: i64,
+    /// The roll, from 1 to `sides`.
+    pub roll: i64,
+}
+
+/// Arguments of `greeting_card`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GreetingCardArgs {
+    /// The message on the card, at most 500 characters.
+    #[serde(default = "default_message")]
+    pub message: String,
+}
+
+fn default_message() -> String {
+    DEFAULT_MESSAGE.to_owned()
+}
+
+/// Structured result of `greeting_card`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct GreetingCard {
+    /// Who the card is for.
+    pub username: String,
+    /// The message on the card.
+    pub message: String,
+}
+
+/// `_meta.ui` of the greeting-card tool: the MCP Apps host renders [`CARD_URI`] for it.
+fn greeting_card_meta() -> MetaObject {
+    let mut meta = MetaObject::new();
+    meta.0.insert(
+        "ui".into(),
+        json!({ "resourceUri": CARD_URI, "visibility": ["model", "app"] }),
+    );
+    meta
+}
+
+#[tool_router]
+impl EntraMcpServer {
+    /// A server with the three tools.
+    pub fn new() -> Self {
+        EntraMcpServer {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Tells the caller who the token says they are.
+    #[tool(
+        description = "Return who you are, as Microsoft Entra ID sees you: name, username, object and tenant ids, scopes and roles.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<WhoAmI>()
+    )]
+    async fn whoami(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+        let who = caller(&ctx)?;
+        let text = format!(
+            "You are {} ({}).",
+            who.display_name(),
+            who.username.as_deref().unwrap_or(&who.subject)
+        );
+        structured(
+            text,
+            WhoAmI {
+                name: who.display_name().to_owned(),
+                username: who.username.clone(),
+                object_id: who.object_id.clone(),
+                tenant_id: who.tenant_id.clone(),
+                scopes: who.scopes.clone(),
+                roles: who.roles.clone(),
+                app_id: who.client_app.clone(),
+            },
+        )
+    }
+
+    /// Rolls a fair die with a cryptographically secure generator.
+    #[tool(
+        description = "Roll a fair die with 2 to 1000 sides (default 6) and say who rolled what.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<DiceRoll>()
+    )]
+    async fn roll_dice(
+        &self,
+        Parameters(args): Parameters<RollDiceArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let who = caller(&ctx)?;
+        if !(MIN_SIDES..=MAX_SIDES).contains(&args.sides) {
+            return Ok(tool_error(format!(
+                "sides must be a whole number from {MIN_SIDES} to {MAX_SIDES}, got {}",
+                args.sides
+            )));
+        }
+        // ThreadRng is a CSPRNG (ChaCha, reseeded from the OS); `random_range` is unbiased.
+        let roll = rand::rng().random_range(1..=args.sides);
+        let user = who.display_name().to_owned();
+        let text = format!("{user} rolled a {roll} (1–{}).", args.sides);
+        structured(
+            text,
+            DiceRoll {
+                user,
+                sides: args.sides,
+                roll,
+            },
+        )
+    }
+
+    /// Makes a greeting card for the caller, as text and as an MCP App.
+    #[tool(
+        description = "Make a greeting card for you with a message (at most 500 characters). Hosts that support MCP Apps show it as a card.",
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<GreetingCard>(),
+        meta = greeting_card_meta()
+    )]
+    async fn greeting_card(
+        &self,
+        Parameters(args): Parameters<GreetingCardArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let who = caller(&ctx)?;
+        let chars = args.message.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Ok(tool_error(format!(
+                "message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )));
+        }
+        if args.message.trim().is_empty() {
+            return Ok(tool_error("message must not be empty".to_owned()));
+        }
+        let username = who.display_name().to_owned();
+        let html = card::render(&username, &args.message);
+        let mut result = CallToolResult::success(vec![
+            ContentBlock::text(format!("A greeting card for {username}: {}", args.message)),
+            ContentBlock::resource(ResourceContents::text(html, CARD_URI).with_mime_type(CARD_MIME_TYPE)),
+        ]);
+        result.structured_content = Some(to_json(&GreetingCard {
+            username,
+            message: args.message,
+        })?);
+        Ok(result)
+    }
+}
+
+fn structured<T: Serialize>(text: String, value: T) -> Result<CallToolResult, McpError> {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(to_json(&value)?);
+    Ok(result)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, McpError> {
+    serde_json::to_value(value)
+        .map_err(|e| McpError::internal_error(format!("could not encode the result: {e}"), None))
+}
+
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}

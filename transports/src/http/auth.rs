@@ -1,0 +1,307 @@
+//! Bearer authentication in front of the MCP service (RFC 6750), as a tower layer.
+//!
+//! [`BearerAuthLayer`] takes the one `Authorization: Bearer` credential, verifies it with the
+//! configured [`TokenVerifier`], and either answers with the right challenge (401/400/403/503, see
+//! `challenge.rs`) or passes the request on with the verified [`Identity`] in its extensions. It
+//! also binds legacy sessions to their owner (see [`SessionBindings`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use tower::{Layer, Service};
+use verifiers::{AuthError, MalformedCredentials, TokenVerifier};
+
+use super::body::{full, Body};
+use super::challenge::{auth_error_response, ChallengeContext};
+use super::sessions::{Ownership, Principal, SessionBindings};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Layer that applies [`BearerAuth`] to a service.
+#[derive(Clone)]
+pub struct BearerAuthLayer {
+    verifier: Arc<dyn TokenVerifier>,
+    challenge: Arc<ChallengeContext>,
+    sessions: SessionBindings,
+}
+
+impl std::fmt::Debug for BearerAuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthLayer")
+            .field("resource_metadata", &self.challenge.resource_metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerAuthLayer {
+    /// A layer verifying with `verifier`; challenges point at `resource_metadata` and name
+    /// `scopes` (full scope URIs).
+    pub fn new(
+        verifier: Arc<dyn TokenVerifier>,
+        resource_metadata: impl Into<String>,
+        scopes: &[String],
+        sessions: SessionBindings,
+    ) -> Self {
+        BearerAuthLayer {
+            verifier,
+            challenge: Arc::new(ChallengeContext {
+                resource_metadata: resource_metadata.into(),
+                scope: scopes.join(" "),
+            }),
+            sessions,
+        }
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Middleware that authenticates every request with a bearer token before `S` sees it.
+#[derive(Clone, Debug)]
+pub struct BearerAuth<S> {
+    inner: S,
+    layer: BearerAuthLayer,
+}
+
+impl<S> BearerAuth<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for BearerAuth<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The instance that reported ready serves this request; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let verified = match bearer_token(request.headers(), request.uri()) {
+                Ok(token) => {
+                    let token = token.to_owned();
+                    layer.verifier.verify(&token).await
+                }
+                Err(err) => Err(err),
+            };
+            let identity = match verified {
+                Ok(identity) => identity,
+                Err(err) => {
+                    log_rejection(&err, &request);
+                    return Ok(auth_error_response(&err, &layer.challenge));
+                }
+            };
+            let principal = Principal::of(&identity);
+            let session = request
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(session) = &session {
+                if layer.sessions.ownership(session, &principal) == Ownership::Other {
+                    tracing::warn!(
+                        tenant = %principal.tenant_id,
+                        object_id = %principal.object_id,
+                        "refused a request on a session opened by another principal"
+                    );
+                    return Ok(session_not_found());
+                }
+            }
+            let method = request.method().clone();
+            request.extensions_mut().insert(identity);
+            let response = inner.call(request).await?;
+            track_session(&layer.sessions, session.as_deref(), &method, &response, principal);
+            Ok(response)
+        })
+    }
+}
+
+/// Records which principal a new session belongs to, and forgets sessions that ended.
+fn track_session(
+    sessions: &SessionBindings,
+    request_session: Option<&str>,
+    method: &Method,
+    response: &Response<Body>,
+    owner: Principal,
+) {
+    match request_session {
+        None => {
+            if let Some(issued) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                sessions.bind(issued.to_owned(), owner);
+            }
+        }
+        Some(session) => {
+            let ended = (method == Method::DELETE && response.status().is_success())
+                || response.status() == StatusCode::NOT_FOUND;
+            if ended {
+                sessions.unbind(session);
+            }
+        }
+    }
+}
+
+fn session_not_found() -> Response<Body> {
+    let mut response = Response::new(full("Not Found: Session not found"));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+fn log_rejection<B>(err: &AuthError, request: &Request<B>) {
+    // Never the token: only the reason, which is built from claims and settings.
+    match err {
+        AuthError::Unavailable(_) => {
+            tracing::warn!(kind = err.kind(), reason = %err, path = request.uri().path(), "request rejected")
+        }
+        _ => {
+            tracing::info!(kind = err.kind(), reason = %err, path = request.uri().path(), "request rejected")
+        }
+    }
+}
+
+/// The bearer token of a request: exactly one `Authorization: Bearer <token>` header (scheme
+/// case-insensitive), and no `access_token` in the query.
+pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, AuthError> {
+    let token_in_query = uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+        })
+    });
+    if token_in_query {
+        return Err(MalformedCredentials::TokenInQuery.into());
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(MalformedCredentials::MultipleAuthorizationHeaders.into());
+    }
+    let value = value.to_str().map_err(|_| MalformedCredentials::NotAscii)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, …) is not a bearer credential at all: challenge for one.
+        return Err(AuthError::MissingToken);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() {
+        return Err(MalformedCredentials::EmptyBearerToken.into());
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr   abc"] {
+            assert_eq!(bearer_token(&headers(&[v]), &uri("/mcp")), Ok("abc"), "{v}");
+        }
+    }
+
+    #[test]
+    fn missing_or_foreign_scheme_is_missing_token() {
+        assert_eq!(
+            bearer_token(&headers(&[]), &uri("/mcp")),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Basic dXNlcjpwdw=="]), &uri("/mcp")),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearerabc"]), &uri("/mcp")),
+            Err(AuthError::MissingToken)
+        );
+    }
+
+    #[test]
+    fn empty_token_and_duplicate_headers_are_malformed() {
+        assert_eq!(
+            bearer_token(&headers(&["Bearer "]), &uri("/mcp")),
+            Err(MalformedCredentials::EmptyBearerToken.into())
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer"]), &uri("/mcp")),
+            Err(MalformedCredentials::EmptyBearerToken.into())
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"]), &uri("/mcp")),
+            Err(MalformedCredentials::MultipleAuthorizationHeaders.into())
+        );
+    }
+
+    #[test]
+    fn token_in_query_is_refused_even_with_a_header() {
+        for q in [
+            "/mcp?access_token=abc",
+            "/mcp?x=1&ACCESS_TOKEN=abc",
+            "/mcp?access_token",
+        ] {
+            assert_eq!(
+                bearer_token(&headers(&["Bearer abc"]), &uri(q)),
+                Err(MalformedCredentials::TokenInQuery.into()),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc"]), &uri("/mcp?access_tokens=1")),
+            Ok("abc")
+        );
+    }
+}

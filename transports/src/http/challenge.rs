@@ -1,0 +1,128 @@
+//! Turning an [`AuthError`] into the HTTP answer RFC 6750 and the MCP spec expect.
+
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use verifiers::AuthError;
+
+use super::body::{full, Body};
+
+/// What every challenge needs besides the error itself.
+#[derive(Debug, Clone)]
+pub(crate) struct ChallengeContext {
+    /// `<PUBLIC_URL>/.well-known/oauth-protected-resource/mcp`.
+    pub(crate) resource_metadata: String,
+    /// Full scope URIs, space-separated.
+    pub(crate) scope: String,
+}
+
+/// The one place auth errors become responses: status, `WWW-Authenticate`, and a JSON body.
+pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Response<Body> {
+    let (status, error_code) = match err {
+        AuthError::MissingToken => (StatusCode::UNAUTHORIZED, None),
+        AuthError::Malformed(_) => (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        AuthError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+        AuthError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+        AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+    };
+    let description = err.to_string();
+    let mut challenge = format!("Bearer resource_metadata=\"{}\"", quote(&ctx.resource_metadata));
+    if let Some(code) = error_code {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            quote(&description)
+        ));
+    }
+    if matches!(err, AuthError::MissingToken | AuthError::InsufficientScope { .. }) && !ctx.scope.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", quote(&ctx.scope)));
+    }
+    let body = serde_json::json!({
+        "error": error_code.unwrap_or(match status {
+            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+            _ => "unauthorized",
+        }),
+        "error_description": description,
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let AuthError::Unavailable(reason) = err {
+        headers.insert(RETRY_AFTER, HeaderValue::from(reason.retry_after().as_secs()));
+    } else if let Ok(value) = HeaderValue::from_str(&challenge) {
+        headers.insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// Makes `text` safe inside a quoted-string (RFC 9110 §5.6.4): no `"` or `\`, visible ASCII only.
+fn quote(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verifiers::{InvalidToken, ScopeProblem, Unavailable};
+
+    fn ctx() -> ChallengeContext {
+        ChallengeContext {
+            resource_metadata: "http://localhost:8000/.well-known/oauth-protected-resource/mcp".into(),
+            scope: "api://x/access_as_user".into(),
+        }
+    }
+
+    fn challenge(r: &Response<Body>) -> &str {
+        r.headers()[WWW_AUTHENTICATE].to_str().unwrap()
+    }
+
+    #[test]
+    fn missing_token_gets_bare_challenge_with_scope() {
+        let r = auth_error_response(&AuthError::MissingToken, &ctx());
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            challenge(&r),
+            "Bearer resource_metadata=\"http://localhost:8000/.well-known/oauth-protected-resource/mcp\", scope=\"api://x/access_as_user\""
+        );
+    }
+
+    #[test]
+    fn invalid_token_names_the_reason() {
+        let r = auth_error_response(&InvalidToken::BadSignature.into(), &ctx());
+        assert_eq!(r.status(), 401);
+        assert!(challenge(&r)
+            .contains("error=\"invalid_token\", error_description=\"the token signature is invalid\""));
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_with_scope() {
+        let err = AuthError::InsufficientScope {
+            required: vec!["access_as_user".into()],
+            problem: ScopeProblem::MissingScopes {
+                missing: vec!["access_as_user".into()],
+            },
+        };
+        let r = auth_error_response(&err, &ctx());
+        assert_eq!(r.status(), 403);
+        assert!(challenge(&r).contains("error=\"insufficient_scope\""));
+        assert!(challenge(&r).contains("scope=\"api://x/access_as_user\""));
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after() {
+        let r = auth_error_response(&Unavailable::NoSigningKeys.into(), &ctx());
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn quoted_strings_cannot_break_the_header() {
+        assert_eq!(quote("a\"b\\c\nd"), "a'b/c?d");
+    }
+}

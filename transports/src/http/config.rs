@@ -1,0 +1,158 @@
+//! Settings of the HTTP transport.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+/// The MCP endpoint's path.
+pub const MCP_PATH: &str = "/mcp";
+/// The RFC 9728 metadata path for the MCP endpoint.
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
+
+/// How the HTTP transport behaves. Build with [`HttpConfig::new`], then adjust fields.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `PUBLIC_URL`: where clients reach this server (scheme, host, port; no path). Used for the
+    /// advertised resource and metadata URLs, and for the default allowed Host and Origin.
+    pub public_url: Url,
+    /// `resource_name` in the metadata document.
+    pub resource_name: String,
+    /// `authorization_servers` in the metadata document (e.g. `<authority>/<tenant>/v2.0`).
+    pub authorization_servers: Vec<String>,
+    /// Full scope URIs (`api://…/access_as_user`): advertised, and named in 401/403 challenges.
+    pub scopes: Vec<String>,
+    /// `Host` values accepted on `/mcp` (`host` matches any port, `host:port` only that port).
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted when a request carries one (`scheme://host[:port]`, `:*` for any
+    /// port). Requests without `Origin` (non-browser clients) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted; larger gets `413`. Defaults to 1 MiB.
+    pub max_body_bytes: usize,
+    /// Serve pre-2026-07-28 clients with sessions (`Mcp-Session-Id`). Turn off to run stateless
+    /// replicas behind a load balancer without sticky sessions. Defaults to `true`.
+    pub legacy_sessions: bool,
+    /// Idle legacy sessions are closed after this long. Defaults to 5 minutes.
+    pub session_idle_timeout: Duration,
+    /// Most open legacy sessions at once; past it, new sessions get `503`. Defaults to 10,000.
+    pub max_sessions: usize,
+    /// In stateless mode, answer simple requests with `application/json` instead of SSE.
+    /// Defaults to `true`.
+    pub json_response: bool,
+    /// How long shutdown waits for in-flight requests. Defaults to 10 s.
+    pub shutdown_timeout: Duration,
+    /// A connection that has not sent complete request headers within this time is closed
+    /// (slow-loris protection). Defaults to 10 s.
+    pub header_read_timeout: Duration,
+    /// Most concurrent connections; past it, new connections wait in the listen backlog.
+    /// Defaults to 10,000.
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    /// A configuration with every default for a server reachable at `public_url`.
+    pub fn new(public_url: Url) -> Self {
+        HttpConfig {
+            allowed_hosts: default_allowed_hosts(&public_url),
+            allowed_origins: default_allowed_origins(&public_url),
+            public_url,
+            resource_name: "mcp-server-entra".to_owned(),
+            authorization_servers: Vec::new(),
+            scopes: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            legacy_sessions: true,
+            session_idle_timeout: Duration::from_secs(300),
+            max_sessions: 10_000,
+            json_response: true,
+            shutdown_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+
+    /// The `PUBLIC_URL` without a trailing slash.
+    pub(crate) fn base(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+
+    /// The advertised resource: `<PUBLIC_URL>/mcp`.
+    pub fn resource(&self) -> String {
+        format!("{}{MCP_PATH}", self.base())
+    }
+
+    /// Where the metadata document is: `<PUBLIC_URL>/.well-known/oauth-protected-resource/mcp`.
+    pub fn metadata_url(&self) -> String {
+        format!("{}{METADATA_PATH}", self.base())
+    }
+
+    /// Checks the settings that could make the server unreachable or unsafe.
+    pub fn validate(&self) -> Result<(), HttpConfigError> {
+        if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host_str().is_none() {
+            return Err(HttpConfigError::PublicUrlNotHttp(self.public_url.to_string()));
+        }
+        if self.public_url.path() != "/" || self.public_url.query().is_some() {
+            return Err(HttpConfigError::PublicUrlHasPath(self.public_url.to_string()));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(HttpConfigError::Zero("MAX_BODY_BYTES"));
+        }
+        if self.max_sessions == 0 {
+            return Err(HttpConfigError::Zero("MAX_SESSIONS"));
+        }
+        if self.max_connections == 0 {
+            return Err(HttpConfigError::Zero("MAX_CONNECTIONS"));
+        }
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| o.as_str() != "null" && super::origin::OriginPattern::parse(o).is_none())
+        {
+            return Err(HttpConfigError::BadOrigin(bad.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// The `PUBLIC_URL` host, plus the loopback names when it is local.
+fn default_allowed_hosts(public_url: &Url) -> Vec<String> {
+    let mut hosts = Vec::new();
+    if let Some(host) = public_url.host_str() {
+        hosts.push(match public_url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        });
+    }
+    for local in ["localhost", "127.0.0.1", "[::1]"] {
+        if !hosts.iter().any(|h| h == local) {
+            hosts.push(local.to_owned());
+        }
+    }
+    hosts
+}
+
+fn default_allowed_origins(public_url: &Url) -> Vec<String> {
+    vec![
+        public_url.origin().ascii_serialization(),
+        "http://localhost:*".to_owned(),
+        "http://127.0.0.1:*".to_owned(),
+        "http://[::1]:*".to_owned(),
+    ]
+}
+
+/// An HTTP setting that cannot work. The text names the setting.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpConfigError {
+    /// `PUBLIC_URL` is not an http(s) URL with a host.
+    #[error("PUBLIC_URL must be an http:// or https:// URL with a host, got {0:?}")]
+    PublicUrlNotHttp(String),
+    /// `PUBLIC_URL` has a path or query.
+    #[error("PUBLIC_URL must be the server's origin without a path (the MCP endpoint is always <PUBLIC_URL>/mcp), got {0:?}")]
+    PublicUrlHasPath(String),
+    /// A limit of zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// An allowed origin that is not `scheme://host[:port]`.
+    #[error("ALLOWED_ORIGINS entries must look like https://app.example.com, http://localhost:* or null, got {0:?}")]
+    BadOrigin(String),
+}

@@ -1,0 +1,28 @@
+//! Streamable HTTP transport (DESIGN §4).
+//!
+//! Routes:
+//!
+//! | path | auth | what |
+//! |---|---|---|
+//! | `/mcp`, `/mcp/` | bearer | the MCP endpoint (both paths, no redirect) |
+//! | `/.well-known/oauth-protected-resource/mcp` (and without `/mcp`) | none | RFC 9728 metadata |
+//! | `/health` | none | `200 ok`, no I/O (liveness) |
+//! | `/ready` | none | `200` once the verifier can verify (readiness), else `503` |
+//!
+//! Everything else is `404`.
+
+mod auth;
+mod body;
+mod challenge;
+mod config;
+mod metadata;
+mod origin;
+mod router;
+mod server;
+mod sessions;
+
+pub use auth::{bearer_token, BearerAuth, BearerAuthLayer};
+pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH};
+pub use metadata::ProtectedResourceMetadata;
+pub use server::{serve, RunningServer};
+pub use sessions::{Principal, SessionBindings};

@@ -1,0 +1,220 @@
+//! Which path gets what, plus the Host/Origin checks and CORS of the MCP endpoint.
+
+use std::convert::Infallible;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower::ServiceExt as _;
+use verifiers::TokenVerifier;
+
+use super::body::{empty, full, Body};
+use super::config::{MCP_PATH, METADATA_PATH};
+use super::origin::HostOriginPolicy;
+
+/// The headers a browser client may send to `/mcp`.
+const CORS_ALLOW_HEADERS: &str =
+    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id";
+/// The response headers a browser client may read.
+const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
+
+/// Everything a request needs, shared by all connections.
+pub(crate) struct App<S> {
+    /// The MCP service behind bearer auth.
+    pub(crate) mcp: S,
+    pub(crate) verifier: Arc<dyn TokenVerifier>,
+    pub(crate) metadata_json: Bytes,
+    pub(crate) policy: HostOriginPolicy,
+    /// Cancelled when shutdown starts: ends open GET event streams so connections can drain.
+    pub(crate) draining: CancellationToken,
+}
+
+pub(crate) async fn route<S>(
+    app: Arc<App<S>>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    let path = request.uri().path();
+    let response = match path {
+        "/health" => health(request.method()),
+        "/ready" => ready(request.method(), app.verifier.as_ref()),
+        METADATA_PATH | "/.well-known/oauth-protected-resource" => {
+            metadata(request.method(), &app.metadata_json)
+        }
+        p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => mcp(&app, request).await,
+        _ => text(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    Ok(response)
+}
+
+async fn mcp<S>(app: &App<S>, request: Request<Incoming>) -> Response<Body>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(host) if app.policy.host_allowed(host) => {}
+        other => {
+            tracing::warn!(
+                host = other.unwrap_or("<none>"),
+                "refused a request for a host that is not allowed"
+            );
+            return text(
+                StatusCode::FORBIDDEN,
+                "Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)",
+            );
+        }
+    }
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    if let Some(origin) = &origin {
+        if !origin.to_str().is_ok_and(|o| app.policy.origin_allowed(o)) {
+            tracing::warn!(origin = ?origin, "refused a request from an origin that is not allowed");
+            return text(
+                StatusCode::FORBIDDEN,
+                "Forbidden: Origin not allowed (see ALLOWED_ORIGINS)",
+            );
+        }
+    }
+    let is_get = request.method() == Method::GET;
+    let mut response = if request.method() == Method::OPTIONS {
+        preflight()
+    } else {
+        match app.mcp.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    };
+    if is_get && response.status().is_success() {
+        response = response.map(|body| until(body, app.draining.clone()));
+    }
+    if let Some(origin) = origin {
+        allow_origin(response.headers_mut(), origin);
+    }
+    response
+}
+
+fn preflight() -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response
+}
+
+fn allow_origin(headers: &mut http::HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+fn health(method: &Method) -> Response<Body> {
+    match *method {
+        Method::GET | Method::HEAD => text(StatusCode::OK, "ok"),
+        _ => method_not_allowed("GET, HEAD"),
+    }
+}
+
+fn ready(method: &Method, verifier: &dyn TokenVerifier) -> Response<Body> {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return method_not_allowed("GET, HEAD");
+    }
+    match verifier.readiness() {
+        verifiers::Readiness::Ready => text(StatusCode::OK, "ready"),
+        verifiers::Readiness::NotReady(reason) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}"))
+        }
+    }
+}
+
+fn metadata(method: &Method, json: &Bytes) -> Response<Body> {
+    let mut response = match *method {
+        Method::GET | Method::HEAD => {
+            let mut r = Response::new(full(json.clone()));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
+        Method::OPTIONS => preflight(),
+        _ => return method_not_allowed("GET, HEAD, OPTIONS"),
+    };
+    // Public information that browser-based clients must be able to read from any origin.
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(full(body.to_owned()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A body that ends early, cleanly, once `token` is cancelled.
+fn until(body: Body, token: CancellationToken) -> Body {
+    UntilCancelled {
+        body,
+        cancelled: Box::pin(token.cancelled_owned()),
+    }
+    .boxed()
+}
+
+struct UntilCancelled {
+    body: Body,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl hyper::body::Body for UntilCancelled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+}

@@ -1,0 +1,237 @@
+//! Accepting connections, serving them, and shutting down without dropping requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServerHandler;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::Layer as _;
+use verifiers::TokenVerifier;
+
+use super::auth::BearerAuthLayer;
+use super::metadata::ProtectedResourceMetadata;
+use super::origin::HostOriginPolicy;
+use super::router::{route, App};
+use super::sessions::SessionBindings;
+use super::{HttpConfig, HttpConfigError};
+
+/// A server started by [`serve`]: its address, and the handle to stop it.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    sessions: SessionBindings,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The legacy sessions currently open, by owner.
+    pub fn sessions(&self) -> &SessionBindings {
+        &self.sessions
+    }
+
+    /// A token that starts a graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by the shutdown timeout), then
+    /// returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the server has stopped (after [`shutdown_token`](Self::shutdown_token) fired).
+    pub async fn wait(self) {
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the HTTP server task failed");
+        }
+    }
+}
+
+/// Serves MCP over streamable HTTP on `listener` until the returned server is shut down.
+///
+/// `handler` makes one MCP handler per session (legacy) or per request (stateless); the verified
+/// caller reaches it in the request context (see the crate docs).
+pub fn serve<H, F>(
+    listener: TcpListener,
+    config: HttpConfig,
+    verifier: Arc<dyn TokenVerifier>,
+    handler: F,
+) -> Result<RunningServer, HttpConfigError>
+where
+    H: ServerHandler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    config.validate()?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|_| HttpConfigError::PublicUrlNotHttp(config.public_url.to_string()))?;
+    let shutdown = CancellationToken::new();
+    let mcp_shutdown = CancellationToken::new();
+    let draining = CancellationToken::new();
+
+    let mut rmcp_config = StreamableHttpServerConfig::default()
+        // Host and Origin are checked by our router, before authentication, for every path.
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_legacy_session_mode(config.legacy_sessions)
+        .with_json_response(config.json_response && !config.legacy_sessions)
+        .with_max_request_body_bytes(config.max_body_bytes)
+        .with_cancellation_token(mcp_shutdown.clone());
+    if !config.legacy_sessions {
+        rmcp_config = rmcp_config.with_sse_retry(None);
+    }
+    let mut session_manager = LocalSessionManager::default();
+    session_manager.session_config.keep_alive = Some(config.session_idle_timeout);
+    let session_manager = Arc::new(session_manager);
+    let service = StreamableHttpService::new(move || Ok(handler()), session_manager.clone(), rmcp_config);
+
+    let sessions = SessionBindings::default();
+    let auth = BearerAuthLayer::new(
+        verifier.clone(),
+        config.metadata_url(),
+        &config.scopes,
+        sessions.clone(),
+    );
+    let metadata_json =
+        serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();
+    let app = Arc::new(App {
+        mcp: auth.layer(service),
+        verifier,
+        metadata_json: Bytes::from(metadata_json),
+        policy: HostOriginPolicy::new(&config.allowed_hosts, &config.allowed_origins),
+        draining: draining.clone(),
+    });
+
+    spawn_binding_sweeper(sessions.clone(), session_manager, shutdown.clone());
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        config,
+        shutdown.clone(),
+        draining,
+        mcp_shutdown,
+    ));
+    Ok(RunningServer {
+        local_addr,
+        shutdown,
+        sessions,
+        task,
+    })
+}
+
+async fn accept_loop<S>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+    draining: CancellationToken,
+    mcp_shutdown: CancellationToken,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<super::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 * 1024);
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // SSE responses leave in several small writes; without this, each waits ~40 ms for the
+        // client's delayed ACK (measured: 22 → 778 req/s on one connection).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| route(app.clone(), request));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; letting in-flight requests finish");
+    draining.cancel();
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(config.shutdown_timeout) => {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timeout: closing the remaining connections");
+        }
+    }
+    mcp_shutdown.cancel();
+}
+
+/// Forgets bindings of sessions rmcp has closed (idle expiry), so the map cannot grow forever.
+fn spawn_binding_sweeper(
+    sessions: SessionBindings,
+    manager: Arc<LocalSessionManager>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let live = manager.sessions.read().await;
+            sessions.retain(|id| live.keys().any(|s| s.as_ref() == id));
+        }
+    });
+}

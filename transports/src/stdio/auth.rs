@@ -1,0 +1,151 @@
+//! The stdio caller: the token from a [`TokenSource`], verified, cached until it expires.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tokio::time::Instant;
+use verifiers::{AuthError, Identity, InvalidToken, TokenVerifier};
+
+use super::source::{TokenSource, TokenSourceError};
+
+/// Refresh a command token this long before it expires.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// Run the token command at most this often while the old token is still valid.
+const MIN_COMMAND_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the stdio caller has no valid identity. The text says how to fix it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StdioAuthError {
+    /// The source could not produce a token.
+    #[error(transparent)]
+    Source(#[from] TokenSourceError),
+    /// The token was rejected.
+    #[error("the token from {source_name} was rejected: {error}{}", fix_hint(*source_name, error))]
+    Rejected {
+        /// Which variable the token came from.
+        source_name: &'static str,
+        /// Why it was rejected.
+        error: AuthError,
+    },
+}
+
+fn fix_hint(source_name: &str, error: &AuthError) -> &'static str {
+    let expired = matches!(error, AuthError::InvalidToken(InvalidToken::Expired { .. }));
+    match (source_name, expired) {
+        ("MCP_ACCESS_TOKEN", true) => {
+            ". Get a new token (az account get-access-token --scope api://<client-id>/access_as_user --query accessToken -o tsv) and restart the server, or set MCP_ACCESS_TOKEN_COMMAND so it refreshes the token itself"
+        }
+        ("MCP_ACCESS_TOKEN_FILE", true) => ". Write a fresh token to the file; it is re-read when it changes",
+        ("MCP_ACCESS_TOKEN_COMMAND", true) => ". The command printed an expired token; check that it fetches a new one",
+        _ => "",
+    }
+}
+
+struct Cached {
+    token: Option<String>,
+    identity: Option<Identity>,
+    file_stamp: Option<(SystemTime, u64)>,
+    last_command_run: Option<Instant>,
+}
+
+/// The caller of a stdio server: where its token comes from, and the verifier that checks it.
+///
+/// [`identity`](Self::identity) is cheap when nothing changed (a cached identity, one `stat` for a
+/// file source); it re-reads the file when it changed, re-runs the command shortly before expiry,
+/// and re-verifies the token once the cached identity has expired.
+pub struct StdioAuth {
+    verifier: Arc<dyn TokenVerifier>,
+    source: TokenSource,
+    cached: tokio::sync::Mutex<Cached>,
+}
+
+impl std::fmt::Debug for StdioAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioAuth")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdioAuth {
+    /// A caller whose token comes from `source`, verified by `verifier`.
+    pub fn new(verifier: Arc<dyn TokenVerifier>, source: TokenSource) -> Self {
+        StdioAuth {
+            verifier,
+            source,
+            cached: tokio::sync::Mutex::new(Cached {
+                token: None,
+                identity: None,
+                file_stamp: None,
+                last_command_run: None,
+            }),
+        }
+    }
+
+    /// The verified caller now, refreshing the token if needed.
+    pub async fn identity(&self) -> Result<Identity, StdioAuthError> {
+        let mut cached = self.cached.lock().await;
+        let now = SystemTime::now();
+        if self.needs_new_token(&mut cached, now).await {
+            let token = self.source.fetch().await?;
+            if matches!(self.source, TokenSource::Command { .. }) {
+                cached.last_command_run = Some(Instant::now());
+            }
+            if cached.token.as_deref() != Some(token.as_str()) {
+                tracing::debug!(source = self.source.name(), "using a new access token");
+                cached.identity = None;
+            }
+            cached.token = Some(token);
+        }
+        if let Some(identity) = &cached.identity {
+            if !identity.is_expired_at(now) {
+                return Ok(identity.clone());
+            }
+        }
+        let token = cached.token.clone().unwrap_or_default();
+        match self.verifier.verify(&token).await {
+            Ok(identity) => {
+                cached.identity = Some(identity.clone());
+                Ok(identity)
+            }
+            Err(error) => {
+                cached.identity = None;
+                tracing::warn!(kind = error.kind(), reason = %error, source = self.source.name(), "access token rejected");
+                Err(StdioAuthError::Rejected {
+                    source_name: self.source.name(),
+                    error,
+                })
+            }
+        }
+    }
+
+    async fn needs_new_token(&self, cached: &mut Cached, now: SystemTime) -> bool {
+        if cached.token.is_none() {
+            cached.file_stamp = self.source.file_stamp().await;
+            return true;
+        }
+        match &self.source {
+            TokenSource::Fixed(_) => false,
+            TokenSource::File(_) => {
+                let stamp = self.source.file_stamp().await;
+                let changed = stamp != cached.file_stamp;
+                cached.file_stamp = stamp;
+                changed
+            }
+            TokenSource::Command { .. } => {
+                let expires_soon = cached
+                    .identity
+                    .as_ref()
+                    .and_then(|id| id.expires_at)
+                    .is_none_or(|exp| exp <= now + REFRESH_MARGIN);
+                let expired = cached.identity.as_ref().is_none_or(|id| id.is_expired_at(now));
+                let ran_recently = cached
+                    .last_command_run
+                    .is_some_and(|at| at.elapsed() < MIN_COMMAND_INTERVAL);
+                expires_soon && (expired || !ran_recently)
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Authenticating every stdio request before the handler sees it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::model::{ClientNotification, ClientRequest, ErrorData as McpError, ProtocolVersion, ServerResult};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer, Service};
+use rmcp::ServerHandler;
+
+use super::auth::StdioAuth;
+
+/// An MCP service that checks the stdio caller's token before each request and puts the verified
+/// [`Identity`](verifiers::Identity) into the request context, where the tools find it.
+///
+/// The lifecycle requests (`initialize`, `server/discover`, `ping`) pass without a check, so a
+/// host can still connect and show the error the first real request returns.
+pub struct Authenticated<H> {
+    inner: H,
+    auth: Arc<StdioAuth>,
+}
+
+impl<H> Authenticated<H> {
+    /// Wraps `inner`, authenticating with `auth`.
+    pub fn new(inner: H, auth: Arc<StdioAuth>) -> Self {
+        Authenticated { inner, auth }
+    }
+}
+
+impl<H: ServerHandler> Service<RoleServer> for Authenticated<H> {
+    async fn handle_request(
+        &self,
+        request: ClientRequest,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, McpError> {
+        let lifecycle = matches!(
+            request,
+            ClientRequest::InitializeRequest(_)
+                | ClientRequest::DiscoverRequest(_)
+                | ClientRequest::PingRequest(_)
+        );
+        if !lifecycle {
+            match self.auth.identity().await {
+                Ok(identity) => {
+                    context.extensions.insert(identity);
+                }
+                Err(error) => return Err(McpError::invalid_request(error.to_string(), None)),
+            }
+        }
+        Service::handle_request(&self.inner, request, context).await
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ClientNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Service::handle_notification(&self.inner, notification, context).await
+    }
+
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        Service::get_info(&self.inner)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Service::supported_protocol_versions(&self.inner)
+    }
+}
