@@ -1,0 +1,346 @@
+//! Shared test helpers: test keys, token minting, a fake Entra, and servers on 127.0.0.1:0.
+#![allow(dead_code)] // each test module uses a different part
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use mcp_server_entra::EntraMcpServer;
+use rmcp::model::ProtocolVersion;
+use rmcp::service::{ClientLifecycleMode, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientServiceExt as _, RoleClient, ServiceExt as _};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use transports::http::{HttpConfig, RunningServer};
+use verifiers::{
+    AccessPolicy, AuthError, EntraConfig, EntraVerifier, Identity, StaticVerifier, TokenVerifier, Unavailable,
+};
+
+pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub const TENANT: &str = "aaaaaaaa-bbbb-cccc-dddd-000000000001";
+pub const OTHER_TENANT: &str = "aaaaaaaa-bbbb-cccc-dddd-000000000002";
+
+/// A signing key of the fake tenant.
+pub struct TestKey {
+    pub kid: &'static str,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+}
+
+impl TestKey {
+    pub fn load(kid: &'static str, pem: &[u8]) -> TestKey {
+        let encoding = EncodingKey::from_rsa_pem(pem).unwrap();
+        let mut jwk = serde_json::to_value(
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, Algorithm::RS256).unwrap(),
+        )
+        .unwrap();
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        TestKey { kid, encoding, jwk }
+    }
+}
+
+pub fn key1() -> TestKey {
+    TestKey::load("key-1", include_bytes!("../fixtures/key1.pem"))
+}
+
+pub fn key2() -> TestKey {
+    TestKey::load("key-2", include_bytes!("../fixtures/key2.pem"))
+}
+
+pub fn small_key() -> TestKey {
+    TestKey::load("key-1024", include_bytes!("../fixtures/key_1024.pem"))
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Signs `claims` under an arbitrary `header` (which should carry `alg` and `kid`).
+pub fn mint_raw(key: &TestKey, header: &Value, claims: &Value) -> String {
+    let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
+    let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap());
+    let input = format!("{h}.{c}");
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, Algorithm::RS256).unwrap();
+    format!("{input}.{signature}")
+}
+
+/// Signs `claims` with `key` and the standard header.
+pub fn mint(key: &TestKey, claims: &Value) -> String {
+    mint_raw(
+        key,
+        &json!({"alg": "RS256", "typ": "JWT", "kid": key.kid}),
+        claims,
+    )
+}
+
+/// An Entra lookalike on 127.0.0.1: OpenID metadata per tenant and one JWKS. It can rotate keys,
+/// count fetches, fail, and hang.
+pub struct FakeEntra {
+    pub base: String,
+    pub state: Arc<FakeState>,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub jwks: Mutex<Vec<Value>>,
+    pub metadata_fetches: AtomicUsize,
+    pub jwks_fetches: AtomicUsize,
+    pub down: AtomicBool,
+    pub garbage: AtomicBool,
+    pub hang: AtomicBool,
+}
+
+impl FakeEntra {
+    pub async fn start(keys: &[&TestKey]) -> FakeEntra {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(FakeState::default());
+        *state.jwks.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
+        let (task_state, task_base) = (state.clone(), base.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (state, base) = (task_state.clone(), task_base.clone());
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req| fake_entra(state.clone(), base.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeEntra { base, state }
+    }
+
+    /// The v2 issuer of `tenant`, as this fake writes it.
+    pub fn issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.base)
+    }
+
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        *self.state.jwks.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Valid v2 delegated-token claims for `tenant`, lasting an hour.
+    pub fn claims(&self, tenant: &str) -> Value {
+        let now = now();
+        json!({
+            "aud": CLIENT_ID,
+            "iss": self.issuer(tenant),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "tid": tenant,
+            "oid": "0000aaaa-0000-0000-0000-00000000a11c",
+            "sub": "alice-sub",
+            "name": "Alice Example",
+            "preferred_username": "alice@contoso.example",
+            "scp": "access_as_user",
+            "azp": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+            "ver": "2.0",
+        })
+    }
+
+    /// An Entra configuration pointing at this fake, for `tenant` (GUID or keyword).
+    pub fn config(&self, tenant: &str) -> EntraConfig {
+        let mut cfg = EntraConfig::new(CLIENT_ID, tenant);
+        cfg.authority_host = url::Url::parse(&self.base).unwrap();
+        cfg.http_timeout = Duration::from_secs(2);
+        cfg.key_min_refresh_interval = Duration::from_secs(1);
+        cfg
+    }
+
+    /// A started Entra verifier for `tenant` requiring `access_as_user`.
+    pub async fn verifier(&self, cfg: EntraConfig) -> EntraVerifier {
+        let verifier = EntraVerifier::new(cfg, AccessPolicy::scopes(["access_as_user"])).unwrap();
+        verifier.start().await;
+        verifier
+    }
+}
+
+async fn fake_entra(
+    state: Arc<FakeState>,
+    base: String,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if state.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let path = req.uri().path().to_owned();
+    let json_response = |status: u16, body: String| {
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap())
+    };
+    if path.ends_with("/v2.0/.well-known/openid-configuration") {
+        state.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+    } else if path == "/common/discovery/v2.0/keys" {
+        state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    }
+    if state.down.load(Ordering::SeqCst) {
+        return json_response(500, "{\"error\":\"server_error\"}".into());
+    }
+    if state.garbage.load(Ordering::SeqCst) {
+        return json_response(200, "<html>not json".into());
+    }
+    if let Some(tenant) = path
+        .strip_suffix("/v2.0/.well-known/openid-configuration")
+        .map(|p| p.trim_start_matches('/'))
+    {
+        let issuer_tenant = match tenant {
+            "organizations" | "common" => "{tenantid}",
+            "consumers" => verifiers::CONSUMER_TENANT_ID,
+            "contoso.example" => TENANT,
+            other => other,
+        };
+        let doc = json!({
+            "issuer": format!("{base}/{issuer_tenant}/v2.0"),
+            "jwks_uri": format!("{base}/common/discovery/v2.0/keys"),
+        });
+        return json_response(200, doc.to_string());
+    }
+    if path == "/common/discovery/v2.0/keys" {
+        let keys = state.jwks.lock().unwrap().clone();
+        return json_response(200, json!({ "keys": keys }).to_string());
+    }
+    json_response(404, "{}".into())
+}
+
+/// A server under test on 127.0.0.1:0.
+pub struct TestServer {
+    pub base: String,
+    pub server: RunningServer,
+}
+
+impl TestServer {
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+}
+
+pub async fn spawn_http(verifier: Arc<dyn TokenVerifier>, tweak: impl FnOnce(&mut HttpConfig)) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://127.0.0.1:{}", addr.port());
+    let mut config = HttpConfig::new(url::Url::parse(&base).unwrap());
+    config.scopes = vec![format!("api://{CLIENT_ID}/access_as_user")];
+    config.authorization_servers = vec![format!("https://login.microsoftonline.com/{TENANT}/v2.0")];
+    tweak(&mut config);
+    let server = transports::http::serve(listener, config, verifier, EntraMcpServer::new).unwrap();
+    TestServer { base, server }
+}
+
+pub const ALICE: &str = "alice-token";
+pub const BOB: &str = "bob-token";
+pub const NO_SCOPE: &str = "noscope-token";
+
+/// Alice and Bob (with the scope), and a user without it.
+pub fn static_verifier() -> Arc<dyn TokenVerifier> {
+    let policy = AccessPolicy::scopes(["access_as_user"]);
+    let user = |oid: &str, name: &str, scopes: &[&str]| {
+        Identity::builder(oid, TENANT)
+            .name(name)
+            .username(format!("{}@contoso.example", name.to_lowercase()))
+            .scopes(scopes.iter().copied())
+            .client_app("test-client")
+            .build()
+    };
+    Arc::new(
+        StaticVerifier::new(policy)
+            .with_token(ALICE, user("alice-oid", "Alice", &["access_as_user"]))
+            .with_token(BOB, user("bob-oid", "Bob", &["access_as_user"]))
+            .with_token(NO_SCOPE, user("carol-oid", "Carol", &["User.Read"])),
+    )
+}
+
+/// A verifier that can verify nothing (no signing keys).
+pub struct UnavailableVerifier;
+
+#[async_trait]
+impl TokenVerifier for UnavailableVerifier {
+    async fn verify(&self, _token: &str) -> Result<Identity, AuthError> {
+        Err(Unavailable::NoSigningKeys.into())
+    }
+
+    fn readiness(&self) -> verifiers::Readiness {
+        verifiers::Readiness::NotReady("no keys".into())
+    }
+}
+
+pub type Client = RunningService<RoleClient, ()>;
+
+fn transport(url: &str, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+    StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned()),
+    )
+}
+
+/// An rmcp client speaking the legacy `initialize` lifecycle (2025-11-25, with a session).
+pub async fn legacy_client(url: &str, token: &str) -> Client {
+    ().serve(transport(url, token)).await.unwrap()
+}
+
+/// An rmcp client speaking the current spec (2026-07-28: `server/discover`, no session).
+pub async fn discover_client(url: &str, token: &str) -> Client {
+    ().serve_with_lifecycle(
+        transport(url, token),
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Raw HTTP against the server, for statuses and headers.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer k="v", …` challenge.
+pub fn challenge_params(value: &str) -> HashMap<String, String> {
+    let rest = value.strip_prefix("Bearer ").expect("a Bearer challenge");
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").unwrap();
+        let (val, after) = after.split_once('"').unwrap();
+        params.insert(key.trim().to_owned(), val.to_owned());
+        rest = after.trim_start_matches(',').trim();
+    }
+    params
+}
+
+/// A minimal JSON-RPC initialize body.
+pub fn initialize_body() -> Value {
+    json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+}
