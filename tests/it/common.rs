@@ -60,10 +60,6 @@ pub fn key2() -> TestKey {
     TestKey::load("key-2", include_bytes!("../fixtures/key2.pem"))
 }
 
-pub fn small_key() -> TestKey {
-    TestKey::load("key-1024", include_bytes!("../fixtures/key_1024.pem"))
-}
-
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
