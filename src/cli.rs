@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// An MCP server whose callers authenticate with Microsoft Entra ID access tokens.
 ///
 /// It is an OAuth resource server: it never logs anyone in. Callers get an access token from
-/// Entra for this API (scope api://<client-id>/access_as_user) and send it as
+/// Entra for this API (scope `api://<client-id>/access_as_user`) and send it as
 /// `Authorization: Bearer <token>` (HTTP) or in MCP_ACCESS_TOKEN (stdio).
 ///
 /// Settings come from, lowest to highest precedence: built-in defaults, the TOML file given with
@@ -57,7 +57,7 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over streamable HTTP at <PUBLIC_URL>/mcp (the default).
+    /// Serve MCP over streamable HTTP at `<PUBLIC_URL>/mcp` (the default).
     ///
     /// Also serves /health (liveness), /ready (readiness: signing keys loaded) and the RFC 9728
     /// metadata at /.well-known/oauth-protected-resource/mcp. Stops gracefully on SIGINT/SIGTERM.

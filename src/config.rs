@@ -51,7 +51,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// What went wrong (not a `source`: it is printed here once).
-        cause: config::ConfigError,
+        cause: Box<config::ConfigError>,
     },
     /// `--dev` with a non-loopback listen address.
     #[error("--dev serves only on loopback, but HOST is {0}; drop --dev or listen on 127.0.0.1")]
@@ -181,7 +181,7 @@ fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) 
         if !path.is_file() {
             return Err(ConfigError::File {
                 path: path.clone(),
-                cause: config::ConfigError::NotFound(path.display().to_string()),
+                cause: Box::new(config::ConfigError::NotFound(path.display().to_string())),
             });
         }
         builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
@@ -212,7 +212,7 @@ fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) 
 fn file_error(global: &GlobalArgs, cause: config::ConfigError) -> ConfigError {
     ConfigError::File {
         path: global.config.clone().unwrap_or_default(),
-        cause,
+        cause: Box::new(cause),
     }
 }
 

@@ -7,9 +7,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Installs the global subscriber. Call once, before anything logs.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+/// The default level of `serve`: what an operator wants to see.
+pub const SERVE_DEFAULT: &str = "info,rmcp=warn";
+/// The default level of `stdio`: desktop hosts show stderr to users, so only what needs action.
+pub const STDIO_DEFAULT: &str = "warn";
+
+/// Installs the global subscriber with `default_filter` unless `RUST_LOG` is set. Call once,
+/// before anything logs.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

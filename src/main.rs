@@ -53,7 +53,11 @@ fn run(cli: Cli) -> Result<(), RunError> {
         Command::Stdio => ServeArgs::default(),
     };
     let settings = Settings::load(&cli.global, &serve_args)?;
-    logging::init(settings.log_format);
+    let default_filter = match command {
+        Command::Serve(_) => logging::SERVE_DEFAULT,
+        Command::Stdio => logging::STDIO_DEFAULT,
+    };
+    logging::init(settings.log_format, default_filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -55,9 +55,7 @@ impl ServerHandler for EntraMcpServer {
             .with_description("The HTML template of the greeting_card tool's MCP App")
             .with_mime_type(CARD_MIME_TYPE)
             .with_meta(card_resource_meta());
-        let mut result = ListResourcesResult::default();
-        result.resources = vec![card];
-        Ok(result)
+        Ok(ListResourcesResult::with_all_items(vec![card]))
     }
 
     async fn read_resource(

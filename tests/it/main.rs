@@ -1,7 +1,9 @@
 //! Integration tests: the real server on loopback, driven by rmcp's client and raw HTTP, and the
 //! real binary over stdio. One test binary (one link) with a module per area.
 
+mod cli;
 mod common;
 mod entra;
 mod http;
+mod stdio;
 mod tools;

@@ -22,7 +22,10 @@ pub enum StdioAuthError {
     #[error(transparent)]
     Source(#[from] TokenSourceError),
     /// The token was rejected.
-    #[error("the token from {source_name} was rejected: {error}{}", fix_hint(*source_name, error))]
+    #[error(
+        "the token from {source_name} was rejected: {error}{}",
+        fix_hint(source_name, error)
+    )]
     Rejected {
         /// Which variable the token came from.
         source_name: &'static str,
@@ -112,7 +115,8 @@ impl StdioAuth {
             }
             Err(error) => {
                 cached.identity = None;
-                tracing::warn!(kind = error.kind(), reason = %error, source = self.source.name(), "access token rejected");
+                // The caller gets the full reason as an error; this is the trail for the log.
+                tracing::info!(kind = error.kind(), reason = %error, source = self.source.name(), "access token rejected");
                 Err(StdioAuthError::Rejected {
                     source_name: self.source.name(),
                     error,

@@ -1,0 +1,134 @@
+//! Calls mcp-server-entra the way any MCP client would: with a bearer token over streamable HTTP.
+//!
+//! ```text
+//! PUBLIC_URL=http://localhost:8000 MCP_ACCESS_TOKEN=<token> cargo run --example connect_with_client
+//! ```
+//!
+//! Against `serve --dev`, the token is the dev token the server printed (or `MCP_DEV_TOKEN`).
+//! Against Entra, get one with
+//! `az account get-access-token --scope api://<client-id>/access_as_user --query accessToken -o tsv`.
+//! When the server refuses the token, this explains why, from its `WWW-Authenticate` answer.
+
+use std::process::ExitCode;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::ClientInitializeError;
+use rmcp::transport::streamable_http_client::{StreamableHttpClientTransportConfig, StreamableHttpError};
+use rmcp::transport::worker::WorkerQuitReason;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt as _;
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let base = std::env::var("PUBLIC_URL").unwrap_or_else(|_| "http://localhost:8000".to_owned());
+    let Ok(token) = std::env::var("MCP_ACCESS_TOKEN") else {
+        eprintln!("set MCP_ACCESS_TOKEN: the dev token `serve --dev` printed, or an Entra access token");
+        return ExitCode::from(2);
+    };
+    let url = format!("{}/mcp", base.trim_end_matches('/'));
+    let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token);
+    let client = match ().serve(StreamableHttpClientTransport::from_config(config)).await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("could not connect to {url}: {}", explain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&client).await {
+        Ok(()) => {
+            let _ = client.cancel().await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("call failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> Result<(), rmcp::ServiceError> {
+    let tools = client.list_all_tools().await?;
+    let names: Vec<_> = tools.iter().map(|t| t.name.as_ref()).collect();
+    println!("tools: {}", names.join(", "));
+
+    let whoami = client.call_tool(CallToolRequestParams::new("whoami")).await?;
+    println!("whoami: {}", text(&whoami));
+
+    let sides = json!({"sides": 20}).as_object().cloned().unwrap_or_default();
+    let roll = client
+        .call_tool(CallToolRequestParams::new("roll_dice").with_arguments(sides))
+        .await?;
+    println!("roll_dice: {}", text(&roll));
+
+    let card = client
+        .call_tool(CallToolRequestParams::new("greeting_card"))
+        .await?;
+    println!("greeting_card: {}", text(&card));
+    if let Some(structured) = &card.structured_content {
+        println!("greeting_card structured content: {structured}");
+    }
+    Ok(())
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Turns a failed connection into a sentence, using the server's `WWW-Authenticate` challenge.
+fn explain(error: &ClientInitializeError) -> String {
+    let challenge = find_http_error(error).and_then(|e| match e {
+        StreamableHttpError::AuthRequired(e) => Some(e.www_authenticate_header.clone()),
+        StreamableHttpError::InsufficientScope(e) => Some(e.www_authenticate_header.clone()),
+        _ => None,
+    });
+    let Some(challenge) = challenge else {
+        return error.to_string();
+    };
+    let param = |name: &str| {
+        challenge
+            .split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+    };
+    match (param("error").as_deref(), param("error_description")) {
+        (Some("invalid_token"), Some(why)) => format!("the server rejected the token: {why}"),
+        (Some("insufficient_scope"), Some(why)) => format!(
+            "the token lacks a required scope: {why} (request {})",
+            param("scope").unwrap_or_default()
+        ),
+        (Some(code), why) => format!("{code}: {}", why.unwrap_or_default()),
+        (None, _) => format!(
+            "the server wants a bearer token; get one for {} (see {})",
+            param("scope").unwrap_or_else(|| "its scope".into()),
+            param("resource_metadata").unwrap_or_default()
+        ),
+    }
+}
+
+fn find_http_error(error: &ClientInitializeError) -> Option<&StreamableHttpError<reqwest::Error>> {
+    // rmcp keeps the transport error in a field rather than as the `source`: start from there.
+    let ClientInitializeError::TransportError { error, .. } = error else {
+        return None;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(http) = e.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            return Some(http);
+        }
+        // The transport's worker wraps the HTTP error without exposing it as a `source`.
+        if let Some(WorkerQuitReason::Fatal { error, .. }) =
+            e.downcast_ref::<WorkerQuitReason<StreamableHttpError<reqwest::Error>>>()
+        {
+            return Some(error);
+        }
+        source = e.source();
+    }
+    None
+}

@@ -1,0 +1,139 @@
+//! The binary's command line, and the docs that describe it.
+
+use std::process::Command;
+
+use mcp_server_entra::settings::SETTINGS;
+
+const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
+
+fn run(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(EXE);
+    cmd.args(args).env_clear().current_dir(std::env::temp_dir());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_explains_the_commands_and_options() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for expected in [
+        "resource server",
+        "serve",
+        "stdio",
+        "--dev",
+        "--config",
+        "--log-format",
+        ".env",
+    ] {
+        assert!(out.contains(expected), "--help lacks {expected:?}:\n{out}");
+    }
+    let (code, out, _) = run(&["serve", "--help"], &[]);
+    assert_eq!(code, 0);
+    for expected in ["--host", "--port", "--public-url", "/health", "/ready", "SIGTERM"] {
+        assert!(out.contains(expected), "serve --help lacks {expected:?}:\n{out}");
+    }
+    let (_, out, _) = run(&["stdio", "--help"], &[]);
+    assert!(out.contains("MCP_ACCESS_TOKEN_COMMAND"), "{out}");
+}
+
+#[test]
+fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
+    let (code, out, err) = run(
+        &["serve"],
+        &[("AZURE_CLIENT_ID", "abc"), ("AZURE_TENANT_ID", "organizations")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "mcp-server-entra: AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got \"abc\"\n"
+    );
+    let (code, _, err) = run(&["serve", "--dev", "--port", "http"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "mcp-server-entra: PORT must be a port number from 0 to 65535, got \"http\"\n"
+    );
+    let (code, _, err) = run(&["serve", "--dev", "--host", "0.0.0.0"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("mcp-server-entra: --dev serves only on loopback"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_entra_settings_point_at_dev_mode() {
+    let (code, _, err) = run(&["serve"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("AZURE_CLIENT_ID is required") && err.contains("--dev"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_example_documents_exactly_the_settings_the_code_reads() {
+    let example = include_str!("../../.env.example");
+    let mut documented: Vec<(String, String)> = example
+        .lines()
+        .map(|l| l.trim_start_matches("# "))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(name, _)| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(|(name, default)| (name.to_owned(), default.to_owned()))
+        .collect();
+    documented.sort();
+    let mut expected: Vec<(String, String)> = SETTINGS
+        .iter()
+        .map(|s| (s.name.to_owned(), s.default.to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+}
+
+#[test]
+fn readme_settings_table_matches_the_code() {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("<!-- settings-table")
+        .nth(1)
+        .and_then(|t| t.split("<!-- /settings-table -->").next())
+        .expect("README has the settings table");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
+    assert_eq!(rows.len(), SETTINGS.len(), "README table has {} rows", rows.len());
+    for (row, setting) in rows.iter().zip(SETTINGS) {
+        let default = if setting.default.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("`{}`", setting.default)
+        };
+        assert_eq!(
+            *row,
+            format!("| `{}` | {default} | {} |", setting.name, setting.help)
+        );
+    }
+}
+
+#[test]
+fn readme_gives_the_two_commands_ci_runs() {
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("cargo run -- serve --dev     # run the server locally"));
+    assert!(readme.contains("cargo test --workspace       # run the tests"));
+    let ci = include_str!("../../.ci/run");
+    assert!(ci.contains("cargo test --workspace"));
+    assert!(ci.contains("tests/readme.sh"));
+}

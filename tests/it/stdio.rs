@@ -1,0 +1,217 @@
+//! The real binary over stdio, driven by rmcp's child-process client.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt as _;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
+
+/// A scratch directory (the child's working directory, so no `.env` of the developer leaks in).
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-entra-stdio-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `mcp-server-entra stdio` with a clean environment plus `vars`.
+fn command(dir: &Path, args: &[&str], vars: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(EXE);
+    cmd.arg("stdio").args(args).current_dir(dir).env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn entra_vars(fake: &FakeEntra) -> Vec<(&'static str, String)> {
+    vec![
+        ("AZURE_CLIENT_ID", CLIENT_ID.into()),
+        ("AZURE_TENANT_ID", TENANT.into()),
+        ("AZURE_AUTHORITY_HOST", fake.base.clone()),
+        ("AZURE_CLOCK_LEEWAY_SECS", "0".into()),
+    ]
+}
+
+async fn spawn_client(cmd: tokio::process::Command) -> Client {
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ().serve(transport).await.unwrap()
+}
+
+async fn whoami(client: &Client) -> Result<Value, String> {
+    client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .map(|r| r.structured_content.unwrap())
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the binary to completion with no stdin; returns (exit code, stdout, stderr).
+async fn run_to_exit(mut cmd: tokio::process::Command) -> (i32, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn dev_mode_serves_every_tool_over_stdio() {
+    let dir = scratch("dev");
+    let started = Instant::now();
+    let client = spawn_client(command(&dir, &["--dev"], &[])).await;
+    let who = whoami(&client).await.unwrap();
+    eprintln!(
+        "stdio cold start (debug build, spawn → first tool result): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(who["name"], "Dev User");
+    let args = json!({"sides": 20}).as_object().unwrap().clone();
+    let roll = client
+        .call_tool(CallToolRequestParams::new("roll_dice").with_arguments(args))
+        .await
+        .unwrap();
+    assert!((1..=20).contains(&roll.structured_content.unwrap()["roll"].as_i64().unwrap()));
+    let card = client
+        .call_tool(CallToolRequestParams::new("greeting_card"))
+        .await
+        .unwrap();
+    assert_eq!(card.structured_content.unwrap()["username"], "Dev User");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn entra_token_from_the_environment_is_verified_and_used() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let mut vars = entra_vars(&fake);
+    vars.push(("MCP_ACCESS_TOKEN", mint(&key, &fake.claims(TENANT))));
+    let client = spawn_client(command(&scratch("env"), &[], &vars)).await;
+    assert_eq!(whoami(&client).await.unwrap()["name"], "Alice Example");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_token_exits_non_zero_with_one_line_and_empty_stdout() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let (code, stdout, stderr) = run_to_exit(command(&scratch("missing"), &[], &entra_vars(&fake))).await;
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("mcp-server-entra: no access token: set MCP_ACCESS_TOKEN"),
+        "{stderr}"
+    );
+    assert!(
+        lines[0].contains("az account get-access-token"),
+        "the fix is named: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_token_exits_non_zero_with_the_reason_and_empty_stdout() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let mut claims = fake.claims(TENANT);
+    claims["aud"] = json!("00000003-0000-0000-c000-000000000000");
+    let mut vars = entra_vars(&fake);
+    vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
+    let (code, stdout, stderr) = run_to_exit(command(&scratch("bad"), &[], &vars)).await;
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("mcp-server-entra: the token from MCP_ACCESS_TOKEN was rejected:"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("Microsoft Graph"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_session_makes_the_next_call_fail_with_the_fix() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let mut claims = fake.claims(TENANT);
+    claims["exp"] = json!(now() + 2);
+    let mut vars = entra_vars(&fake);
+    vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
+    let client = spawn_client(command(&scratch("expiry"), &[], &vars)).await;
+    assert_eq!(whoami(&client).await.unwrap()["name"], "Alice Example");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let err = whoami(&client).await.unwrap_err();
+    assert!(err.contains("expired at"), "{err}");
+    assert!(
+        err.contains("MCP_ACCESS_TOKEN_COMMAND"),
+        "the fix is named: {err}"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_file_source_picks_up_a_replaced_token_without_a_restart() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = scratch("file");
+    let file = dir.join("token");
+    std::fs::write(&file, mint(&key, &fake.claims(TENANT))).unwrap();
+    let mut vars = entra_vars(&fake);
+    vars.push(("MCP_ACCESS_TOKEN_FILE", file.display().to_string()));
+    let client = spawn_client(command(&dir, &[], &vars)).await;
+    assert_eq!(whoami(&client).await.unwrap()["name"], "Alice Example");
+
+    let mut bob = fake.claims(TENANT);
+    bob["name"] = json!("Bob Example, the second user");
+    bob["oid"] = json!("0000bbbb-0000-0000-0000-00000000b0b0");
+    std::fs::write(&file, mint(&key, &bob)).unwrap();
+    assert_eq!(
+        whoami(&client).await.unwrap()["name"],
+        "Bob Example, the second user"
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_command_source_is_run_again_after_expiry() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = scratch("command");
+    // The "credential command": prints the next pre-minted token and counts its runs.
+    let mut first = fake.claims(TENANT);
+    first["name"] = json!("First Token");
+    first["exp"] = json!(now() + 2);
+    let mut second = fake.claims(TENANT);
+    second["name"] = json!("Second Token");
+    std::fs::write(dir.join("token-1"), mint(&key, &first)).unwrap();
+    std::fs::write(dir.join("token-2"), mint(&key, &second)).unwrap();
+    let script = dir.join("get-token.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nn=$(cat runs 2>/dev/null || echo 0)\nn=$((n + 1))\necho $n > runs\ncat token-$n\n",
+    )
+    .unwrap();
+    let mut vars = entra_vars(&fake);
+    vars.push(("MCP_ACCESS_TOKEN_COMMAND", format!("sh {}", script.display())));
+    let client = spawn_client(command(&dir, &[], &vars)).await;
+    assert_eq!(whoami(&client).await.unwrap()["name"], "First Token");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(whoami(&client).await.unwrap()["name"], "Second Token");
+    assert_eq!(std::fs::read_to_string(dir.join("runs")).unwrap().trim(), "2");
+    client.cancel().await.unwrap();
+}
