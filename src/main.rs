@@ -108,18 +108,27 @@ async fn serve_http(settings: Settings) -> Result<(), RunError> {
             addr: settings.bind,
             cause,
         })?;
+    let mut http = settings.http.clone();
+    if !settings.public_url_set {
+        // The default PUBLIC_URL names the port; with PORT=0 that is the one the OS picked.
+        if let Ok(addr) = listener.local_addr() {
+            if let Ok(url) = url::Url::parse(&format!("http://localhost:{}", addr.port())) {
+                http.public_url = url;
+            }
+        }
+    }
     let (verifier, _) = build_verifier(&settings, true).await?;
     if !settings.public_url_set && !settings.bind.ip().is_loopback() {
         tracing::warn!(
             "PUBLIC_URL is not set: the metadata will advertise {} — set it to the URL clients use",
-            settings.http.resource()
+            http.resource()
         );
     }
-    let server = transports::http::serve(listener, settings.http.clone(), verifier, EntraMcpServer::new)?;
+    let server = transports::http::serve(listener, http.clone(), verifier, EntraMcpServer::new)?;
     tracing::info!(
         address = %server.local_addr(),
-        endpoint = %settings.http.resource(),
-        legacy_sessions = settings.http.legacy_sessions,
+        endpoint = %http.resource(),
+        legacy_sessions = http.legacy_sessions,
         "serving MCP over streamable HTTP"
     );
     let shutdown = server.shutdown_token();

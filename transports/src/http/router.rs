@@ -88,8 +88,8 @@ where
             );
         }
     }
-    let is_get = request.method() == Method::GET;
-    let mut response = if request.method() == Method::OPTIONS {
+    let method = request.method().clone();
+    let mut response = if method == Method::OPTIONS {
         preflight()
     } else {
         match app.mcp.clone().oneshot(request).await {
@@ -97,8 +97,13 @@ where
             Err(never) => match never {},
         }
     };
-    if is_get && response.status().is_success() {
+    if method == Method::GET && response.status().is_success() {
         response = response.map(|body| until(body, app.draining.clone()));
+    }
+    // rmcp answers a session DELETE with 202; the Python SDK accepts only 200/204 (and logs a
+    // warning otherwise). The session is gone when we answer, so 204 is the accurate status.
+    if method == Method::DELETE && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
     }
     if let Some(origin) = origin {
         allow_origin(response.headers_mut(), origin);
