@@ -10,7 +10,7 @@ use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
-use crate::tools::EntraMcpServer;
+use crate::tools::{shared_router, EntraMcpServer};
 
 /// The MCP Apps extension id, advertised so hosts know we ship `ui://` resources.
 const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
@@ -25,7 +25,7 @@ fn card_resource_meta() -> MetaObject {
     meta
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = shared_router())]
 impl ServerHandler for EntraMcpServer {
     fn get_info(&self) -> ServerConfig {
         let mut extensions = ExtensionCapabilities::new();

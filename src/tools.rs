@@ -4,6 +4,8 @@
 //! structured content (matching its output schema) for programs. Bad input is a tool error
 //! (`isError: true`) with a sentence saying what was wrong, never a silent clamp.
 
+use std::sync::OnceLock;
+
 use rand::Rng as _;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
@@ -24,15 +26,16 @@ pub const MIN_SIDES: i64 = 2;
 pub const MAX_SIDES: i64 = 1000;
 
 /// The MCP server: the tools below plus the greeting-card resource (see `server.rs`).
-#[derive(Clone)]
-pub struct EntraMcpServer {
-    pub(crate) tool_router: ToolRouter<Self>,
-}
+///
+/// It holds no state: rmcp makes one per session (legacy) or per request (stateless), so it must
+/// cost nothing to create. The tool table, with its JSON schemas, is built once for the process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntraMcpServer;
 
-impl Default for EntraMcpServer {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The tool table shared by every instance.
+pub(crate) fn shared_router() -> &'static ToolRouter<EntraMcpServer> {
+    static ROUTER: OnceLock<ToolRouter<EntraMcpServer>> = OnceLock::new();
+    ROUTER.get_or_init(EntraMcpServer::tool_router)
 }
 
 /// Structured result of `whoami`.
@@ -113,9 +116,7 @@ fn greeting_card_meta() -> MetaObject {
 impl EntraMcpServer {
     /// A server with the three tools.
     pub fn new() -> Self {
-        EntraMcpServer {
-            tool_router: Self::tool_router(),
-        }
+        EntraMcpServer
     }
 
     /// Tells the caller who the token says they are.

@@ -461,3 +461,31 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn current_spec_requests_get_json_answers_even_with_legacy_sessions_on() {
+    let server = spawn_http(static_verifier(), |_| {}).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"roll_dice","arguments":{"sides":6},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                 "io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},
+                 "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let r = http()
+        .post(server.mcp_url())
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "roll_dice")
+        .bearer_auth(ALICE)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("mcp-session-id").is_none());
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["result"]["structuredContent"]["user"], "Alice");
+}

@@ -92,7 +92,9 @@ where
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_legacy_session_mode(config.legacy_sessions)
-        .with_json_response(config.json_response && !config.legacy_sessions)
+        // JSON for one-shot answers wherever rmcp allows it: stateless legacy requests and every
+        // 2026-07-28 request (rmcp falls back to SSE when a handler streams).
+        .with_json_response(config.json_response)
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(mcp_shutdown.clone());
     if !config.legacy_sessions {
