@@ -15,10 +15,13 @@ use common::{key1, mint, FakeEntra, TENANT};
 fn verification(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let key = key1();
-    let (fake, verifier) = rt.block_on(async {
+    let (fake, verifier, uncached) = rt.block_on(async {
         let fake = FakeEntra::start(&[&key]).await;
         let verifier = fake.verifier(fake.config(TENANT)).await;
-        (fake, verifier)
+        let mut no_cache = fake.config(TENANT);
+        no_cache.token_cache_entries = 0;
+        let uncached = fake.verifier(no_cache).await;
+        (fake, verifier, uncached)
     });
     let valid = mint(&key, &fake.claims(TENANT));
     let mut expired_claims = fake.claims(TENANT);

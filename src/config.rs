@@ -73,6 +73,7 @@ struct Raw {
     azure_clock_leeway_secs: Option<String>,
     azure_key_refresh_secs: Option<String>,
     azure_key_min_refresh_secs: Option<String>,
+    azure_token_cache_entries: Option<String>,
     public_url: Option<String>,
     host: Option<String>,
     port: Option<String>,
@@ -377,6 +378,9 @@ fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
     }
     if let Some(v) = &raw.azure_key_min_refresh_secs {
         entra.key_min_refresh_interval = seconds("AZURE_KEY_MIN_REFRESH_SECS", v)?;
+    }
+    if let Some(v) = &raw.azure_token_cache_entries {
+        entra.token_cache_entries = number("AZURE_TOKEN_CACHE_ENTRIES", v)?.min(10_000_000) as usize;
     }
     Ok(entra)
 }

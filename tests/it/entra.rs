@@ -206,6 +206,16 @@ async fn v1_token_is_accepted_when_configured() {
 // ---- lifetime ----
 
 #[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let env = env_with(TENANT, |c| c.leeway = Duration::ZERO).await;
+    let token = mint(&env.key, &with(valid(&env), json!({"exp": now() + 2})));
+    accepted(&env, &token).await;
+    accepted(&env, &token).await; // served from the cache
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    rejected(&env, &token, 401, "invalid_token", "expired at").await;
+}
+
+#[tokio::test]
 async fn expired_token_is_rejected_saying_when() {
     let env = single().await;
     rejected(
@@ -747,6 +757,9 @@ async fn garbage_from_entra_keeps_the_keys_we_have() {
 #[tokio::test]
 async fn a_key_removed_from_the_jwks_stops_verifying_after_refresh() {
     let env = single().await;
+    // Verified (and cached) under the old key set first: the refresh must invalidate that too.
+    let old_token = mint(&env.key, &valid(&env));
+    accepted(&env, &old_token).await;
     let new_key = key2();
     env.fake.set_keys(&[&new_key]);
     tokio::time::sleep(Duration::from_millis(1100)).await;

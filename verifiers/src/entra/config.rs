@@ -40,6 +40,9 @@ pub struct EntraConfig {
     pub http_timeout: Duration,
     /// Tokens longer than this are refused before any parsing. Defaults to 16 KiB.
     pub max_token_bytes: usize,
+    /// `AZURE_TOKEN_CACHE_ENTRIES`: how many verified tokens to remember (by SHA-256 digest, until
+    /// their expiry) so repeat requests skip the signature check. 0 disables. Defaults to 10,000.
+    pub token_cache_entries: usize,
 }
 
 /// The default Entra authority host (public cloud).
@@ -62,6 +65,7 @@ impl EntraConfig {
             key_min_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
             max_token_bytes: 16 * 1024,
+            token_cache_entries: 10_000,
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct Snapshot {
     /// The `issuer` of the OpenID metadata (a `{tenantid}` template for multi-tenant authorities).
     pub(crate) issuer: Option<String>,
     pub(crate) keys: HashMap<String, DecodingKey>,
+    /// Increases with every successful refresh: what was verified under an older key set is not
+    /// reused (see `cache.rs`).
+    pub(crate) generation: u64,
 }
 
 /// Why a refresh failed. Logged, never sent to callers.
@@ -149,9 +152,11 @@ impl KeyStore {
             });
         }
         tracing::debug!(count = keys.len(), issuer = %metadata.issuer, "loaded signing keys");
+        let generation = self.snapshot().generation + 1;
         self.store(Snapshot {
             issuer: Some(metadata.issuer),
             keys,
+            generation,
         });
         Ok(())
     }

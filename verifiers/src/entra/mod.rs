@@ -1,5 +1,6 @@
 //! The Microsoft Entra ID verifier (DESIGN §3).
 
+mod cache;
 mod config;
 mod jwt;
 mod keys;
@@ -15,6 +16,7 @@ pub use config::{EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
+use cache::TokenCache;
 use jwt::{optional_str, optional_time, required_str, UnverifiedToken};
 use keys::{error_chain, KeyStore, Snapshot};
 
@@ -43,6 +45,7 @@ struct Inner {
     tenant_policy: TenantPolicy,
     access: AccessPolicy,
     keys: KeyStore,
+    cache: TokenCache,
     expected_audience: String,
 }
 
@@ -68,8 +71,10 @@ impl EntraVerifier {
             .map_err(EntraConfigError::HttpClient)?;
         let keys = KeyStore::new(http, config.metadata_url(), config.key_min_refresh_interval);
         let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
+        let cache = TokenCache::new(config.token_cache_entries);
         Ok(EntraVerifier {
             inner: Arc::new(Inner {
+                cache,
                 config,
                 tenant_policy,
                 access,
@@ -167,6 +172,7 @@ impl EntraVerifier {
         let tid = required_str(claims, "tid")?;
         optional_str(claims, "scp")?;
         Ok(Checked {
+            expires: exp,
             issuer: iss.to_owned(),
             tenant: tid.to_owned(),
             kid: parsed.header_str("kid")?.map(str::to_owned),
@@ -248,7 +254,13 @@ impl EntraVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
-        let checked = self.verify_now(token, unix_now())?;
+        let now = unix_now();
+        let cache_key = TokenCache::key(token);
+        let generation = self.inner.keys.snapshot().generation;
+        if let Some(identity) = self.inner.cache.get(&cache_key, now, generation) {
+            return Ok(identity);
+        }
+        let checked = self.verify_now(token, now)?;
         let mut snapshot = self.inner.keys.snapshot();
         if snapshot.issuer.is_none() {
             snapshot = self.inner.keys.refresh_on_demand(None).await;
@@ -275,12 +287,17 @@ impl EntraVerifier {
         }
         let identity = Identity::from_claims(checked.claims);
         self.inner.access.authorize(&identity)?;
+        let valid_until = checked.expires.saturating_add(self.inner.config.leeway.as_secs());
+        self.inner
+            .cache
+            .insert(cache_key, identity.clone(), valid_until, now, snapshot.generation);
         Ok(identity)
     }
 }
 
 /// What the cheap, pre-signature checks learned about a token.
 struct Checked {
+    expires: u64,
     issuer: String,
     tenant: String,
     kid: Option<String>,
