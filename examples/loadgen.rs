@@ -214,7 +214,7 @@ fn check(status: u16, body: &[u8], sides: u64) -> Result<(), String> {
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
             .filter(|d| d.starts_with('{'))
-            .last()
+            .next_back()
             .ok_or("no SSE data event")?
     };
     let message: Value = serde_json::from_str(json_text).map_err(|e| e.to_string())?;

@@ -82,6 +82,9 @@ struct Raw {
     max_body_bytes: Option<String>,
     legacy_sessions: Option<String>,
     session_idle_timeout_secs: Option<String>,
+    max_sessions: Option<String>,
+    max_connections: Option<String>,
+    header_read_timeout_secs: Option<String>,
     shutdown_timeout_secs: Option<String>,
     log_format: Option<String>,
     mcp_dev_token: Option<String>,
@@ -309,6 +312,15 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     }
     if let Some(v) = &raw.session_idle_timeout_secs {
         http.session_idle_timeout = seconds("SESSION_IDLE_TIMEOUT_SECS", v)?;
+    }
+    if let Some(v) = &raw.max_sessions {
+        http.max_sessions = number("MAX_SESSIONS", v)? as usize;
+    }
+    if let Some(v) = &raw.max_connections {
+        http.max_connections = number("MAX_CONNECTIONS", v)? as usize;
+    }
+    if let Some(v) = &raw.header_read_timeout_secs {
+        http.header_read_timeout = seconds("HEADER_READ_TIMEOUT_SECS", v)?;
     }
     if let Some(v) = &raw.shutdown_timeout_secs {
         http.shutdown_timeout = seconds("SHUTDOWN_TIMEOUT_SECS", v)?;

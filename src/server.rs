@@ -1,9 +1,13 @@
 //! The MCP surface around the tools: server info, capabilities, and the card resource.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    ErrorData as McpError, ExtensionCapabilities, Implementation, ListResourcesResult, MetaObject,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, ErrorData as McpError, ExtensionCapabilities, Implementation,
+    ListResourcesResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, RoleServer, ServerHandler};
@@ -27,6 +31,27 @@ fn card_resource_meta() -> MetaObject {
 
 #[tool_handler(router = shared_router())]
 impl ServerHandler for EntraMcpServer {
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.clone();
+        let call = shared_router().call(ToolCallContext::new(self, request, context));
+        // Tools must not panic (clippy denies unwrap/expect/panic), but if one ever does, the
+        // caller gets an error instead of a request that never ends.
+        match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(tool = %name, "a tool panicked; answered with an internal error");
+                Err(McpError::internal_error(
+                    format!("the tool {name} failed unexpectedly"),
+                    None,
+                ))
+            }
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut extensions = ExtensionCapabilities::new();
         if let Ok(ui) = serde_json::from_value(json!({ "mimeTypes": [CARD_MIME_TYPE] })) {

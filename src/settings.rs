@@ -40,6 +40,9 @@ settings! {
     "MAX_BODY_BYTES" = "1048576": "Largest request body accepted; larger gets 413.";
     "LEGACY_SESSIONS" = "true": "Serve pre-2026-07-28 clients with sessions. false: stateless for every version (replicas without sticky sessions).";
     "SESSION_IDLE_TIMEOUT_SECS" = "300": "Idle legacy sessions are closed after this many seconds.";
+    "MAX_SESSIONS" = "10000": "Most legacy sessions open at once; past it, new sessions get 503.";
+    "MAX_CONNECTIONS" = "10000": "Most TCP connections served at once; more wait in the listen backlog.";
+    "HEADER_READ_TIMEOUT_SECS" = "10": "A connection that has not sent its request headers within this time is closed (slow clients).";
     "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
     "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";
     "MCP_DEV_TOKEN" = "": "With --dev: the bearer token of the local dev identity. Default: a random token printed at start-up.";

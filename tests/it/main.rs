@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod entra;
 mod http;
+mod limits;
 mod stdio;
 mod tools;

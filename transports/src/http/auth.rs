@@ -27,6 +27,7 @@ pub struct BearerAuthLayer {
     verifier: Arc<dyn TokenVerifier>,
     challenge: Arc<ChallengeContext>,
     sessions: SessionBindings,
+    max_sessions: Option<usize>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -53,7 +54,14 @@ impl BearerAuthLayer {
                 scope: scopes.join(" "),
             }),
             sessions,
+            max_sessions: None,
         }
+    }
+
+    /// Refuses new legacy sessions with `503` once `max` are open.
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = Some(max);
+        self
     }
 }
 
@@ -132,6 +140,12 @@ where
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            if session.is_none() && could_open_session(&request) {
+                if let Some(max) = layer.max_sessions.filter(|max| layer.sessions.len() >= *max) {
+                    tracing::warn!(max, "refused a new session: the session limit is reached");
+                    return Ok(too_many_sessions(max));
+                }
+            }
             if let Some(session) = &session {
                 if layer.sessions.ownership(session, &principal) == Ownership::Other {
                     tracing::warn!(
@@ -177,6 +191,23 @@ fn track_session(
             }
         }
     }
+}
+
+/// A POST without `Mcp-Session-Id` and without the 2026-07-28 `Mcp-Method` header: the only kind
+/// of request that can open a legacy session (an `initialize`).
+fn could_open_session<B>(request: &Request<B>) -> bool {
+    request.method() == Method::POST && !request.headers().contains_key("mcp-method")
+}
+
+fn too_many_sessions(max: usize) -> Response<Body> {
+    let mut response = Response::new(full(format!(
+        "Service Unavailable: {max} sessions are open, the most this server keeps; retry later or use the 2026-07-28 protocol, which needs no session"
+    )));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
 }
 
 fn session_not_found() -> Response<Body> {

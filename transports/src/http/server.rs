@@ -106,12 +106,15 @@ where
     let service = StreamableHttpService::new(move || Ok(handler()), session_manager.clone(), rmcp_config);
 
     let sessions = SessionBindings::default();
-    let auth = BearerAuthLayer::new(
+    let mut auth = BearerAuthLayer::new(
         verifier.clone(),
         config.metadata_url(),
         &config.scopes,
         sessions.clone(),
     );
+    if config.legacy_sessions {
+        auth = auth.with_max_sessions(config.max_sessions);
+    }
     let metadata_json =
         serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();
     let app = Arc::new(App {
@@ -196,12 +199,23 @@ async fn accept_loop<S>(
         }
         let app = app.clone();
         let service = hyper::service::service_fn(move |request| route(app.clone(), request));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_byte_timeout = config.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // hyper's header timer starts with the first byte; a client that connects and sends
+            // nothing would hold a connection slot forever without this.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => {
+                    tracing::debug!(%peer, "closed a connection that sent nothing");
+                    return;
+                }
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
             drop(permit);

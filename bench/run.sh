@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Reproduces every figure of BENCHMARKS.md in one run on this machine: throughput and latency of
+# authenticated tools/call in three protocol modes, against our server and the Python reference
+# peer (FastMCP 4.x, same tools, RS256 JWT verification) measured in the same run; idle RSS and RSS
+# with 1,000 and 10,000 open legacy sessions; stdio cold start; criterion benches of verification
+# and of one in-process tool call.
+#
+#   bash bench/run.sh                 # BENCH_SECONDS=10 per load run, BENCH_CONNECTIONS=16
+#
+# Loopback only; every load run is bounded in time. Results: target/bench/results.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work="$root/target/bench"
+mkdir -p "$work"
+seconds=${BENCH_SECONDS:-10}
+conns=${BENCH_CONNECTIONS:-16}
+CLIENT_ID=11111111-2222-3333-4444-555555555555
+TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+echo "== building (release)"
+(cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen)
+BIN="$root/target/release/mcp-server-entra"
+LOADGEN="$root/target/release/examples/loadgen"
+[ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
+PY="$work/venv/bin/python"
+
+wait_for() { # wait_for FILE REGEX -> prints the first match's group
+  for _ in $(seq 1 200); do
+    local v; v=$(sed -n "$2" "$1" | head -1)
+    if [ -n "$v" ]; then echo "$v"; return 0; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for $1" >&2; cat "$1" >&2; return 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+"$PY" "$root/tests/interop/fake_entra.py" serve >"$work/fake-entra.out" 2>&1 &
+pids+=($!)
+entra_port=$(wait_for "$work/fake-entra.out" 's/listening //p')
+authority="http://127.0.0.1:$entra_port"
+token=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID)
+
+start_ours() { # start_ours NAME [ENV…] -> sets $pid and $url
+  local log="$work/$1.log"; shift
+  env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
+    MAX_SESSIONS=20000 "$@" "$BIN" serve --port 0 >"$log" 2>&1 &
+  pid=$!; pids+=($pid)
+  url="http://$(wait_for "$log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
+}
+start_peer() { # start_peer MODE -> sets $pid and $url
+  local port
+  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$PY" "$root/bench/python_peer/server.py" "$port" "$authority/common/discovery/v2.0/keys" \
+    "$authority/$TENANT/v2.0" $CLIENT_ID "$1" >"$work/peer-$1.log" 2>&1 &
+  pid=$!; pids+=($pid)
+  url="http://127.0.0.1:$port/mcp"
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null "$url" && return 0
+    sleep 0.05
+  done
+  cat "$work/peer-$1.log"; return 1
+}
+load() { # load URL MODE -> one JSON line
+  "$LOADGEN" run --url "$1" --token "$token" --mode "$2" --connections "$conns" --seconds "$seconds" --warmup 2 --json
+}
+field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
+
+echo "== our server"
+start_ours ours-sessions
+ours_current=$(load "$url" current); echo "$ours_current"
+ours_legacy=$(load "$url" legacy); echo "$ours_legacy"
+loaded_rss=$(rss_kb "$pid")
+kill "$pid"
+start_ours ours-stateless LEGACY_SESSIONS=false
+ours_stateless=$(load "$url" stateless); echo "$ours_stateless"
+kill "$pid"
+
+echo "== python peer (FastMCP)"
+start_peer stateless
+peer_current=$(load "$url" current); echo "$peer_current"
+peer_stateless=$(load "$url" stateless); echo "$peer_stateless"
+kill "$pid"
+start_peer sessions
+peer_legacy=$(load "$url" legacy); echo "$peer_legacy"
+kill "$pid"
+
+echo "== memory"
+start_ours ours-memory
+sleep 1; rss_idle=$(rss_kb "$pid")
+"$LOADGEN" sessions --url "$url" --token "$token" --count 1000 --hold 600 >"$work/s1000.out" &
+holder=$!; pids+=($holder)
+wait_for "$work/s1000.out" 's/\([0-9]*\) sessions open.*/\1/p' >/dev/null
+rss_1000=$(rss_kb "$pid")
+"$LOADGEN" sessions --url "$url" --token "$token" --count 9000 --hold 600 >"$work/s9000.out" &
+holder2=$!; pids+=($holder2)
+for _ in $(seq 1 1200); do grep -q "sessions open" "$work/s9000.out" && break; sleep 0.05; done
+rss_10000=$(rss_kb "$pid")
+kill "$holder" "$holder2" "$pid"
+
+echo "== stdio cold start"
+cold=$("$LOADGEN" coldstart --binary "$BIN" --runs 30 --json); echo "$cold"
+
+echo "== criterion (verification, one in-process tool call)"
+(cd "$root" && cargo bench --quiet --bench verify --bench tool_call -- --warm-up-time 1 --measurement-time 3 2>/dev/null) \
+  | grep -E "^[a-z/].*|time:" | tee "$work/criterion.txt"
+
+ratio() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
+row() { echo "| $1 | $(field "$2" rps) | $(field "$2" p50_ms) | $(field "$2" p99_ms) | $(field "$3" rps) | $(field "$3" p99_ms) | $(ratio "$2" "$3") |"; }
+per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b) / n }'; }
+{
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator on the same cores."
+  echo "Authenticated tools/call roll_dice, $conns connections, $seconds s each, every answer checked."
+  echo
+  echo "| mode | ours req/s | ours p50 ms | ours p99 ms | Python peer req/s | peer p99 ms | ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  row "2026-07-28 (stateless)" "$ours_current" "$peer_current"
+  row "2025-11-25 with sessions" "$ours_legacy" "$peer_legacy"
+  row "2025-11-25 stateless, JSON" "$ours_stateless" "$peer_stateless"
+  echo
+  echo "| memory | value |"
+  echo "|---|---|"
+  echo "| idle RSS | $((rss_idle / 1024)) MB ($rss_idle kB) |"
+  echo "| RSS with 1,000 legacy sessions | $((rss_1000 / 1024)) MB ($(per_session "$rss_1000" "$rss_idle" 1000) kB per session) |"
+  echo "| RSS with 10,000 legacy sessions | $((rss_10000 / 1024)) MB ($(per_session "$rss_10000" "$rss_idle" 10000) kB per session) |"
+  echo "| RSS after the two load runs above | $((loaded_rss / 1024)) MB ($loaded_rss kB) |"
+  echo
+  echo "stdio cold start (spawn → first tools/call result, 30 runs): median $(field "$cold" median_ms) ms, min $(field "$cold" min_ms) ms"
+} | tee "$work/results.md"
