@@ -213,8 +213,7 @@ fn check(status: u16, body: &[u8], sides: u64) -> Result<(), String> {
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
-            .filter(|d| d.starts_with('{'))
-            .next_back()
+            .rfind(|d| d.starts_with('{'))
             .ok_or("no SSE data event")?
     };
     let message: Value = serde_json::from_str(json_text).map_err(|e| e.to_string())?;
