@@ -58,6 +58,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Send a mix of hostile requests on N connections for D seconds; every answer must be the
+    /// expected refusal.
+    Hostile {
+        #[arg(long)]
+        url: String,
+        /// A valid token (some hostile requests carry one with a bad body or origin).
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Open COUNT legacy sessions and keep them open for HOLD seconds.
     Sessions {
         #[arg(long)]
@@ -341,6 +354,102 @@ async fn run(
     Ok(())
 }
 
+/// One hostile request and the status it must get.
+fn hostile_request(kind: u64, target: &Target) -> (Request<Full<Bytes>>, u16) {
+    let init = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"hostile","version":"1"}}}))
+    .unwrap_or_default();
+    let base = || {
+        Request::post(&target.path)
+            .header("host", &target.host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+    };
+    let forged_jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6InJhbmRvbSJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl";
+    let (builder, body, expected): (_, Vec<u8>, u16) = match kind % 7 {
+        0 => (base(), init, 401),
+        1 => (base().header("authorization", "Bearer not-a-token"), init, 401),
+        2 => (
+            base().header("authorization", format!("Bearer {forged_jwt}")),
+            init,
+            401,
+        ),
+        3 => (
+            base().header("authorization", format!("Bearer {}", target.token)),
+            b"{\"jsonrpc\": ".to_vec(),
+            400,
+        ),
+        4 => (
+            base()
+                .header("authorization", format!("Bearer {}", target.token))
+                .header("origin", "https://evil.example"),
+            init,
+            403,
+        ),
+        5 => (base().header("authorization", "Basic dXNlcjpwYXNz"), init, 401),
+        _ => (
+            Request::post(format!("{}?access_token=abc", target.path))
+                .header("host", &target.host)
+                .header("content-type", "application/json"),
+            init,
+            400,
+        ),
+    };
+    let request = builder.body(Full::new(Bytes::from(body))).unwrap_or_default();
+    (request, expected)
+}
+
+async fn hostile(target: Arc<Target>, connections: usize, seconds: u64) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for worker in 0..connections as u64 {
+        let target = target.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut sent, mut wrong) = (0u64, 0u64);
+            let mut conn = Connection::open(&target).await?;
+            let mut kind = worker;
+            while Instant::now() < deadline {
+                kind += 1;
+                let (request, expected) = hostile_request(kind, &target);
+                conn.sender.ready().await?;
+                let status = match conn.sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.into_body().collect().await;
+                        status
+                    }
+                    Err(_) => {
+                        conn = Connection::open(&target).await?;
+                        0
+                    }
+                };
+                sent += 1;
+                if status != expected {
+                    wrong += 1;
+                    if wrong <= 3 {
+                        eprintln!("hostile kind {}: expected {expected}, got {status}", kind % 7);
+                    }
+                }
+            }
+            Ok::<_, Error>((sent, wrong))
+        }));
+    }
+    let (mut sent, mut wrong) = (0, 0);
+    for w in workers {
+        let (s, x) = w.await??;
+        sent += s;
+        wrong += x;
+    }
+    println!(
+        "{}",
+        json!({"hostile_requests": sent, "unexpected_answers": wrong})
+    );
+    if wrong > 0 {
+        return Err(format!("{wrong} hostile requests got an unexpected answer").into());
+    }
+    Ok(())
+}
+
 async fn sessions(target: Arc<Target>, count: usize, hold: u64) -> Result<(), Error> {
     let mut open = Vec::with_capacity(count);
     let mut conn = Connection::open(&target).await?;
@@ -425,6 +534,19 @@ async fn main() -> Result<(), Error> {
                 seconds.min(600),
                 warmup.min(60),
                 json,
+            )
+            .await
+        }
+        Cmd::Hostile {
+            url,
+            token,
+            connections,
+            seconds,
+        } => {
+            hostile(
+                Arc::new(Target::parse(&url, &token)?),
+                connections.clamp(1, 256),
+                seconds.min(600),
             )
             .await
         }

@@ -86,6 +86,7 @@ struct Raw {
     max_connections: Option<String>,
     header_read_timeout_secs: Option<String>,
     shutdown_timeout_secs: Option<String>,
+    metrics_addr: Option<String>,
     log_format: Option<String>,
     mcp_dev_token: Option<String>,
     mcp_access_token: Option<String>,
@@ -152,6 +153,8 @@ pub struct Settings {
     pub stdio: StdioSettings,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -341,7 +344,18 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
             None => Duration::from_secs(30),
         },
     };
+    let metrics_addr = match raw.metrics_addr.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            invalid(
+                "METRICS_ADDR",
+                "an address with a port such as 0.0.0.0:9464",
+                addr,
+            )
+        })?),
+    };
     Ok(Settings {
+        metrics_addr,
         auth,
         bind: SocketAddr::new(host, port),
         http,

@@ -39,6 +39,8 @@ enum RunError {
     Stdio(#[from] transports::stdio::StdioError),
     #[error(transparent)]
     TokenSource(#[from] transports::stdio::TokenSourceError),
+    #[error("cannot start the Prometheus metrics recorder: {0}")]
+    Metrics(metrics_exporter_prometheus::BuildError),
 }
 
 fn main() -> ExitCode {
@@ -138,12 +140,37 @@ async fn serve_http(settings: Settings) -> Result<(), RunError> {
         "serving MCP over streamable HTTP"
     );
     let shutdown = server.shutdown_token();
+    if let Some(addr) = settings.metrics_addr {
+        start_metrics(addr, shutdown.clone()).await?;
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         shutdown.cancel();
     });
     server.wait().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs the Prometheus recorder and serves it on its own listener.
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), RunError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let buckets = [
+        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1, 1.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("mcp_token_verification_seconds".into()), &buckets)
+        .and_then(|builder| builder.install_recorder())
+        .map_err(RunError::Metrics)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|cause| RunError::Bind { addr, cause })?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(address = %addr, "serving Prometheus metrics at /metrics");
+    transports::http::serve_metrics(listener, move || handle.render(), stop);
     Ok(())
 }
 

@@ -44,6 +44,7 @@ settings! {
     "MAX_CONNECTIONS" = "10000": "Most TCP connections served at once; more wait in the listen backlog.";
     "HEADER_READ_TIMEOUT_SECS" = "10": "A connection that has not sent its request headers within this time is closed (slow clients).";
     "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
+    "METRICS_ADDR" = "": "Serve Prometheus metrics at http://<addr>/metrics on this separate address (e.g. 0.0.0.0:9464). Empty: off.";
     "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";
     "MCP_DEV_TOKEN" = "": "With --dev: the bearer token of the local dev identity. Default: a random token printed at start-up.";
     "MCP_ACCESS_TOKEN" = "": "stdio: the caller's Entra access token.";

@@ -6,5 +6,7 @@ mod common;
 mod entra;
 mod http;
 mod limits;
+mod log_hygiene;
+mod metrics;
 mod stdio;
 mod tools;

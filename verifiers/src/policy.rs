@@ -176,4 +176,57 @@ mod tests {
             ScopeProblem::MissingScopes { .. }
         ));
     }
+
+    mod properties {
+        use std::collections::BTreeSet;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn scope() -> impl Strategy<Value = String> {
+            "[a-z_.]{1,12}"
+        }
+
+        proptest! {
+            #[test]
+            fn delegated_ok_iff_every_required_scope_is_granted(
+                required in proptest::collection::btree_set(scope(), 0..4),
+                granted in proptest::collection::btree_set(scope(), 0..6),
+            ) {
+                let policy = AccessPolicy::scopes(required.iter().cloned());
+                let identity = user(&granted.iter().map(String::as_str).collect::<Vec<_>>());
+                prop_assert_eq!(policy.authorize(&identity).is_ok(), required.is_subset(&granted));
+            }
+
+            #[test]
+            fn a_scope_never_matches_a_longer_or_shorter_word(base in scope(), extra in "[a-z_]{1,5}") {
+                let policy = AccessPolicy::scopes([base.clone()]);
+                let longer = format!("{base}{extra}");
+                prop_assert!(policy.authorize(&user(&[longer.as_str()])).is_err());
+                if base.len() > 1 {
+                    prop_assert!(policy.authorize(&user(&[&base[..base.len() - 1]])).is_err());
+                }
+            }
+
+            #[test]
+            fn app_only_ok_iff_roles_configured_and_all_granted(
+                required in proptest::collection::btree_set(scope(), 0..3),
+                granted in proptest::collection::btree_set(scope(), 0..5),
+            ) {
+                let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(required.iter().cloned());
+                let identity = app(&granted.iter().map(String::as_str).collect::<Vec<_>>());
+                let expected = !required.is_empty() && required.is_subset(&granted);
+                prop_assert_eq!(policy.authorize(&identity).is_ok(), expected);
+            }
+
+            #[test]
+            fn roles_never_stand_in_for_scopes(roles in proptest::collection::btree_set(scope(), 0..4)) {
+                let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(roles.iter().cloned());
+                let mut identity = user(&[]);
+                identity.roles = roles.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+                prop_assert!(policy.authorize(&identity).is_err());
+            }
+        }
+    }
 }

@@ -123,7 +123,11 @@ where
             let verified = match bearer_token(request.headers(), request.uri()) {
                 Ok(token) => {
                     let token = token.to_owned();
-                    layer.verifier.verify(&token).await
+                    let started = std::time::Instant::now();
+                    let verified = layer.verifier.verify(&token).await;
+                    metrics::histogram!("mcp_token_verification_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    verified
                 }
                 Err(err) => Err(err),
             };
@@ -157,6 +161,11 @@ where
                 }
             }
             let method = request.method().clone();
+            // Whatever logs the request further in (rmcp moves its Parts into the MCP context)
+            // prints `Sensitive` instead of the credential.
+            if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
+                value.set_sensitive(true);
+            }
             request.extensions_mut().insert(identity);
             let response = inner.call(request).await?;
             track_session(&layer.sessions, session.as_deref(), &method, &response, principal);
@@ -217,6 +226,7 @@ fn session_not_found() -> Response<Body> {
 }
 
 fn log_rejection<B>(err: &AuthError, request: &Request<B>) {
+    metrics::counter!("mcp_auth_rejections_total", "reason" => err.kind()).increment(1);
     // Never the token: only the reason, which is built from claims and settings.
     match err {
         AuthError::Unavailable(_) => {

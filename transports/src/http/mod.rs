@@ -9,13 +9,15 @@
 //! | `/health` | none | `200 ok`, no I/O (liveness) |
 //! | `/ready` | none | `200` once the verifier can verify (readiness), else `503` |
 //!
-//! Everything else is `404`.
+//! Everything else is `404`. Prometheus metrics are served on a separate listener
+//! ([`serve_metrics`]), never on this port.
 
 mod auth;
 mod body;
 mod challenge;
 mod config;
 mod metadata;
+mod metrics;
 mod origin;
 mod router;
 mod server;
@@ -24,5 +26,6 @@ mod sessions;
 pub use auth::{bearer_token, BearerAuth, BearerAuthLayer};
 pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH};
 pub use metadata::ProtectedResourceMetadata;
+pub use metrics::serve_metrics;
 pub use server::{serve, RunningServer};
 pub use sessions::{Principal, SessionBindings};

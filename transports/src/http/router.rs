@@ -44,15 +44,18 @@ where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     let path = request.uri().path();
-    let response = match path {
-        "/health" => health(request.method()),
-        "/ready" => ready(request.method(), app.verifier.as_ref()),
+    let (route, response) = match path {
+        "/health" => ("health", health(request.method())),
+        "/ready" => ("ready", ready(request.method(), app.verifier.as_ref())),
         METADATA_PATH | "/.well-known/oauth-protected-resource" => {
-            metadata(request.method(), &app.metadata_json)
+            ("metadata", metadata(request.method(), &app.metadata_json))
         }
-        p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => mcp(&app, request).await,
-        _ => text(StatusCode::NOT_FOUND, "Not Found"),
+        p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => ("mcp", mcp(&app, request).await),
+        // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
+        _ => ("other", text(StatusCode::NOT_FOUND, "Not Found")),
     };
+    metrics::counter!("mcp_http_requests_total", "route" => route, "status" => status_label(response.status()))
+        .increment(1);
     Ok(response)
 }
 
@@ -109,6 +112,29 @@ where
         allow_origin(response.headers_mut(), origin);
     }
     response
+}
+
+/// A static label per status code (no allocation on the hot path).
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        406 => "406",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
 }
 
 fn preflight() -> Response<Body> {

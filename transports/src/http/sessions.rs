@@ -53,7 +53,9 @@ impl SessionBindings {
     }
 
     pub(crate) fn bind(&self, session: String, owner: Principal) {
-        self.map().insert(session, owner);
+        let mut map = self.map();
+        map.insert(session, owner);
+        publish(map.len());
     }
 
     pub(crate) fn ownership(&self, session: &str, caller: &Principal) -> Ownership {
@@ -65,12 +67,16 @@ impl SessionBindings {
     }
 
     pub(crate) fn unbind(&self, session: &str) {
-        self.map().remove(session);
+        let mut map = self.map();
+        map.remove(session);
+        publish(map.len());
     }
 
     /// Keeps only the bindings for which `alive` says the session still exists.
     pub(crate) fn retain(&self, mut alive: impl FnMut(&str) -> bool) {
-        self.map().retain(|session, _| alive(session));
+        let mut map = self.map();
+        map.retain(|session, _| alive(session));
+        publish(map.len());
     }
 
     /// How many sessions are bound.
@@ -82,6 +88,11 @@ impl SessionBindings {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `mcp_open_sessions`: legacy sessions currently open.
+fn publish(open: usize) {
+    metrics::gauge!("mcp_open_sessions").set(open as f64);
 }
 
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub(crate) struct KeyStore {
     http: reqwest::Client,
     metadata_url: String,
     min_interval: Duration,
+    /// Fixed keys (see `EntraVerifier::offline`): never fetch.
+    offline: bool,
     current: RwLock<Arc<Snapshot>>,
     refresh: tokio::sync::Mutex<RefreshState>,
 }
@@ -87,6 +89,7 @@ impl KeyStore {
             http,
             metadata_url,
             min_interval,
+            offline: false,
             current: RwLock::new(Arc::new(Snapshot::default())),
             refresh: tokio::sync::Mutex::new(RefreshState { last_attempt: None }),
         }
@@ -109,16 +112,36 @@ impl KeyStore {
         }
     }
 
+    /// A store that holds `issuer` and the keys of `jwks` and never fetches anything.
+    pub(crate) fn fixed(http: reqwest::Client, issuer: String, jwks: &[Value]) -> Self {
+        let mut store = KeyStore::new(http, String::new(), Duration::MAX);
+        store.offline = true;
+        store.store(Snapshot {
+            issuer: Some(issuer),
+            keys: usable_keys(jwks),
+            generation: 1,
+        });
+        store
+    }
+
     /// Refreshes now, whatever the rate limit says (scheduled refreshes, start-up).
     pub(crate) async fn refresh(&self) -> Result<(), FetchError> {
+        if self.offline {
+            return Ok(());
+        }
         let mut state = self.refresh.lock().await;
         state.last_attempt = Some(Instant::now());
-        self.fetch_and_store().await
+        let result = self.fetch_and_store().await;
+        count_refresh("scheduled", result.is_ok());
+        result
     }
 
     /// Called when a token names a key we do not have (or we have none): refreshes unless another
     /// caller just did, then returns whatever we now know.
     pub(crate) async fn refresh_on_demand(&self, kid: Option<&str>) -> Arc<Snapshot> {
+        if self.offline {
+            return self.snapshot();
+        }
         let mut state = self.refresh.lock().await;
         // Someone else may have fetched while we waited for the lock.
         let current = self.snapshot();
@@ -133,7 +156,9 @@ impl KeyStore {
             return current;
         }
         state.last_attempt = Some(Instant::now());
-        match self.fetch_and_store().await {
+        let result = self.fetch_and_store().await;
+        count_refresh("on_demand", result.is_ok());
+        match result {
             Ok(()) => tracing::info!(kid, "signing keys refreshed on demand"),
             Err(error) => {
                 tracing::warn!(error = %error_chain(&error), "on-demand signing-key refresh failed; keeping the keys we have")
@@ -185,6 +210,12 @@ impl KeyStore {
             source,
         })
     }
+}
+
+/// `entra_jwks_refreshes_total{trigger, outcome}`: every attempt to fetch the metadata and keys.
+fn count_refresh(trigger: &'static str, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("entra_jwks_refreshes_total", "trigger" => trigger, "outcome" => outcome).increment(1);
 }
 
 /// The RSA signing keys of a JWKS that we are willing to verify with; the rest are skipped.

@@ -61,15 +61,43 @@ impl std::fmt::Debug for EntraVerifier {
 impl EntraVerifier {
     /// Validates `config` and builds the verifier. Nothing is fetched until [`start`](Self::start).
     pub fn new(config: EntraConfig, access: AccessPolicy) -> Result<Self, EntraConfigError> {
-        let tenant_policy = config.validate()?;
-        let http = reqwest::Client::builder()
+        let http = Self::http_client(&config)?;
+        let keys = KeyStore::new(http, config.metadata_url(), config.key_min_refresh_interval);
+        Self::with_key_store(config, access, keys)
+    }
+
+    /// A verifier that never contacts Entra: it trusts the given `issuer` (as the tenant's
+    /// OpenID metadata would give it) and the keys of `jwks` (a JWKS document's `keys` array).
+    ///
+    /// For air-gapped deployments that ship keys out of band, and for fuzzing and benchmarks.
+    /// Keys never rotate: refresh the process when Entra rolls its keys.
+    pub fn offline(
+        config: EntraConfig,
+        access: AccessPolicy,
+        issuer: impl Into<String>,
+        jwks: &[serde_json::Value],
+    ) -> Result<Self, EntraConfigError> {
+        let http = Self::http_client(&config)?;
+        let keys = KeyStore::fixed(http, issuer.into(), jwks);
+        Self::with_key_store(config, access, keys)
+    }
+
+    fn http_client(config: &EntraConfig) -> Result<reqwest::Client, EntraConfigError> {
+        reqwest::Client::builder()
             .timeout(config.http_timeout)
             .connect_timeout(config.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mcp-server-entra/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(EntraConfigError::HttpClient)?;
-        let keys = KeyStore::new(http, config.metadata_url(), config.key_min_refresh_interval);
+            .map_err(EntraConfigError::HttpClient)
+    }
+
+    fn with_key_store(
+        config: EntraConfig,
+        access: AccessPolicy,
+        keys: KeyStore,
+    ) -> Result<Self, EntraConfigError> {
+        let tenant_policy = config.validate()?;
         let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
         let cache = TokenCache::new(config.token_cache_entries);
         Ok(EntraVerifier {

@@ -204,4 +204,47 @@ mod tests {
             Err(InvalidToken::TenantNotAllowed { .. })
         ));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn guid() -> impl Strategy<Value = String> {
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        }
+
+        proptest! {
+            #[test]
+            fn multi_tenant_accepts_exactly_the_tokens_own_issuer(tid in guid(), other in guid()) {
+                prop_assume!(tid != other && tid != CONSUMER_TENANT_ID && other != CONSUMER_TENANT_ID);
+                let orgs = TenantPolicy::Organizations;
+                prop_assert!(orgs.check_v2(TEMPLATE, &iss(&tid), &tid, &[]).is_ok());
+                prop_assert!(orgs.check_v2(TEMPLATE, &iss(&other), &tid, &[]).is_err());
+                let suffixed = format!("{}x", iss(&tid));
+                prop_assert!(orgs.check_v2(TEMPLATE, &suffixed, &tid, &[]).is_err());
+            }
+
+            #[test]
+            fn multi_tenant_refuses_any_non_guid_tid(tid in "\\PC{0,40}") {
+                prop_assume!(!super::super::is_guid(&tid));
+                let result = TenantPolicy::Common.check_v2(TEMPLATE, &iss(&tid), &tid, &[]);
+                prop_assert_eq!(result, Err(InvalidToken::TenantNotGuid(tid.clone())));
+            }
+
+            #[test]
+            fn allow_list_admits_exactly_its_members(tid in guid(), allowed in proptest::collection::vec(guid(), 1..4)) {
+                prop_assume!(tid != CONSUMER_TENANT_ID);
+                let ok = TenantPolicy::Organizations.check_v2(TEMPLATE, &iss(&tid), &tid, &allowed).is_ok();
+                prop_assert_eq!(ok, allowed.contains(&tid));
+            }
+
+            #[test]
+            fn single_tenant_accepts_only_the_exact_metadata_issuer(iss_text in "\\PC{0,80}") {
+                let expected = iss(T1);
+                let ok = TenantPolicy::Single.check_v2(&expected, &iss_text, T1, &[]).is_ok();
+                prop_assert_eq!(ok, iss_text == expected);
+            }
+        }
+    }
 }

@@ -1,0 +1,127 @@
+//! No token, nor any 20-character piece of one, ever reaches the logs: the real binary at the
+//! most verbose level, over HTTP and stdio, with valid, invalid, expired and foreign tokens.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::common::*;
+
+const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
+
+fn assert_no_token_in(log: &str, tokens: &[String]) {
+    assert!(!log.is_empty(), "no log captured");
+    for token in tokens {
+        let bytes = token.as_bytes();
+        for window in bytes.windows(20) {
+            let piece = std::str::from_utf8(window).unwrap();
+            assert!(
+                !log.contains(piece),
+                "a piece of a token reached the log: {piece}"
+            );
+        }
+    }
+}
+
+fn entra_env(cmd: &mut tokio::process::Command, fake: &FakeEntra) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "trace")
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", &fake.base)
+        .current_dir(std::env::temp_dir());
+}
+
+#[tokio::test]
+async fn http_logs_at_trace_level_never_contain_a_token() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let valid = mint(&key, &fake.claims(TENANT));
+    let mut expired_claims = fake.claims(TENANT);
+    expired_claims["exp"] = json!(now() - 3600);
+    let expired = mint(&key, &expired_claims);
+    let mut graph_claims = fake.claims(TENANT);
+    graph_claims["aud"] = json!("https://graph.microsoft.com");
+    let graph = mint(&key, &graph_claims);
+    let tampered = format!("{}x", &valid[..valid.len() - 1]);
+    let tokens = vec![valid.clone(), expired.clone(), graph.clone(), tampered.clone()];
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut cmd = tokio::process::Command::new(EXE);
+    entra_env(&mut cmd, &fake);
+    cmd.args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    for _ in 0..100 {
+        if http()
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = legacy_client(&url, &valid).await;
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    client.cancel().await.unwrap();
+    for token in &tokens[1..] {
+        let r = http()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(token)
+            .json(&initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // A token in the query string is refused, and must not be logged either.
+    let r = http()
+        .post(format!("{url}?access_token={valid}"))
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("request rejected"), "rejections are logged");
+    assert_no_token_in(&log, &tokens);
+}
+
+#[tokio::test]
+async fn stdio_logs_at_trace_level_never_contain_a_token() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let mut claims = fake.claims(TENANT);
+    claims["exp"] = json!(now() - 3600);
+    let expired = mint(&key, &claims);
+    let mut cmd = tokio::process::Command::new(EXE);
+    entra_env(&mut cmd, &fake);
+    cmd.arg("stdio")
+        .env("MCP_ACCESS_TOKEN", &expired)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().shutdown().await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("expired"), "{log}");
+    assert_no_token_in(&log, &[expired]);
+}
