@@ -171,7 +171,12 @@ impl Connection {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-        self.sender.ready().await?;
+        if self.sender.ready().await.is_err() {
+            // The server (or a proxy's keepalive_requests) closed the idle connection after the
+            // previous answer; nothing of this request was sent, so open a new one.
+            self.sender = Connection::open(target).await?.sender;
+            self.sender.ready().await?;
+        }
         let response = self.sender.send_request(req).await?;
         let status = response.status().as_u16();
         let session = response

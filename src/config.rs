@@ -83,6 +83,7 @@ struct Raw {
     legacy_sessions: Option<String>,
     session_idle_timeout_secs: Option<String>,
     max_sessions: Option<String>,
+    session_id_prefix: Option<String>,
     max_connections: Option<String>,
     header_read_timeout_secs: Option<String>,
     shutdown_timeout_secs: Option<String>,
@@ -318,6 +319,9 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     }
     if let Some(v) = &raw.max_sessions {
         http.max_sessions = number("MAX_SESSIONS", v)? as usize;
+    }
+    if let Some(v) = &raw.session_id_prefix {
+        http.session_id_prefix = v.trim().to_owned();
     }
     if let Some(v) = &raw.max_connections {
         http.max_connections = number("MAX_CONNECTIONS", v)? as usize;

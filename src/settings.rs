@@ -41,6 +41,7 @@ settings! {
     "LEGACY_SESSIONS" = "true": "Serve pre-2026-07-28 clients with sessions. false: stateless for every version (replicas without sticky sessions).";
     "SESSION_IDLE_TIMEOUT_SECS" = "300": "Idle legacy sessions are closed after this many seconds.";
     "MAX_SESSIONS" = "10000": "Most legacy sessions open at once; past it, new sessions get 503.";
+    "SESSION_ID_PREFIX" = "": "Prefix of every session id this replica issues (e.g. its pod name), so a load balancer can route sessions by id.";
     "MAX_CONNECTIONS" = "10000": "Most TCP connections served at once; more wait in the listen backlog.";
     "HEADER_READ_TIMEOUT_SECS" = "10": "A connection that has not sent its request headers within this time is closed (slow clients).";
     "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";

@@ -489,3 +489,36 @@ async fn current_spec_requests_get_json_answers_even_with_legacy_sessions_on() {
     let reply: Value = r.json().await.unwrap();
     assert_eq!(reply["result"]["structuredContent"]["user"], "Alice");
 }
+
+#[tokio::test]
+async fn session_ids_carry_the_replica_prefix_and_foreign_prefixes_are_unknown() {
+    let server = spawn_http(static_verifier(), |c| c.session_id_prefix = "r7-".into()).await;
+    let session = open_session(&server, ALICE).await;
+    assert!(session.starts_with("r7-"), "{session}");
+    let whoami =
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}});
+    let r = session_call(&server, ALICE, &session, whoami.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        messages(r).await.last().unwrap()["result"]["structuredContent"]["name"],
+        "Alice"
+    );
+    let elsewhere = session.replacen("r7-", "r8-", 1);
+    assert_eq!(
+        session_call(&server, ALICE, &elsewhere, whoami.clone())
+            .await
+            .status(),
+        404
+    );
+    let bare = session.trim_start_matches("r7-").to_owned();
+    assert_eq!(session_call(&server, ALICE, &bare, whoami).await.status(), 404);
+    // The owner binding still applies behind the prefix.
+    let r = session_call(
+        &server,
+        BOB,
+        &session,
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}

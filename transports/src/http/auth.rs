@@ -28,6 +28,7 @@ pub struct BearerAuthLayer {
     challenge: Arc<ChallengeContext>,
     sessions: SessionBindings,
     max_sessions: Option<usize>,
+    session_prefix: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -55,7 +56,17 @@ impl BearerAuthLayer {
             }),
             sessions,
             max_sessions: None,
+            session_prefix: None,
         }
+    }
+
+    /// Prefixes every session id this server issues with `prefix` (e.g. the replica's name) and
+    /// expects it back, so a load balancer can route a session to its replica by the id alone.
+    /// An id with another prefix belongs to another replica: `404`, as for any unknown session.
+    pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.session_prefix = (!prefix.is_empty()).then(|| Arc::from(prefix));
+        self
     }
 
     /// Refuses new legacy sessions with `503` once `max` are open.
@@ -139,11 +150,21 @@ where
                 }
             };
             let principal = Principal::of(&identity);
-            let session = request
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let session = match (request.headers().get(SESSION_HEADER), &layer.session_prefix) {
+                (None, _) => None,
+                (Some(value), None) => value.to_str().ok().map(str::to_owned),
+                (Some(value), Some(prefix)) => {
+                    // rmcp knows the id without our prefix.
+                    let Some(internal) = value.to_str().ok().and_then(|v| v.strip_prefix(&**prefix)) else {
+                        return Ok(session_not_found());
+                    };
+                    let internal = internal.to_owned();
+                    if let Ok(value) = http::HeaderValue::from_str(&internal) {
+                        request.headers_mut().insert(SESSION_HEADER, value);
+                    }
+                    Some(internal)
+                }
+            };
             if session.is_none() && could_open_session(&request) {
                 if let Some(max) = layer.max_sessions.filter(|max| layer.sessions.len() >= *max) {
                     tracing::warn!(max, "refused a new session: the session limit is reached");
@@ -167,8 +188,19 @@ where
                 value.set_sensitive(true);
             }
             request.extensions_mut().insert(identity);
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
             track_session(&layer.sessions, session.as_deref(), &method, &response, principal);
+            if let Some(prefix) = &layer.session_prefix {
+                let issued = response
+                    .headers()
+                    .get(SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                if let Some(Ok(value)) =
+                    issued.map(|id| http::HeaderValue::from_str(&format!("{prefix}{id}")))
+                {
+                    response.headers_mut().insert(SESSION_HEADER, value);
+                }
+            }
             Ok(response)
         })
     }

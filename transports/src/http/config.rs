@@ -36,6 +36,9 @@ pub struct HttpConfig {
     pub session_idle_timeout: Duration,
     /// Most open legacy sessions at once; past it, new sessions get `503`. Defaults to 10,000.
     pub max_sessions: usize,
+    /// Prefix of every session id issued (e.g. `r1-`), for load balancers that route sessions
+    /// to replicas by id. Empty: none.
+    pub session_id_prefix: String,
     /// In stateless mode, answer simple requests with `application/json` instead of SSE.
     /// Defaults to `true`.
     pub json_response: bool,
@@ -63,6 +66,7 @@ impl HttpConfig {
             legacy_sessions: true,
             session_idle_timeout: Duration::from_secs(300),
             max_sessions: 10_000,
+            session_id_prefix: String::new(),
             json_response: true,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
@@ -101,6 +105,13 @@ impl HttpConfig {
         }
         if self.max_connections == 0 {
             return Err(HttpConfigError::Zero("MAX_CONNECTIONS"));
+        }
+        if !self
+            .session_id_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(HttpConfigError::BadSessionPrefix(self.session_id_prefix.clone()));
         }
         if let Some(bad) = self
             .allowed_origins
@@ -152,6 +163,9 @@ pub enum HttpConfigError {
     /// A limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A session-id prefix with characters a header or an nginx map would mangle.
+    #[error("SESSION_ID_PREFIX may hold only letters, digits, '-' and '_', got {0:?}")]
+    BadSessionPrefix(String),
     /// An allowed origin that is not `scheme://host[:port]`.
     #[error("ALLOWED_ORIGINS entries must look like https://app.example.com, http://localhost:* or null, got {0:?}")]
     BadOrigin(String),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -113,7 +114,9 @@ where
         sessions.clone(),
     );
     if config.legacy_sessions {
-        auth = auth.with_max_sessions(config.max_sessions);
+        auth = auth
+            .with_max_sessions(config.max_sessions)
+            .with_session_prefix(config.session_id_prefix.clone());
     }
     let metadata_json =
         serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();
@@ -192,38 +195,20 @@ async fn accept_loop<S>(
                 }
             },
         };
-        // SSE responses leave in several small writes; without this, each waits ~40 ms for the
-        // client's delayed ACK (measured: 22 → 778 req/s on one connection).
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request| route(app.clone(), request));
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let first_byte_timeout = config.header_read_timeout;
-        tokio::spawn(async move {
-            // hyper's header timer starts with the first byte; a client that connects and sends
-            // nothing would hold a connection slot forever without this.
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
-                Ok(Ok(read)) if read > 0 => {}
-                _ => {
-                    tracing::debug!(%peer, "closed a connection that sent nothing");
-                    return;
-                }
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        serve_connection(stream, peer, Some(permit), &builder, &graceful, &app, config.header_read_timeout);
+    }
+    // Connections the kernel has already completed sit in the listen backlog; closing the listener
+    // would reset them after the client sent its request (nginx then answers 502 and cannot
+    // retry a POST). Serve them too.
+    while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+        serve_connection(stream, peer, None, &builder, &graceful, &app, config.header_read_timeout);
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     draining.cancel();
+    // Let connections accepted a moment ago read their request: a graceful shutdown closes a
+    // connection that has not started one yet.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(config.shutdown_timeout) => {
@@ -231,6 +216,55 @@ async fn accept_loop<S>(
         }
     }
     mcp_shutdown.cancel();
+}
+
+/// Serves one accepted connection in its own task, watched for graceful shutdown.
+fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    app: &Arc<App<S>>,
+    first_byte_timeout: Duration,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<super::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    // SSE responses leave in several small writes; without this, each waits ~40 ms for the
+    // client's delayed ACK (measured: 22 → 778 req/s on one connection).
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    let app = app.clone();
+    let service = hyper::service::service_fn(move |request| route(app.clone(), request));
+    let (builder, watcher) = (builder.clone(), graceful.watcher());
+    tokio::spawn(async move {
+        // hyper's header timer starts with the first byte; a client that connects and sends
+        // nothing would hold a connection slot forever without this.
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => {
+                tracing::debug!(%peer, "closed a connection that sent nothing");
+                return;
+            }
+        }
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 /// Forgets bindings of sessions rmcp has closed (idle expiry), so the map cannot grow forever.
