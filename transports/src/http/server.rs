@@ -195,13 +195,29 @@ async fn accept_loop<S>(
                 }
             },
         };
-        serve_connection(stream, peer, Some(permit), &builder, &graceful, &app, config.header_read_timeout);
+        serve_connection(
+            stream,
+            peer,
+            Some(permit),
+            &builder,
+            &graceful,
+            &app,
+            config.header_read_timeout,
+        );
     }
     // Connections the kernel has already completed sit in the listen backlog; closing the listener
     // would reset them after the client sent its request (nginx then answers 502 and cannot
     // retry a POST). Serve them too.
     while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
-        serve_connection(stream, peer, None, &builder, &graceful, &app, config.header_read_timeout);
+        serve_connection(
+            stream,
+            peer,
+            None,
+            &builder,
+            &graceful,
+            &app,
+            config.header_read_timeout,
+        );
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; letting in-flight requests finish");
