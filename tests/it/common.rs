@@ -252,6 +252,18 @@ pub async fn spawn_http(verifier: Arc<dyn TokenVerifier>, tweak: impl FnOnce(&mu
     TestServer { base, server }
 }
 
+/// Any MCP handler (a test's slow or panicking tools) served on 127.0.0.1:0 with the static verifier.
+pub fn spawn_handler<H, F>(listener: TcpListener, handler: F) -> (String, RunningServer)
+where
+    H: rmcp::ServerHandler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = HttpConfig::new(url::Url::parse(&base).unwrap());
+    let running = transports::http::serve(listener, config, static_verifier(), handler).unwrap();
+    (base, running)
+}
+
 pub const ALICE: &str = "alice-token";
 pub const BOB: &str = "bob-token";
 pub const NO_SCOPE: &str = "noscope-token";

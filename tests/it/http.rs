@@ -438,12 +438,9 @@ impl ServerHandler for Slow {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = transports::http::HttpConfig::new(url::Url::parse(&base).unwrap());
-    let running = transports::http::serve(listener, config, static_verifier(), || Slow {
+    let (base, running) = spawn_handler(listener, || Slow {
         tool_router: Slow::tool_router(),
-    })
-    .unwrap();
+    });
     let client = discover_client(&format!("{base}/mcp"), ALICE).await;
     let call = tokio::spawn(async move { client.call_tool(CallToolRequestParams::new("slow")).await });
     tokio::time::sleep(Duration::from_millis(200)).await;

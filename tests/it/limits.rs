@@ -176,12 +176,9 @@ impl ServerHandler for Panicky {
 #[tokio::test]
 async fn a_panic_in_a_tool_never_kills_the_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = transports::http::HttpConfig::new(url::Url::parse(&base).unwrap());
-    let _running = transports::http::serve(listener, config, static_verifier(), || Panicky {
+    let (base, _running) = spawn_handler(listener, || Panicky {
         tool_router: Panicky::tool_router(),
-    })
-    .unwrap();
+    });
     let url = format!("{base}/mcp");
     for client in [
         discover_client(&url, ALICE).await,

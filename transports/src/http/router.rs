@@ -25,6 +25,25 @@ const CORS_ALLOW_HEADERS: &str =
 /// The response headers a browser client may read.
 const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
 
+/// The MCP service behind bearer auth, as the router and the connections need it.
+pub(crate) trait McpService:
+    tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> McpService for S where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Everything a request needs, shared by all connections.
 pub(crate) struct App<S> {
     /// The MCP service behind bearer auth.
