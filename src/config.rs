@@ -304,6 +304,12 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         .collect();
     if let Some(hosts) = &raw.allowed_hosts {
         http.allowed_hosts = list(hosts);
+    } else if !host.is_unspecified() && !host.is_loopback() {
+        // Clients that reach the server by its bind address (HOST=10.0.0.5) are allowed too.
+        http.allowed_hosts.push(match host {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        });
     }
     if let Some(origins) = &raw.allowed_origins {
         http.allowed_origins = list(origins);
@@ -532,6 +538,36 @@ mod tests {
             pairs.push((name, value));
             assert_eq!(load(&pairs).unwrap_err().to_string(), expected);
         }
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_public_url_and_a_specific_bind_address() {
+        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        let mut pairs = base.to_vec();
+        pairs.extend([
+            ("PUBLIC_URL", "https://mcp.contoso.example"),
+            ("HOST", "10.1.2.3"),
+        ]);
+        let s = load(&pairs).unwrap();
+        assert_eq!(
+            s.http.allowed_hosts,
+            [
+                "mcp.contoso.example",
+                "localhost",
+                "127.0.0.1",
+                "[::1]",
+                "10.1.2.3"
+            ]
+        );
+        let mut pairs = base.to_vec();
+        pairs.extend([
+            ("HOST", "0.0.0.0"),
+            ("ALLOWED_HOSTS", "a.example, b.example:8443"),
+        ]);
+        assert_eq!(
+            load(&pairs).unwrap().http.allowed_hosts,
+            ["a.example", "b.example:8443"]
+        );
     }
 
     #[test]
