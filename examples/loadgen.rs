@@ -382,7 +382,8 @@ fn hostile_request(kind: u64, target: &Target) -> (Request<Full<Bytes>>, u16) {
         3 => (
             base().header("authorization", format!("Bearer {}", target.token)),
             b"{\"jsonrpc\": ".to_vec(),
-            400,
+            // rmcp's answer to a body that is not JSON.
+            415,
         ),
         4 => (
             base()
