@@ -9,13 +9,15 @@ run_cmd=$(grep -m1 -E '^cargo run -- serve --dev +# run the server' README.md | 
 echo "README run command: $run_cmd"
 
 log=$(mktemp)
-# Build first so the server's start-up time is not the compile time.
-cargo build --quiet --bin mcp-server-entra --example connect_with_client
+# Build first so the server's start-up time is not the compile time. Separately: an example
+# builds with the dev-dependencies' features, which `cargo run` of the binary alone does not use.
+cargo build --quiet --bin mcp-server-entra
+cargo build --quiet --example connect_with_client
 env -u MCP_DEV_TOKEN $run_cmd 2>"$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
 
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   curl -fsS http://localhost:8000/health >/dev/null 2>&1 && break
   kill -0 $server 2>/dev/null || { echo "server exited:"; cat "$log"; exit 1; }
   sleep 0.1
