@@ -11,7 +11,7 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 
 export RUSTC_BOOTSTRAP=1
 total=0
 for target in verify_token verify_claims verify_header authorization_header auth_layer; do
-  mkdir -p "corpus/$target"
+  mkdir -p "corpus/$target" "seeds/$target"
   log=$(mktemp)
   cargo fuzz run --release "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$seconds" -dict=dict -max_len=20000 -print_final_stats=1 2>"$log" || { tail -40 "$log"; exit 1; }
