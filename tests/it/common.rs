@@ -348,6 +348,18 @@ pub fn challenge_params(value: &str) -> HashMap<String, String> {
     params
 }
 
+/// The `Accept` header streamable HTTP requires on a POST.
+pub const ACCEPT: &str = "application/json, text/event-stream";
+
+/// POSTs `body` to the MCP endpoint `url`, with `token` as bearer credential when given.
+pub async fn post_mcp(url: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = http().post(url).header("accept", ACCEPT).json(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
 /// A minimal JSON-RPC initialize body.
 pub fn initialize_body() -> Value {
     json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})

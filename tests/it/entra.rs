@@ -36,14 +36,7 @@ async fn single() -> Env {
 
 /// Status, `error` and `error_description` of an authenticated initialize with `token`.
 async fn attempt(env: &Env, token: &str) -> (u16, Option<String>, String) {
-    let r = http()
-        .post(env.server.mcp_url())
-        .header("accept", "application/json, text/event-stream")
-        .bearer_auth(token)
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap();
+    let r = post_mcp(&env.server.mcp_url(), Some(token), &initialize_body()).await;
     let status = r.status().as_u16();
     let params = r
         .headers()
@@ -666,17 +659,7 @@ async fn a_flood_of_random_kids_causes_at_most_one_fetch_per_interval() {
             let header = json!({"alg": "RS256", "kid": format!("random-{i}-{}", now())});
             let token = mint_raw(&env.key, &header, &valid(&env));
             let url = env.server.mcp_url();
-            tokio::spawn(async move {
-                http()
-                    .post(url)
-                    .header("accept", "application/json, text/event-stream")
-                    .bearer_auth(token)
-                    .json(&initialize_body())
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
+            tokio::spawn(async move { post_mcp(&url, Some(&token), &initialize_body()).await.status() })
         })
         .collect();
     for task in tasks {

@@ -11,8 +11,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const ACCEPT: &str = "application/json, text/event-stream";
-
 async fn call_all_tools(client: &Client) {
     let whoami = client
         .call_tool(CallToolRequestParams::new("whoami"))
@@ -85,11 +83,7 @@ async fn stateless_legacy_mode_serves_old_clients_without_sessions() {
 }
 
 async fn post(server: &TestServer, token: Option<&str>, body: &Value) -> reqwest::Response {
-    let mut req = http().post(server.mcp_url()).header("accept", ACCEPT).json(body);
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    req.send().await.unwrap()
+    post_mcp(&server.mcp_url(), token, body).await
 }
 
 fn www_authenticate(r: &reqwest::Response) -> std::collections::HashMap<String, String> {

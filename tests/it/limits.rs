@@ -11,17 +11,8 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
-const ACCEPT: &str = "application/json, text/event-stream";
-
 async fn initialize(server: &TestServer, token: &str) -> reqwest::Response {
-    http()
-        .post(server.mcp_url())
-        .header("accept", ACCEPT)
-        .bearer_auth(token)
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap()
+    post_mcp(&server.mcp_url(), Some(token), &initialize_body()).await
 }
 
 #[tokio::test]

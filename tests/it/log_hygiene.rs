@@ -78,14 +78,7 @@ async fn http_logs_at_trace_level_never_contain_a_token() {
         .unwrap();
     client.cancel().await.unwrap();
     for token in &tokens[1..] {
-        let r = http()
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .bearer_auth(token)
-            .json(&initialize_body())
-            .send()
-            .await
-            .unwrap();
+        let r = post_mcp(&url, Some(token), &initialize_body()).await;
         assert_eq!(r.status(), 401);
     }
     // A token in the query string is refused, and must not be logged either.
