@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces every figure of BENCHMARKS.md in one run on this machine: throughput and latency of
-# authenticated tools/call in three protocol modes, against our server and the Python reference
-# peer (FastMCP 4.x, same tools, RS256 JWT verification) measured in the same run; idle RSS and RSS
+# authenticated tools/call in three protocol modes, against our server, against the ceiling (a
+# static-answer hyper server that does no work, examples/static_answer.rs: what the same load
+# generator reaches on this machine) and against the Python reference peer (FastMCP 4.x, same
+# tools, RS256 JWT verification), all measured in the same run; the dev verifier beside the Entra
+# verifier (the cost of the Entra path on a verified-token cache hit); idle RSS and RSS
 # with 1,000 and 10,000 open legacy sessions; stdio cold start; criterion benches of verification
 # and of one in-process tool call.
 #
@@ -21,9 +24,10 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 echo "== building (release)"
-(cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen)
+(cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen --example static_answer)
 BIN="$root/target/release/mcp-server-entra"
 LOADGEN="$root/target/release/examples/loadgen"
+STATIC="$root/target/release/examples/static_answer"
 [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
 PY="$work/venv/bin/python"
@@ -69,6 +73,15 @@ load() { # load URL MODE -> one JSON line
 }
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
 
+echo "== ceiling: static answers, no work"
+"$STATIC" >"$work/static.out" 2>&1 &
+pid=$!; pids+=($pid)
+url="http://$(wait_for "$work/static.out" 's/listening //p')/mcp"
+ceil_current=$(load "$url" current); echo "$ceil_current"
+ceil_legacy=$(load "$url" legacy); echo "$ceil_legacy"
+ceil_stateless=$(load "$url" stateless); echo "$ceil_stateless"
+kill "$pid"
+
 echo "== our server"
 start_ours ours-sessions
 ours_current=$(load "$url" current); echo "$ours_current"
@@ -77,6 +90,13 @@ loaded_rss=$(rss_kb "$pid")
 kill "$pid"
 start_ours ours-stateless LEGACY_SESSIONS=false
 ours_stateless=$(load "$url" stateless); echo "$ours_stateless"
+kill "$pid"
+# The same server with the dev verifier and the same token: what the Entra path costs on a
+# verified-token cache hit.
+env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
+pid=$!; pids+=($pid)
+url="http://$(wait_for "$work/ours-dev.log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
+ours_dev=$(load "$url" current); echo "$ours_dev"
 kill "$pid"
 
 echo "== python peer (FastMCP)"
@@ -108,18 +128,23 @@ echo "== criterion (verification, one in-process tool call)"
 (cd "$root" && cargo bench --quiet --bench verify --bench tool_call -- --warm-up-time 1 --measurement-time 3 2>/dev/null) \
   | grep -E "^[a-z/].*|time:" | tee "$work/criterion.txt"
 
+frac() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 ratio() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
-row() { echo "| $1 | $(field "$2" rps) | $(field "$2" p50_ms) | $(field "$2" p99_ms) | $(field "$3" rps) | $(field "$3" p99_ms) | $(ratio "$2" "$3") |"; }
+row() { # row LABEL OURS PEER CEILING
+  echo "| $1 | $(field "$4" rps) | $(field "$2" rps) | $(frac "$2" "$4") | $(field "$2" p50_ms) | $(field "$2" p99_ms) | $(field "$3" rps) | $(field "$3" p99_ms) | $(ratio "$2" "$3") |"
+}
 per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b) / n }'; }
 {
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator on the same cores."
   echo "Authenticated tools/call roll_dice, $conns connections, $seconds s each, every answer checked."
   echo
-  echo "| mode | ours req/s | ours p50 ms | ours p99 ms | Python peer req/s | peer p99 ms | ratio |"
-  echo "|---|---|---|---|---|---|---|"
-  row "2026-07-28 (stateless)" "$ours_current" "$peer_current"
-  row "2025-11-25 with sessions" "$ours_legacy" "$peer_legacy"
-  row "2025-11-25 stateless, JSON" "$ours_stateless" "$peer_stateless"
+  echo "| mode | ceiling req/s | ours req/s | ours / ceiling | ours p50 ms | ours p99 ms | Python peer req/s | peer p99 ms | ours / peer |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  row "2026-07-28 (stateless)" "$ours_current" "$peer_current" "$ceil_current"
+  row "2025-11-25 with sessions" "$ours_legacy" "$peer_legacy" "$ceil_legacy"
+  row "2025-11-25 stateless, JSON" "$ours_stateless" "$peer_stateless" "$ceil_stateless"
+  echo
+  echo "Entra verifier vs dev verifier (2026-07-28, same token, cache hit): $(field "$ours_current" rps) vs $(field "$ours_dev" rps) req/s ($(frac "$ours_current" "$ours_dev") of dev; p99 $(field "$ours_current" p99_ms) vs $(field "$ours_dev" p99_ms) ms)"
   echo
   echo "| memory | value |"
   echo "|---|---|"
