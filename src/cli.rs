@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// --config, the environment (and a .env file in the working directory), and these flags. Every
 /// setting is listed in .env.example and the README.
 ///
-/// Try it without Azure: `mcp-server-entra serve --dev`.
+/// Without a command it serves HTTP, so `mcp-server-entra --port 8013 --dev` is
+/// `mcp-server-entra serve --port 8013 --dev`. Try it without Azure: `mcp-server-entra --dev`.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcp-server-entra",
@@ -28,9 +29,42 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// `serve`'s flags, given without the command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
     /// Settings shared by every command.
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+impl Cli {
+    /// The command to run: `serve` when none is named, with the `serve` flags given before it.
+    ///
+    /// # Errors
+    /// A `serve` flag given with `stdio` (it would be ignored), as a clap usage error.
+    pub fn into_command(self) -> Result<(Command, GlobalArgs), clap::Error> {
+        let top = self.serve;
+        let command = match self.command {
+            None => Command::Serve(top),
+            Some(Command::Serve(args)) => Command::Serve(ServeArgs {
+                host: args.host.or(top.host),
+                port: args.port.or(top.port),
+                public_url: args.public_url.or(top.public_url),
+            }),
+            Some(Command::Stdio) => {
+                if top.host.is_some() || top.port.is_some() || top.public_url.is_some() {
+                    use clap::CommandFactory as _;
+                    return Err(Cli::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "--host, --port and --public-url apply to `serve`, not `stdio`",
+                    ));
+                }
+                Command::Stdio
+            }
+        };
+        Ok((command, self.global))
+    }
 }
 
 /// Flags valid with every command.
@@ -71,18 +105,25 @@ pub enum Command {
     Stdio,
 }
 
-/// Flags of `serve`.
+/// Flags of `serve` (also accepted without the command).
 #[derive(Debug, Args, Default, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on. Overrides HOST.
+    /// Listen on this IP address (HTTP). Overrides HOST; default 127.0.0.1.
+    ///
+    /// Use 0.0.0.0 in a container. With --dev only loopback is accepted.
     #[arg(long, value_name = "ADDR")]
     pub host: Option<String>,
 
-    /// Port to listen on (0 picks a free one). Overrides PORT.
+    /// Listen on this TCP port (HTTP; 0 picks a free one). Overrides PORT; default 8000.
     #[arg(long, value_name = "PORT")]
     pub port: Option<String>,
 
-    /// The URL clients use to reach this server, without a path. Overrides PUBLIC_URL.
+    /// Advertise this URL, without a path, as where clients reach the server (HTTP). Overrides
+    /// PUBLIC_URL; default `http://localhost:<PORT>`.
+    ///
+    /// It names the protected resource (`<URL>/mcp`) in the RFC 9728 metadata and in every
+    /// `WWW-Authenticate` challenge, and its host is accepted in the Host header. Set it behind a
+    /// reverse proxy or load balancer (`https://mcp.contoso.com`).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
 }
@@ -113,5 +154,19 @@ mod tests {
         let after = Cli::parse_from(["mcp-server-entra", "stdio", "--dev"]);
         assert!(before.global.dev && after.global.dev);
         assert!(matches!(after.command, Some(Command::Stdio)));
+    }
+
+    #[test]
+    fn serve_flags_work_without_the_command_but_not_with_another() {
+        let bare = Cli::parse_from(["mcp-server-entra", "--port", "8013", "--dev"]);
+        let (command, global) = bare.into_command().unwrap();
+        assert!(global.dev);
+        assert!(matches!(command, Command::Serve(ServeArgs { port: Some(p), .. }) if p == "8013"));
+        let both = Cli::parse_from(["mcp-server-entra", "--port", "1", "serve", "--port", "2"]);
+        assert!(
+            matches!(both.into_command().unwrap().0, Command::Serve(ServeArgs { port: Some(p), .. }) if p == "2")
+        );
+        let stdio = Cli::parse_from(["mcp-server-entra", "--port", "8013", "stdio"]);
+        assert!(stdio.into_command().is_err());
     }
 }

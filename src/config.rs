@@ -1,27 +1,41 @@
 //! Loading and validating settings: defaults < TOML file < environment (+ `.env`) < flags.
 //!
-//! The environment is read here and nowhere else. Every value is checked before anything starts;
-//! a bad one stops start-up with one line that names the setting and what is wrong.
+//! The environment is read here and nowhere else. serde and the `config` crate turn every source
+//! into the typed fields of one struct (`Raw`, one field per row of [`SETTINGS`]); the value
+//! types in `value` accept a TOML value and its text form alike, so `port = 8013` and `PORT=8013`,
+//! `azure_required_scopes = ["a", "b"]` and `AZURE_REQUIRED_SCOPES=a,b` mean the same. Built-in
+//! defaults are the `default` column of [`SETTINGS`]. Every value is checked before anything
+//! starts; a bad one stops start-up with one line that names the setting where it was written.
+//!
+//! Adding a setting: one row in `settings.rs`, one field in `Raw` (named like the row, in lower
+//! case, typed with a `value` type; `Option<…>` when the row has no default), and its use in
+//! `validate`.
+
+mod value;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
 use transports::http::{HttpConfig, HttpConfigError};
-use url::Url;
 use verifiers::{AccessPolicy, EntraConfig, EntraConfigError};
 
 use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 use crate::settings::SETTINGS;
+use value::{AbsoluteUrl, Count, Flag, Format, Host, List, Port, Secs, Text};
+
+/// The TOML key of the per-tool table (`[tools.<name>]`, DESIGN §9). Not a row of [`SETTINGS`]:
+/// it has no environment form.
+pub const TOOLS_KEY: &str = "tools";
 
 /// A setting that cannot work, or a file that cannot be read. One line, naming the setting.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A value of the wrong shape.
+    /// A value of the wrong shape, found after the value was read.
     #[error("{name} must be {expected}, got {got:?}")]
     Invalid {
         /// The setting.
@@ -30,6 +44,15 @@ pub enum ConfigError {
         expected: &'static str,
         /// What it was.
         got: String,
+    },
+    /// A value that could not be read as its type, named as its source wrote it: `PORT`
+    /// (environment), `port in settings.toml` (the `--config` file), `--port` (a flag).
+    #[error("{setting} {problem}")]
+    Value {
+        /// The setting, as written in its source.
+        setting: String,
+        /// What is wrong, e.g. `must be true or false, got "maybe"`.
+        problem: String,
     },
     /// A required setting is absent.
     #[error("{name} is required: {hint}")]
@@ -45,55 +68,85 @@ pub enum ConfigError {
     /// An HTTP setting is wrong.
     #[error(transparent)]
     Http(#[from] HttpConfigError),
-    /// The `--config` file cannot be read or has unknown keys.
-    #[error("cannot use the configuration file {path}: {cause}")]
+    /// The `--config` file does not exist.
+    #[error("the configuration file {0} does not exist (given with --config)")]
+    FileMissing(PathBuf),
+    /// The `--config` file cannot be read or is not TOML.
+    #[error("cannot read the configuration file {path}: {}", one_line(cause))]
     File {
         /// The file.
         path: PathBuf,
         /// What went wrong (not a `source`: it is printed here once).
         cause: Box<config::ConfigError>,
     },
+    /// The `--config` file has a key that is no setting.
+    #[error("unknown key `{key}` in the configuration file {path}{suggestion} (keys are the setting names in lower case, as in config.example.toml)")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// `; did you mean `port`?`, or empty.
+        suggestion: String,
+    },
     /// `--dev` with a non-loopback listen address.
     #[error("--dev serves only on loopback, but HOST is {0}; drop --dev or listen on 127.0.0.1")]
     DevNotLoopback(IpAddr),
 }
 
-/// Settings as written, before validation: every value is text, as in the environment.
-#[derive(Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Settings as the sources give them, typed. One field per row of [`SETTINGS`] (its name in lower
+/// case), plus `tools`. A field is `Option` exactly when its row has no default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
-    azure_client_id: Option<String>,
-    azure_tenant_id: Option<String>,
-    azure_required_scopes: Option<String>,
-    azure_identifier_uri: Option<String>,
-    azure_authority_host: Option<String>,
-    azure_allowed_tenants: Option<String>,
-    azure_required_app_roles: Option<String>,
-    azure_accept_v1_tokens: Option<String>,
-    azure_clock_leeway_secs: Option<String>,
-    azure_key_refresh_secs: Option<String>,
-    azure_key_min_refresh_secs: Option<String>,
-    azure_token_cache_entries: Option<String>,
-    public_url: Option<String>,
-    host: Option<String>,
-    port: Option<String>,
-    allowed_hosts: Option<String>,
-    allowed_origins: Option<String>,
-    max_body_bytes: Option<String>,
-    legacy_sessions: Option<String>,
-    session_idle_timeout_secs: Option<String>,
-    max_sessions: Option<String>,
-    session_id_prefix: Option<String>,
-    max_connections: Option<String>,
-    header_read_timeout_secs: Option<String>,
-    shutdown_timeout_secs: Option<String>,
-    metrics_addr: Option<String>,
-    log_format: Option<String>,
-    mcp_dev_token: Option<String>,
-    mcp_access_token: Option<String>,
-    mcp_access_token_file: Option<String>,
-    mcp_access_token_command: Option<String>,
-    mcp_access_token_command_timeout_secs: Option<String>,
+    azure_client_id: Option<Text>,
+    azure_tenant_id: Option<Text>,
+    azure_required_scopes: List,
+    azure_identifier_uri: Option<Text>,
+    azure_authority_host: AbsoluteUrl,
+    azure_allowed_tenants: Option<List>,
+    azure_required_app_roles: Option<List>,
+    azure_accept_v1_tokens: Flag,
+    azure_clock_leeway_secs: Secs,
+    azure_key_refresh_secs: Secs,
+    azure_key_min_refresh_secs: Secs,
+    azure_token_cache_entries: Count,
+    public_url: Option<AbsoluteUrl>,
+    host: Host,
+    port: Port,
+    allowed_hosts: Option<List>,
+    allowed_origins: Option<List>,
+    max_body_bytes: Count,
+    legacy_sessions: Flag,
+    session_idle_timeout_secs: Secs,
+    max_sessions: Count,
+    session_id_prefix: Option<Text>,
+    max_connections: Count,
+    header_read_timeout_secs: Secs,
+    shutdown_timeout_secs: Secs,
+    metrics_addr: Option<Text>,
+    log_format: Format,
+    mcp_dev_token: Option<Text>,
+    mcp_access_token: Option<Text>,
+    mcp_access_token_file: Option<Text>,
+    mcp_access_token_command: Option<Text>,
+    mcp_access_token_command_timeout_secs: Secs,
+    #[serde(default)]
+    tools: HashMap<String, ToolOverride>,
+}
+
+/// An administrator's override of one tool's requirement, from `[tools.<name>]` in the TOML file
+/// (DESIGN §9). Lists are TOML arrays or comma-separated strings. Read here, not yet checked:
+/// the tool names and requirements are validated where the tools are declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolOverride {
+    /// `scopes = [...]`: short scope names a delegated caller needs for this tool.
+    #[serde(default, deserialize_with = "value::optional_list")]
+    pub scopes: Option<Vec<String>>,
+    /// `app_roles = [...]`: app roles an app-only caller needs for this tool.
+    #[serde(default, deserialize_with = "value::optional_list")]
+    pub app_roles: Option<Vec<String>>,
 }
 
 /// Who verifies tokens.
@@ -156,6 +209,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Per-tool overrides from `[tools.<name>]` in the TOML file, by tool name; empty without a
+    /// file. Not validated here (unknown names, empty lists): the tools' owner checks them.
+    pub tools: HashMap<String, ToolOverride>,
 }
 
 impl Settings {
@@ -178,24 +234,22 @@ impl Settings {
     }
 }
 
+/// Where a key's value came from: the highest-precedence source that sets it.
+enum Source<'a> {
+    Flag,
+    Environment,
+    File(&'a Path),
+    Default,
+}
+
+/// Merges the sources into typed [`Raw`] settings.
 fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) -> Result<Raw, ConfigError> {
     let known: HashMap<String, String> = env
         .iter()
         .filter(|(name, value)| !value.is_empty() && SETTINGS.iter().any(|s| s.name == name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let mut builder = config::Config::builder();
-    if let Some(path) = &global.config {
-        if !path.is_file() {
-            return Err(ConfigError::File {
-                path: path.clone(),
-                cause: Box::new(config::ConfigError::NotFound(path.display().to_string())),
-            });
-        }
-        builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
-    }
-    builder = builder.add_source(config::Environment::default().source(Some(known)));
-    let flags = [
+    let flags: Vec<(&str, String)> = [
         ("host", serve.host.clone()),
         ("port", serve.port.clone()),
         ("public_url", serve.public_url.clone()),
@@ -203,61 +257,173 @@ fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) 
             "log_format",
             global.log_format.map(|f| format!("{f:?}").to_ascii_lowercase()),
         ),
-    ];
-    for (key, value) in flags {
-        if let Some(value) = value {
-            builder = builder
-                .set_override(key, value)
-                .map_err(|cause| file_error(global, cause))?;
-        }
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| (key, v)))
+    .collect();
+
+    let mut builder = config::Config::builder();
+    for setting in SETTINGS.iter().filter(|s| !s.default.is_empty()) {
+        builder = builder
+            .set_default(setting.name.to_ascii_lowercase(), setting.default)
+            .map_err(|cause| unreadable(Path::new(""), cause))?;
     }
+    let mut file_keys = Vec::new();
+    if let Some(path) = &global.config {
+        let (file, keys) = read_file(path)?;
+        file_keys = keys;
+        builder = builder.add_source(file);
+    }
+    builder = builder.add_source(config::Environment::default().source(Some(known.clone())));
+    for (key, value) in &flags {
+        builder = builder
+            .set_override(*key, value.as_str())
+            .map_err(|cause| unreadable(Path::new(""), cause))?;
+    }
+    let source_of = |key: &str| {
+        if flags.iter().any(|(k, _)| *k == key) {
+            Source::Flag
+        } else if known.contains_key(&key.to_ascii_uppercase()) {
+            Source::Environment
+        } else if let Some(path) = global
+            .config
+            .as_deref()
+            .filter(|_| file_keys.iter().any(|k| k == key))
+        {
+            Source::File(path)
+        } else {
+            Source::Default
+        }
+    };
     builder
         .build()
         .and_then(|c| c.try_deserialize::<Raw>())
-        .map_err(|cause| file_error(global, cause))
+        .map_err(|cause| value_error(cause, &source_of))
 }
 
-fn file_error(global: &GlobalArgs, cause: config::ConfigError) -> ConfigError {
+/// The `--config` file, parsed, and its top-level keys, checked against the settings.
+fn read_file(path: &Path) -> Result<(config::Config, Vec<String>), ConfigError> {
+    if !path.exists() {
+        return Err(ConfigError::FileMissing(path.to_owned()));
+    }
+    let file = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .build()
+        .map_err(|cause| unreadable(path, cause))?;
+    let keys = config::Source::collect(&file).map_err(|cause| unreadable(path, cause))?;
+    let names: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| s.name.to_ascii_lowercase())
+        .chain([TOOLS_KEY.to_owned()])
+        .collect();
+    let mut unknown: Vec<&String> = keys.keys().filter(|k| !names.contains(k)).collect();
+    unknown.sort();
+    if let Some(key) = unknown.first() {
+        let suggestion = names
+            .iter()
+            .filter(|n| n.eq_ignore_ascii_case(key) || edit_distance(n, key) <= 2)
+            .min_by_key(|n| edit_distance(n, &key.to_ascii_lowercase()))
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        return Err(ConfigError::UnknownKey {
+            key: key.to_string(),
+            path: path.to_owned(),
+            suggestion,
+        });
+    }
+    Ok((file, keys.into_keys().collect()))
+}
+
+fn unreadable(path: &Path, cause: config::ConfigError) -> ConfigError {
     ConfigError::File {
-        path: global.config.clone().unwrap_or_default(),
+        path: path.to_owned(),
         cause: Box::new(cause),
     }
 }
 
+/// A value that did not deserialize, named as its source wrote it.
+fn value_error<'a>(cause: config::ConfigError, source_of: &dyn Fn(&str) -> Source<'a>) -> ConfigError {
+    let (key, problem) = match cause {
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => (key, error.to_string()),
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key: Some(key),
+            ..
+        } => (key, format!("must be {expected}, got {unexpected}")),
+        config::ConfigError::NotFound(key) => (key, "has no value and no default".to_owned()),
+        other => return unreadable(Path::new("(settings)"), other),
+    };
+    let top = key.split(['.', '[']).next().unwrap_or(&key);
+    let setting = match source_of(top) {
+        Source::Flag => format!("--{}", key.replace('_', "-")),
+        Source::Environment => key.to_ascii_uppercase(),
+        Source::File(path) => format!("{key} in {}", path.display()),
+        Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
+    };
+    let problem = if problem.starts_with("must be ") {
+        problem
+    } else {
+        format!("is wrong: {problem}")
+    };
+    ConfigError::Value { setting, problem }
+}
+
+/// A parse error on one line: the TOML parser draws the line and a caret below its message;
+/// keep the message (`TOML parse error at line 1, column 7`) and the reason after the drawing.
+fn one_line(cause: &config::ConfigError) -> String {
+    let text = match cause {
+        // Its Display appends the file's name, which the message already gives.
+        config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | "))
+        .collect();
+    lines.join(": ")
+}
+
+/// Levenshtein distance, for "did you mean" on a mistyped key.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
-    let port = match raw.port.as_deref() {
-        None => 8000,
-        Some(p) => p
-            .trim()
-            .parse::<u16>()
-            .map_err(|_| invalid("PORT", "a port number from 0 to 65535", p))?,
-    };
-    let host = match raw.host.as_deref().map(str::trim) {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| invalid("HOST", "an IP address such as 127.0.0.1 or 0.0.0.0", h))?,
-    };
+    let port = raw.port.0;
+    let host = raw.host.0;
     if dev && !host.is_loopback() {
         return Err(ConfigError::DevNotLoopback(host));
     }
     let public_url_set = raw.public_url.is_some();
-    let public_url_text = raw
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://localhost:{port}"));
-    let public_url = Url::parse(public_url_text.trim()).map_err(|_| {
-        invalid(
-            "PUBLIC_URL",
-            "an absolute URL such as https://mcp.contoso.com",
-            &public_url_text,
-        )
-    })?;
+    let public_url = match &raw.public_url {
+        Some(url) => url.0.clone(),
+        None => url::Url::parse(&format!("http://localhost:{port}")).map_err(|_| {
+            invalid(
+                "PUBLIC_URL",
+                "an absolute URL such as https://mcp.contoso.com",
+                "",
+            )
+        })?,
+    };
 
-    let scopes = list(raw.azure_required_scopes.as_deref().unwrap_or("access_as_user"));
+    let scopes = raw.azure_required_scopes.0.clone();
     if let Some(bad) = scopes.iter().find(|s| s.contains(['/', ' '])) {
         return Err(invalid(
             "AZURE_REQUIRED_SCOPES",
@@ -265,17 +431,17 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
             bad,
         ));
     }
-    let policy = AccessPolicy::scopes(scopes.clone())
-        .with_app_roles(list(raw.azure_required_app_roles.as_deref().unwrap_or("")));
+    let app_roles = raw.azure_required_app_roles.clone().unwrap_or_default().0;
+    let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
 
     let (auth, identifier_uri, authorization_servers) = if dev {
         let identifier = raw
             .azure_identifier_uri
             .clone()
-            .unwrap_or_else(|| "api://mcp-server-entra-dev".to_owned());
+            .map_or_else(|| "api://mcp-server-entra-dev".to_owned(), |t| t.0);
         (
             AuthSettings::Dev {
-                token: raw.mcp_dev_token.clone(),
+                token: raw.mcp_dev_token.clone().map(|t| t.0),
                 policy,
             },
             identifier,
@@ -303,7 +469,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         .map(|s| format!("{}/{s}", identifier_uri.trim_end_matches('/')))
         .collect();
     if let Some(hosts) = &raw.allowed_hosts {
-        http.allowed_hosts = list(hosts);
+        http.allowed_hosts = hosts.0.clone();
     } else if !host.is_unspecified() && !host.is_loopback() {
         // Clients that reach the server by its bind address (HOST=10.0.0.5) are allowed too.
         http.allowed_hosts.push(match host {
@@ -312,49 +478,31 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         });
     }
     if let Some(origins) = &raw.allowed_origins {
-        http.allowed_origins = list(origins);
+        http.allowed_origins = origins.0.clone();
     }
-    if let Some(v) = &raw.max_body_bytes {
-        http.max_body_bytes = number("MAX_BODY_BYTES", v)? as usize;
+    http.max_body_bytes = raw.max_body_bytes.0;
+    http.legacy_sessions = raw.legacy_sessions.0;
+    http.session_idle_timeout = raw.session_idle_timeout_secs.0;
+    http.max_sessions = raw.max_sessions.0;
+    if let Some(prefix) = &raw.session_id_prefix {
+        http.session_id_prefix = prefix.0.clone();
     }
-    if let Some(v) = &raw.legacy_sessions {
-        http.legacy_sessions = boolean("LEGACY_SESSIONS", v)?;
-    }
-    if let Some(v) = &raw.session_idle_timeout_secs {
-        http.session_idle_timeout = seconds("SESSION_IDLE_TIMEOUT_SECS", v)?;
-    }
-    if let Some(v) = &raw.max_sessions {
-        http.max_sessions = number("MAX_SESSIONS", v)? as usize;
-    }
-    if let Some(v) = &raw.session_id_prefix {
-        http.session_id_prefix = v.trim().to_owned();
-    }
-    if let Some(v) = &raw.max_connections {
-        http.max_connections = number("MAX_CONNECTIONS", v)? as usize;
-    }
-    if let Some(v) = &raw.header_read_timeout_secs {
-        http.header_read_timeout = seconds("HEADER_READ_TIMEOUT_SECS", v)?;
-    }
-    if let Some(v) = &raw.shutdown_timeout_secs {
-        http.shutdown_timeout = seconds("SHUTDOWN_TIMEOUT_SECS", v)?;
-    }
+    http.max_connections = raw.max_connections.0;
+    http.header_read_timeout = raw.header_read_timeout_secs.0;
+    http.shutdown_timeout = raw.shutdown_timeout_secs.0;
     http.validate()?;
 
-    let log_format = match raw.log_format.as_deref().map(str::trim) {
-        None | Some("human") => LogFormat::Human,
-        Some("json") => LogFormat::Json,
-        Some(other) => return Err(invalid("LOG_FORMAT", "human or json", other)),
-    };
     let stdio = StdioSettings {
-        token: raw.mcp_access_token.clone().filter(|t| !t.trim().is_empty()),
-        token_file: raw.mcp_access_token_file.clone().map(PathBuf::from),
-        token_command: raw.mcp_access_token_command.clone(),
-        command_timeout: match &raw.mcp_access_token_command_timeout_secs {
-            Some(v) => seconds("MCP_ACCESS_TOKEN_COMMAND_TIMEOUT_SECS", v)?,
-            None => Duration::from_secs(30),
-        },
+        token: raw
+            .mcp_access_token
+            .clone()
+            .map(|t| t.0)
+            .filter(|t| !t.is_empty()),
+        token_file: raw.mcp_access_token_file.clone().map(|t| PathBuf::from(t.0)),
+        token_command: raw.mcp_access_token_command.clone().map(|t| t.0),
+        command_timeout: raw.mcp_access_token_command_timeout_secs.0,
     };
-    let metrics_addr = match raw.metrics_addr.as_deref().map(str::trim) {
+    let metrics_addr = match raw.metrics_addr.as_ref().map(|t| t.0.as_str()) {
         None | Some("") => None,
         Some(addr) => Some(addr.parse().map_err(|_| {
             invalid(
@@ -371,53 +519,40 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         http,
         public_url_set,
         stdio,
-        log_format,
+        log_format: raw.log_format.0,
+        tools: raw.tools,
     })
 }
 
 fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
-    let client_id = raw.azure_client_id.as_deref().ok_or(ConfigError::Missing {
+    let client_id = raw.azure_client_id.as_ref().ok_or(ConfigError::Missing {
         name: "AZURE_CLIENT_ID",
         hint: "the Application (client) ID from your app registration's Overview page (or run with --dev to try the server without Azure)",
     })?;
-    let tenant = raw.azure_tenant_id.as_deref().ok_or(ConfigError::Missing {
+    let tenant = raw.azure_tenant_id.as_ref().ok_or(ConfigError::Missing {
         name: "AZURE_TENANT_ID",
         hint: "the Directory (tenant) ID from your app registration's Overview page, or organizations/common for multi-tenant",
     })?;
-    let mut entra = EntraConfig::new(client_id.trim(), tenant.trim());
+    let mut entra = EntraConfig::new(client_id.0.as_str(), tenant.0.as_str());
     if let Some(uri) = &raw.azure_identifier_uri {
-        entra.identifier_uri = uri.trim().to_owned();
+        entra.identifier_uri = uri.0.clone();
     }
-    if let Some(host) = &raw.azure_authority_host {
-        entra.authority_host = Url::parse(host.trim()).map_err(|_| {
-            invalid(
-                "AZURE_AUTHORITY_HOST",
-                "an https:// URL such as https://login.microsoftonline.com",
-                host,
-            )
-        })?;
-    }
+    entra.authority_host = raw.azure_authority_host.0.clone();
     if let Some(tenants) = &raw.azure_allowed_tenants {
-        entra.allowed_tenants = list(tenants);
+        entra.allowed_tenants = tenants.0.clone();
     }
-    if let Some(v) = &raw.azure_accept_v1_tokens {
-        entra.accept_v1_tokens = boolean("AZURE_ACCEPT_V1_TOKENS", v)?;
+    entra.accept_v1_tokens = raw.azure_accept_v1_tokens.0;
+    entra.leeway = raw.azure_clock_leeway_secs.0;
+    if entra.leeway > Duration::from_secs(600) {
+        return Err(invalid(
+            "AZURE_CLOCK_LEEWAY_SECS",
+            "at most 600 seconds",
+            &entra.leeway.as_secs().to_string(),
+        ));
     }
-    if let Some(v) = &raw.azure_clock_leeway_secs {
-        entra.leeway = seconds("AZURE_CLOCK_LEEWAY_SECS", v)?;
-        if entra.leeway > Duration::from_secs(600) {
-            return Err(invalid("AZURE_CLOCK_LEEWAY_SECS", "at most 600 seconds", v));
-        }
-    }
-    if let Some(v) = &raw.azure_key_refresh_secs {
-        entra.key_refresh_interval = seconds("AZURE_KEY_REFRESH_SECS", v)?;
-    }
-    if let Some(v) = &raw.azure_key_min_refresh_secs {
-        entra.key_min_refresh_interval = seconds("AZURE_KEY_MIN_REFRESH_SECS", v)?;
-    }
-    if let Some(v) = &raw.azure_token_cache_entries {
-        entra.token_cache_entries = number("AZURE_TOKEN_CACHE_ENTRIES", v)?.min(10_000_000) as usize;
-    }
+    entra.key_refresh_interval = raw.azure_key_refresh_secs.0;
+    entra.key_min_refresh_interval = raw.azure_key_min_refresh_secs.0;
+    entra.token_cache_entries = raw.azure_token_cache_entries.0.min(10_000_000);
     Ok(entra)
 }
 
@@ -426,35 +561,6 @@ fn invalid(name: &'static str, expected: &'static str, got: &str) -> ConfigError
         name,
         expected,
         got: got.to_owned(),
-    }
-}
-
-fn list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn number(name: &'static str, text: &str) -> Result<u64, ConfigError> {
-    text.trim()
-        .parse()
-        .map_err(|_| invalid(name, "a whole number", text))
-}
-
-fn seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    text.trim()
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| invalid(name, "a whole number of seconds", text))
-}
-
-fn boolean(name: &'static str, text: &str) -> Result<bool, ConfigError> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(name, "true or false", text)),
     }
 }
 
@@ -504,39 +610,212 @@ mod tests {
         assert!(err.contains("--dev"), "{err}");
     }
 
+    /// A scratch directory for TOML files, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("mcp-entra-cfg-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+        fn file(&self, text: &str) -> PathBuf {
+            let file = self.0.join("settings.toml");
+            std::fs::write(&file, text).unwrap();
+            file
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Where a test row writes its value.
+    #[derive(Debug, Clone, Copy)]
+    enum In {
+        Env,
+        Toml,
+        Flag,
+    }
+
+    /// Loads with Entra basics in the environment, plus one value in one source.
+    fn load_one(scratch: &Scratch, source: In, key: &str, value: &str) -> Result<Settings, ConfigError> {
+        let mut vars = vec![("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        let mut global = GlobalArgs::default();
+        let mut serve = ServeArgs::default();
+        match source {
+            In::Env => vars.push((key, value)),
+            In::Toml => global.config = Some(scratch.file(&format!("{key} = {value}\n"))),
+            In::Flag => match key {
+                "--port" => serve.port = Some(value.to_owned()),
+                "--host" => serve.host = Some(value.to_owned()),
+                "--public-url" => serve.public_url = Some(value.to_owned()),
+                other => panic!("no flag {other}"),
+            },
+        }
+        Settings::from_sources(&global, &serve, &env(&vars))
+    }
+
     #[test]
-    fn bad_numbers_and_booleans_name_the_setting() {
-        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
-        for (name, value, expected) in [
-            (
-                "PORT",
-                "eighty",
-                "PORT must be a port number from 0 to 65535, got \"eighty\"",
-            ),
-            (
-                "PORT",
-                "70000",
-                "PORT must be a port number from 0 to 65535, got \"70000\"",
-            ),
-            (
-                "LEGACY_SESSIONS",
-                "maybe",
-                "LEGACY_SESSIONS must be true or false, got \"maybe\"",
-            ),
-            (
-                "HOST",
-                "example.com",
-                "HOST must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"",
-            ),
-            (
-                "LOG_FORMAT",
-                "xml",
-                "LOG_FORMAT must be human or json, got \"xml\"",
-            ),
+    fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
+        let scratch = Scratch::new("table");
+        let file = scratch.0.join("settings.toml");
+        let file = file.display();
+        let rows: Vec<(In, &str, &str, String)> = vec![
+            (In::Env, "PORT", "eighty", "PORT must be a port number from 0 to 65535, got \"eighty\"".into()),
+            (In::Env, "PORT", "70000", "PORT must be a port number from 0 to 65535, got \"70000\"".into()),
+            (In::Toml, "port", "70000", format!("port in {file} must be a port number from 0 to 65535, got 70000")),
+            (In::Toml, "port", "\"http\"", format!("port in {file} must be a port number from 0 to 65535, got \"http\"")),
+            (In::Flag, "--port", "http", "--port must be a port number from 0 to 65535, got \"http\"".into()),
+            (In::Env, "LEGACY_SESSIONS", "maybe", "LEGACY_SESSIONS must be true or false, got \"maybe\"".into()),
+            (In::Toml, "legacy_sessions", "\"maybe\"", format!("legacy_sessions in {file} must be true or false, got \"maybe\"")),
+            (In::Env, "HOST", "example.com", "HOST must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
+            (In::Flag, "--host", "example.com", "--host must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
+            (In::Env, "LOG_FORMAT", "xml", "LOG_FORMAT must be human or json, got \"xml\"".into()),
+            (In::Env, "SESSION_IDLE_TIMEOUT_SECS", "5m", "SESSION_IDLE_TIMEOUT_SECS must be a whole number of seconds, got \"5m\"".into()),
+            (In::Toml, "session_idle_timeout_secs", "-1", format!("session_idle_timeout_secs in {file} must be a whole number of seconds, got -1")),
+            (In::Toml, "max_sessions", "1.5", format!("max_sessions in {file} must be a whole number, got 1.5")),
+            (In::Env, "MAX_BODY_BYTES", "1MB", "MAX_BODY_BYTES must be a whole number, got \"1MB\"".into()),
+            (In::Toml, "azure_allowed_tenants", "7", format!("azure_allowed_tenants in {file} must be a list such as [\"a\", \"b\"] or a comma-separated string, got 7")),
+            (In::Toml, "azure_required_scopes", "[[\"a\"]]", format!("azure_required_scopes[0] in {file} must be text, got a list")),
+            (In::Env, "PUBLIC_URL", "mcp.contoso.com", "PUBLIC_URL must be an absolute URL such as https://mcp.contoso.com, got \"mcp.contoso.com\"".into()),
+            (In::Flag, "--public-url", "/mcp", "--public-url must be an absolute URL such as https://mcp.contoso.com, got \"/mcp\"".into()),
+            (In::Toml, "azure_authority_host", "\"login\"", format!("azure_authority_host in {file} must be an absolute URL such as https://mcp.contoso.com, got \"login\"")),
+            (In::Env, "METRICS_ADDR", "9464", "METRICS_ADDR must be an address with a port such as 0.0.0.0:9464, got \"9464\"".into()),
+            (In::Env, "AZURE_CLOCK_LEEWAY_SECS", "601", "AZURE_CLOCK_LEEWAY_SECS must be at most 600 seconds, got \"601\"".into()),
+            (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", "AZURE_REQUIRED_SCOPES must be short scope names such as access_as_user (not full api:// URIs), got \"api://x/access_as_user\"".into()),
+            (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected `scopes` or `app_roles`")),
+            (In::Toml, "prot", "9001", format!("unknown key `prot` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
+            (In::Toml, "PORT", "9001", format!("unknown key `PORT` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
+        ];
+        for (source, key, value, expected) in rows {
+            let got = load_one(&scratch, source, key, value)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert_eq!(got, Err(expected), "row {source:?} {key} = {value}");
+        }
+    }
+
+    #[test]
+    fn lists_come_from_toml_arrays_and_comma_separated_text() {
+        let scratch = Scratch::new("lists");
+        for (source, value) in [
+            (In::Toml, "[\"access_as_user\", \" files.read \", \"\"]"),
+            (In::Toml, "\"access_as_user, files.read\""),
+            (In::Env, "access_as_user, files.read,"),
         ] {
-            let mut pairs = base.to_vec();
-            pairs.push((name, value));
-            assert_eq!(load(&pairs).unwrap_err().to_string(), expected);
+            let key = match source {
+                In::Env => "AZURE_REQUIRED_SCOPES",
+                _ => "azure_required_scopes",
+            };
+            let s = load_one(&scratch, source, key, value).unwrap();
+            assert_eq!(
+                s.http.scopes,
+                [
+                    format!("api://{CLIENT}/access_as_user"),
+                    format!("api://{CLIENT}/files.read")
+                ],
+                "{source:?} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn native_toml_numbers_booleans_and_durations_are_read() {
+        let scratch = Scratch::new("native");
+        let global = GlobalArgs {
+            dev: true,
+            config: Some(scratch.file(
+                "port = 9001\nlegacy_sessions = false\nsession_idle_timeout_secs = 42\nmax_body_bytes = 2048\nazure_accept_v1_tokens = true\n",
+            )),
+            ..GlobalArgs::default()
+        };
+        let s = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap();
+        assert_eq!(s.bind.port(), 9001);
+        assert!(!s.http.legacy_sessions);
+        assert_eq!(s.http.session_idle_timeout, Duration::from_secs(42));
+        assert_eq!(s.http.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named_as_missing() {
+        let global = GlobalArgs {
+            config: Some(PathBuf::from("missing.toml")),
+            ..GlobalArgs::default()
+        };
+        let err = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the configuration file missing.toml does not exist (given with --config)"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_says_so() {
+        let scratch = Scratch::new("nottoml");
+        let global = GlobalArgs {
+            config: Some(scratch.file("port: 9001\n")),
+            ..GlobalArgs::default()
+        };
+        let err = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap_err();
+        let err = err.to_string();
+        assert!(err.starts_with("cannot read the configuration file "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn tool_overrides_are_read_from_the_tools_table() {
+        let scratch = Scratch::new("tools");
+        let global = GlobalArgs {
+            dev: true,
+            config: Some(scratch.file(
+                "[tools.whoami]\nscopes = [\"profile.read\"]\n\n[tools.roll_dice]\napp_roles = \"Dice.Roll, Admin\"\n",
+            )),
+            ..GlobalArgs::default()
+        };
+        let s = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap();
+        assert_eq!(
+            s.tools.get("whoami"),
+            Some(&ToolOverride {
+                scopes: Some(vec!["profile.read".into()]),
+                app_roles: None
+            })
+        );
+        assert_eq!(
+            s.tools.get("roll_dice"),
+            Some(&ToolOverride {
+                scopes: None,
+                app_roles: Some(vec!["Dice.Roll".into(), "Admin".into()])
+            })
+        );
+        assert_eq!(s.tools.len(), 2);
+    }
+
+    #[test]
+    fn the_example_toml_file_loads_and_matches_the_defaults() {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
+        let global = GlobalArgs {
+            config: Some(path),
+            ..GlobalArgs::default()
+        };
+        let s = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap();
+        let AuthSettings::Entra { config, policy } = &s.auth else {
+            panic!("the example configures Entra");
+        };
+        assert_eq!(config.client_id, "00000000-0000-0000-0000-000000000000");
+        assert_eq!(policy.required_scopes, ["access_as_user"]);
+        assert_eq!(s.bind, "127.0.0.1:8000".parse().unwrap());
+        // Every setting appears in the example, as a key or a commented-out key.
+        let text = include_str!("../config.example.toml");
+        for setting in SETTINGS {
+            let key = setting.name.to_ascii_lowercase();
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
+                "config.example.toml lacks {key}"
+            );
         }
     }
 
@@ -585,56 +864,99 @@ mod tests {
 
     #[test]
     fn flags_override_environment_which_overrides_the_file() {
-        let dir = std::env::temp_dir().join(format!("mcp-entra-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("settings.toml");
-        std::fs::write(
-            &file,
-            "port = 9001\nhost = \"127.0.0.1\"\nlegacy_sessions = false\n",
-        )
-        .unwrap();
+        let scratch = Scratch::new("precedence");
         let global = GlobalArgs {
             dev: true,
-            config: Some(file.clone()),
+            config: Some(scratch.file("port = 9001\nhost = \"127.0.0.1\"\n")),
             ..GlobalArgs::default()
         };
-        let from_file = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap();
-        assert_eq!(from_file.bind.port(), 9001);
-        assert!(!from_file.http.legacy_sessions);
-        let from_env =
-            Settings::from_sources(&global, &ServeArgs::default(), &env(&[("PORT", "9002")])).unwrap();
-        assert_eq!(from_env.bind.port(), 9002);
-        let flags = ServeArgs {
+        let port = |serve: &ServeArgs, vars: &[(&str, &str)]| {
+            Settings::from_sources(&global, serve, &env(vars))
+                .unwrap()
+                .bind
+                .port()
+        };
+        let flag = ServeArgs {
             port: Some("9003".into()),
             ..ServeArgs::default()
         };
-        let from_flag = Settings::from_sources(&global, &flags, &env(&[("PORT", "9002")])).unwrap();
-        assert_eq!(from_flag.bind.port(), 9003);
-        std::fs::write(&file, "prot = 9001\n").unwrap();
-        let err = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap_err();
-        assert!(err.to_string().contains("prot"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(port(&ServeArgs::default(), &[]), 9001);
+        assert_eq!(port(&ServeArgs::default(), &[("PORT", "9002")]), 9002);
+        assert_eq!(
+            port(&ServeArgs::default(), &[("PORT", "")]),
+            9001,
+            "an empty variable is unset"
+        );
+        assert_eq!(port(&flag, &[("PORT", "9002")]), 9003);
+        let no_file = GlobalArgs {
+            dev: true,
+            ..GlobalArgs::default()
+        };
+        let s = Settings::from_sources(&no_file, &ServeArgs::default(), &env(&[])).unwrap();
+        assert_eq!(s.bind.port(), 8000, "the default");
     }
 
     #[test]
-    fn every_setting_in_the_table_is_read_and_vice_versa() {
-        // Each documented setting, set to an unknown-key-proof value, must deserialize into Raw…
-        let all: HashMap<String, String> = SETTINGS
-            .iter()
-            .map(|s| (s.name.to_owned(), "x".to_owned()))
-            .collect();
-        let merged = merge(&GlobalArgs::default(), &ServeArgs::default(), &all);
-        assert!(merged.is_ok(), "a documented setting is not a field of Raw");
-        // …and each field of Raw must be documented: a TOML file with every documented key parses,
-        // and Raw has no more fields than the table has rows.
-        let fields = include_str!("config.rs")
-            .split("struct Raw {")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(": Option<String>"))
-            .count();
-        assert_eq!(fields, SETTINGS.len());
+    fn every_row_of_the_settings_table_is_a_field_and_vice_versa() {
+        let mut fields: Vec<String> = raw_fields().iter().map(|f| f.to_string()).collect();
+        fields.retain(|f| f != TOOLS_KEY);
+        fields.sort();
+        let mut rows: Vec<String> = SETTINGS.iter().map(|s| s.name.to_ascii_lowercase()).collect();
+        rows.sort();
+        assert_eq!(fields, rows);
+    }
+
+    #[test]
+    fn the_defaults_in_the_table_are_valid_values() {
+        // Dev mode needs no required setting: every other field comes from the table's defaults.
+        let dev = GlobalArgs {
+            dev: true,
+            ..GlobalArgs::default()
+        };
+        let s = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[])).unwrap();
+        assert_eq!(s.stdio.command_timeout, Duration::from_secs(30));
+        assert_eq!(s.http.max_body_bytes, 1_048_576);
+        assert_eq!(s.log_format, LogFormat::Human);
+    }
+
+    /// The field names serde knows for `Raw`, read from its derived `Deserialize`.
+    fn raw_fields() -> &'static [&'static str] {
+        struct Fields(Option<&'static [&'static str]>);
+        #[derive(Debug)]
+        struct Stop;
+        impl std::fmt::Display for Stop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("stop")
+            }
+        }
+        impl std::error::Error for Stop {}
+        impl serde::de::Error for Stop {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Stop
+            }
+        }
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = Stop;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+                Err(Stop)
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Stop> {
+                self.0 = Some(fields);
+                Err(Stop)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        let mut fields = Fields(None);
+        let _ = Raw::deserialize(&mut fields);
+        fields.0.unwrap()
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
-use mcp_server_entra::cli::{Cli, Command, ServeArgs};
+use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
 use mcp_server_entra::{dev, logging, EntraMcpServer};
 use thiserror::Error;
@@ -44,8 +44,11 @@ enum RunError {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let (command, global) = match Cli::parse().into_command() {
+        Ok(parsed) => parsed,
+        Err(usage) => usage.exit(),
+    };
+    match run(command, global) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mcp-server-entra: {error}");
@@ -54,13 +57,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), RunError> {
-    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
     let serve_args = match &command {
         Command::Serve(args) => args.clone(),
         Command::Stdio => ServeArgs::default(),
     };
-    let settings = Settings::load(&cli.global, &serve_args)?;
+    let settings = Settings::load(&global, &serve_args)?;
     let default_filter = match command {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         Command::Stdio => logging::STDIO_DEFAULT,

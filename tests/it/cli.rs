@@ -32,6 +32,10 @@ fn help_explains_the_commands_and_options() {
         "--config",
         "--log-format",
         ".env",
+        "--host",
+        "--port",
+        "--public-url",
+        "RFC 9728",
     ] {
         assert!(out.contains(expected), "--help lacks {expected:?}:\n{out}");
     }
@@ -60,7 +64,7 @@ fn a_bad_setting_exits_non_zero_with_one_line_naming_it() {
     assert_eq!(code, 2);
     assert_eq!(
         err,
-        "mcp-server-entra: PORT must be a port number from 0 to 65535, got \"http\"\n"
+        "mcp-server-entra: --port must be a port number from 0 to 65535, got \"http\"\n"
     );
     let (code, _, err) = run(&["serve", "--dev", "--host", "0.0.0.0"], &[]);
     assert_eq!(code, 2);
@@ -136,4 +140,89 @@ fn readme_gives_the_two_commands_ci_runs() {
     let ci = include_str!("../../.ci/run");
     assert!(ci.contains("cargo test --workspace"));
     assert!(ci.contains("tests/readme.sh"));
+}
+
+/// Starts the binary, waits (at most 30 s) for its "serving" log line, returns the child and the
+/// address it listens on.
+fn start_serving(args: &[&str], vars: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut cmd = Command::new(EXE);
+    cmd.args(args)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("address=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the server logs its address");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn serve_flags_work_without_the_serve_command() {
+    let (mut child, addr) = start_serving(&["--port", "0", "--dev"], &[("MCP_DEV_TOKEN", "t")]);
+    let health = reqwest::get(format!("http://{addr}/health")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.unwrap().text().await.unwrap(), "ok");
+    let (code, _, err) = run(&["--port", "8013", "stdio"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--host, --port and --public-url apply to `serve`, not `stdio`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_file_problems_are_one_line_each() {
+    let dir = std::env::temp_dir().join(format!("mcp-entra-cli-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "port: 9001\n").unwrap();
+    let bad = bad.display().to_string();
+    for (args, expected) in [
+        (
+            vec!["--dev", "--config", "missing.toml"],
+            "mcp-server-entra: the configuration file missing.toml does not exist (given with --config)\n".to_owned(),
+        ),
+        (
+            vec!["--dev", "--config", bad.as_str()],
+            format!("mcp-server-entra: cannot read the configuration file {bad}: TOML parse error at line 1, column 7: key with no value, expected `=`\n"),
+        ),
+    ] {
+        let (code, out, err) = run(&args, &[]);
+        assert_eq!((code, out.as_str(), err), (2, "", expected), "{args:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_example_toml_file_serves_with_the_dev_identity() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let (mut child, addr) = start_serving(
+        &["--dev", "--config", example, "--port", "0"],
+        &[("MCP_DEV_TOKEN", "t")],
+    );
+    let metadata = reqwest::get(format!("http://{addr}/.well-known/oauth-protected-resource/mcp")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let metadata: serde_json::Value = metadata.unwrap().json().await.unwrap();
+    assert_eq!(
+        metadata["scopes_supported"],
+        serde_json::json!(["api://mcp-server-entra-dev/access_as_user"])
+    );
 }
