@@ -164,6 +164,45 @@ pub enum InvalidToken {
         /// The expected issuer.
         expected: String,
     },
+    /// The signing key is bound to an issuer (its JWKS `issuer`, `{tenantid}` replaced by the
+    /// token's `tid`) that is not the token's `iss`: a key of one issuer signed for another
+    /// (DESIGN §3a; Entra's "validate the signing key issuer" guidance).
+    #[error("the token's issuer is {issuer}, but its signing key {kid} signs only for {key_issuer}")]
+    KeyIssuerMismatch {
+        /// The header's `kid`.
+        kid: String,
+        /// The key's `issuer` in the JWKS (a `{tenantid}` template for multi-tenant keys).
+        key_issuer: String,
+        /// The token's `iss`.
+        issuer: String,
+    },
+    /// An OpenID Connect ID token (it carries `nonce`, `at_hash` or `c_hash`, and no `scp`).
+    #[error("the token is an ID token (it carries `{marker}` and no `scp`): send an access token requested for this API's scope (api://<client-id>/access_as_user), not the ID token from sign-in")]
+    IdToken {
+        /// The ID-token claim found.
+        marker: &'static str,
+    },
+    /// `idtyp` = `app` together with `scp`: a token cannot be both.
+    #[error("the token says it is an app-only token (`idtyp` = app) but carries delegated scopes (`scp`)")]
+    AppTokenWithScopes,
+    /// `ver` does not match the issuer's form (v2 issuer ⇔ `2.0`, v1 `https://sts.…/` issuer ⇔ `1.0`).
+    #[error("the token's `ver` is {ver}, but its issuer {issuer} issues version {expected} tokens")]
+    VersionMismatch {
+        /// The token's `ver`.
+        ver: String,
+        /// The token's `iss`.
+        issuer: String,
+        /// The version the issuer's form implies.
+        expected: &'static str,
+    },
+    /// `tid` is not the tenant named in `iss`.
+    #[error("the token's tenant id {tid} is not the tenant of its issuer {issuer}")]
+    TenantMismatch {
+        /// The token's `tid`.
+        tid: String,
+        /// The token's `iss`.
+        issuer: String,
+    },
     /// `tid` is not a GUID (multi-tenant policies require one).
     #[error("the token's tenant id `{0}` is not a GUID")]
     TenantNotGuid(String),
@@ -198,6 +237,11 @@ impl InvalidToken {
             InvalidToken::WrongAudience { .. } => "wrong_audience",
             InvalidToken::V1Token { .. } => "v1_token",
             InvalidToken::WrongIssuer { .. } => "wrong_issuer",
+            InvalidToken::KeyIssuerMismatch { .. } => "key_issuer_mismatch",
+            InvalidToken::IdToken { .. } => "id_token",
+            InvalidToken::AppTokenWithScopes => "app_token_with_scopes",
+            InvalidToken::VersionMismatch { .. } => "version_mismatch",
+            InvalidToken::TenantMismatch { .. } => "tenant_mismatch",
             InvalidToken::TenantNotGuid(_) => "tenant_not_guid",
             InvalidToken::TenantNotAllowed { .. } => "tenant_not_allowed",
         }
@@ -212,6 +256,14 @@ pub enum ScopeProblem {
     #[error("the token lacks the required scope(s) {}; request a token for {}", missing.join(" "), missing.join(" "))]
     MissingScopes {
         /// The required scopes the token does not carry.
+        missing: Vec<String>,
+    },
+    /// A token without `scp` that is not an app-only token either (no `idtyp` = `app`; or `oid`
+    /// ≠ `sub`, or no client id in `azp`/`appid`): a user's token missing its scopes, whatever
+    /// `roles` it carries (DESIGN §3a).
+    #[error("the token carries no delegated scopes (`scp`) and is not an app-only token (no `idtyp` = app; `oid` differs from `sub` or no `azp`/`appid`), so it lacks the required scope(s) {}; a user must request a token for {}; a daemon's app registration needs the `idtyp` optional claim", missing.join(" "), missing.join(" "))]
+    NoDelegatedScopes {
+        /// The required scopes, all missing.
         missing: Vec<String>,
     },
     /// An app-only token, but this server accepts none (no required app roles configured).

@@ -1,8 +1,11 @@
 //! The verified caller.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
+
+use crate::entra::claims::{CallerClaims, TokenKind};
+use crate::InvalidToken;
 
 /// A verified caller: who they are, what they may do, and every claim of their token.
 ///
@@ -20,15 +23,17 @@ pub struct Identity {
     pub name: Option<String>,
     /// The first of `preferred_username`, `upn`, `email` present in the token.
     pub username: Option<String>,
-    /// `scp`, split on spaces: the delegated scopes granted.
+    /// `scp`, split on the space character (RFC 6749 §3.3): the delegated scopes granted.
     pub scopes: Vec<String>,
     /// `roles`: app roles granted (to the user, or to the application for app-only tokens).
     pub roles: Vec<String>,
     /// `azp` (v2) or `appid` (v1): the client application that requested the token.
     pub client_app: Option<String>,
-    /// `true` for an application's own token (client credentials), which carries no `scp`.
+    /// `true` for an application's own token (client credentials): `idtyp` = `app`, or (without
+    /// `idtyp`) no `scp`, `oid` = `sub` and a client id in `azp`/`appid`. Never inferred from a
+    /// missing `scp` alone.
     pub app_only: bool,
-    /// `exp`, when the token carried one.
+    /// `exp` (fraction included), when the token carried one.
     pub expires_at: Option<SystemTime>,
     /// Every claim of the token, for tools that need more than the fields above.
     pub claims: Map<String, Value>,
@@ -57,43 +62,35 @@ impl Identity {
 
     /// Builds an identity from a token's verified claims.
     ///
-    /// The caller has already checked the claims that must be present and well-typed (`tid`,
-    /// `exp`, …); here missing optional claims simply become `None` or empty.
-    pub fn from_claims(claims: Map<String, Value>) -> Identity {
-        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let scopes: Vec<String> = text("scp")
-            .map(|s| s.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default();
-        let roles = claims
-            .get("roles")
-            .and_then(Value::as_array)
-            .map(|roles| {
-                roles
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let subject = text("sub").unwrap_or_default();
-        let object_id = text("oid").unwrap_or_else(|| subject.clone());
+    /// The claims are read by the same typed parser the Entra verifier uses (DESIGN §3a), so the
+    /// two never disagree: `scp` splits on the space character (RFC 6749 §3.3), `exp` may be
+    /// fractional (RFC 7519 NumericDate), and the token is app-only only on positive evidence
+    /// (`idtyp` = `app`, or no `idtyp`, no `scp`, `oid` = `sub` and a client id in `azp`/`appid`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] when a claim has the wrong type or range (`exp` past year 9999, `roles`
+    /// not an array of strings, …), when the claims are an ID token's (`nonce`, `at_hash`,
+    /// `c_hash` without `scp`), or when `idtyp` = `app` comes with `scp`.
+    pub fn from_claims(claims: Map<String, Value>) -> Result<Identity, InvalidToken> {
+        let parsed = CallerClaims::parse(&claims)?;
+        Ok(Identity::from_parsed(parsed, claims))
+    }
+
+    /// Builds an identity from claims already parsed (by the verifier) and the raw claims.
+    pub(crate) fn from_parsed(parsed: CallerClaims, claims: Map<String, Value>) -> Identity {
+        let subject = parsed.subject.unwrap_or_default();
         Identity {
-            app_only: !claims.contains_key("scp")
-                || text("idtyp").is_some_and(|t| t.eq_ignore_ascii_case("app")),
-            name: text("name"),
-            username: text("preferred_username")
-                .or_else(|| text("upn"))
-                .or_else(|| text("email")),
-            client_app: text("azp").or_else(|| text("appid")),
-            tenant_id: text("tid").unwrap_or_default(),
-            expires_at: claims
-                .get("exp")
-                .and_then(Value::as_u64)
-                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            app_only: parsed.kind == TokenKind::AppOnly,
+            object_id: parsed.object_id.unwrap_or_else(|| subject.clone()),
             subject,
-            object_id,
-            scopes,
-            roles,
+            tenant_id: parsed.tenant_id.unwrap_or_default(),
+            name: parsed.name,
+            username: parsed.username,
+            scopes: parsed.scopes.unwrap_or_default(),
+            roles: parsed.roles,
+            client_app: parsed.client_app,
+            expires_at: parsed.expires.map(|exp| exp.system_time()),
             claims,
         }
     }
@@ -243,28 +240,49 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn identity(v: Value) -> Identity {
+        Identity::from_claims(claims(v)).unwrap()
+    }
+
     #[test]
     fn display_name_prefers_name_then_username_then_subject() {
-        let full = Identity::from_claims(claims(
-            json!({"sub":"s","name":"Ada","preferred_username":"ada@x","scp":"a"}),
-        ));
+        let full = identity(json!({"sub":"s","name":"Ada","preferred_username":"ada@x","scp":"a"}));
         assert_eq!(full.display_name(), "Ada");
-        let upn = Identity::from_claims(claims(json!({"sub":"s","upn":"ada@upn","scp":"a"})));
+        let upn = identity(json!({"sub":"s","upn":"ada@upn","scp":"a"}));
         assert_eq!(upn.display_name(), "ada@upn");
-        let email = Identity::from_claims(claims(json!({"sub":"s","email":"ada@mail","scp":"a"})));
+        let email = identity(json!({"sub":"s","email":"ada@mail","scp":"a"}));
         assert_eq!(email.display_name(), "ada@mail");
-        let bare = Identity::from_claims(claims(json!({"sub":"s","scp":"a"})));
+        let bare = identity(json!({"sub":"s","scp":"a"}));
         assert_eq!(bare.display_name(), "s");
     }
 
     #[test]
-    fn scopes_split_on_whitespace_and_app_only_without_scp() {
-        let user = Identity::from_claims(claims(json!({"sub":"s","scp":"a  b\tc"})));
-        assert_eq!(user.scopes, ["a", "b", "c"]);
+    fn scopes_split_on_space_and_app_only_needs_evidence() {
+        let user = identity(json!({"sub":"s","scp":"a  b\tc"}));
+        assert_eq!(user.scopes, ["a", "b\tc"]);
         assert!(!user.app_only);
-        let app = Identity::from_claims(claims(json!({"sub":"s","roles":["Tasks.Read"]})));
+        let roles_only = identity(json!({"sub":"s","oid":"o","roles":["Tasks.Read"]}));
+        assert!(!roles_only.app_only, "no scp is not evidence of an app token");
+        let app = identity(json!({"sub":"o","oid":"o","azp":"c","roles":["Tasks.Read"]}));
         assert!(app.app_only);
         assert_eq!(app.roles, ["Tasks.Read"]);
+        let tagged = identity(json!({"sub":"s","oid":"o","idtyp":"app"}));
+        assert!(tagged.app_only);
+    }
+
+    #[test]
+    fn exp_is_read_once_with_its_fraction_and_out_of_range_is_refused() {
+        let fractional = identity(json!({"scp":"a","exp": 1_700_000_006.5}));
+        assert_eq!(
+            fractional.expires_at,
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_006_500))
+        );
+        for huge in [json!(9_223_372_036_854_775_808u64), json!(1e19), json!(-1)] {
+            assert!(
+                Identity::from_claims(claims(json!({"scp":"a","exp": huge.clone()}))).is_err(),
+                "{huge}"
+            );
+        }
     }
 
     #[test]

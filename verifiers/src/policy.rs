@@ -6,7 +6,9 @@ use crate::{AuthError, Identity, ScopeProblem};
 ///
 /// - A delegated (user) token must carry **every** required scope in `scp`, matched as whole
 ///   words: `access_as_user` does not match `access_as_user_admin`.
-/// - An app-only token (no `scp`) is accepted only when required app roles are configured, and
+/// - A delegated token without `scp` at all (for example a user's token that carries only
+///   `roles`) lacks every required scope: [`ScopeProblem::NoDelegatedScopes`].
+/// - An app-only token (see [`Identity::app_only`]) is accepted only when required app roles are configured, and
 ///   then must carry every one of them in `roles`. With no roles configured, app-only tokens are
 ///   refused: a daemon should not inherit what was designed for users.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,7 +53,13 @@ impl AccessPolicy {
             }
         } else {
             let missing = missing(&self.required_scopes, |s| identity.has_scope(s));
-            (!missing.is_empty()).then_some(ScopeProblem::MissingScopes { missing })
+            if missing.is_empty() {
+                None
+            } else if identity.claims.contains_key("scp") {
+                Some(ScopeProblem::MissingScopes { missing })
+            } else {
+                Some(ScopeProblem::NoDelegatedScopes { missing })
+            }
         };
         match problem {
             None => Ok(()),
@@ -137,6 +145,20 @@ mod tests {
             problem(policy.authorize(&user(&[]))),
             ScopeProblem::MissingScopes { .. }
         ));
+    }
+
+    #[test]
+    fn user_token_with_roles_but_no_scp_claim_names_the_missing_scope() {
+        let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Call"]);
+        let mut id = user(&[]);
+        id.roles = vec!["Mcp.Call".into()];
+        id.claims.remove("scp");
+        assert_eq!(
+            problem(policy.authorize(&id)),
+            ScopeProblem::NoDelegatedScopes {
+                missing: vec!["access_as_user".into()]
+            }
+        );
     }
 
     #[test]

@@ -100,6 +100,29 @@ impl EntraConfig {
         Ok(policy)
     }
 
+    /// The same settings with every GUID in lower case: `client_id`, a GUID `tenant`, the
+    /// `allowed_tenants`, and the GUID of an `api://<GUID>` identifier URI. GUIDs compare
+    /// case-insensitively (RFC 4122 §3) and Entra writes them in lower case in tokens (`aud`,
+    /// `tid`, `iss`), so an `AZURE_CLIENT_ID` pasted in upper case must still match.
+    pub(crate) fn normalized(mut self) -> Self {
+        let lower_guid = |s: &mut String| {
+            if is_guid(s) {
+                s.make_ascii_lowercase();
+            }
+        };
+        lower_guid(&mut self.client_id);
+        lower_guid(&mut self.tenant);
+        self.allowed_tenants.iter_mut().for_each(lower_guid);
+        if let Some(rest) = self.identifier_uri.strip_prefix("api://") {
+            let guid_end = rest.find('/').unwrap_or(rest.len());
+            if is_guid(&rest[..guid_end]) {
+                let lowered = format!("api://{}{}", rest[..guid_end].to_ascii_lowercase(), &rest[guid_end..]);
+                self.identifier_uri = lowered;
+            }
+        }
+        self
+    }
+
     /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
     pub fn authority(&self) -> String {
         format!(
@@ -215,6 +238,27 @@ mod tests {
             cfg.validate(),
             Err(EntraConfigError::AllowListNeedsMultiTenant)
         ));
+    }
+
+    #[test]
+    fn guids_are_normalised_to_lower_case_and_the_rest_kept() {
+        let upper = "ABCDEF00-2222-3333-4444-55555555AAAA";
+        let lower = "abcdef00-2222-3333-4444-55555555aaaa";
+        let mut cfg = EntraConfig::new(upper, upper);
+        cfg.allowed_tenants = vec![upper.into()];
+        let cfg = cfg.normalized();
+        assert_eq!(cfg.client_id, lower);
+        assert_eq!(cfg.tenant, lower);
+        assert_eq!(cfg.allowed_tenants, [lower]);
+        assert_eq!(cfg.identifier_uri, format!("api://{lower}"));
+        let mut cfg = EntraConfig::new(CLIENT, "Contoso.onmicrosoft.com");
+        cfg.identifier_uri = format!("api://{upper}/Scope.Path");
+        let cfg = cfg.normalized();
+        assert_eq!(cfg.identifier_uri, format!("api://{lower}/Scope.Path"));
+        assert_eq!(cfg.tenant, "Contoso.onmicrosoft.com");
+        let mut cfg = EntraConfig::new(CLIENT, CLIENT);
+        cfg.identifier_uri = "https://Contoso.example/API".into();
+        assert_eq!(cfg.normalized().identifier_uri, "https://Contoso.example/API");
     }
 
     #[test]

@@ -89,28 +89,6 @@ pub(crate) fn required_str<'m>(
     optional_str(map, name)?.ok_or(InvalidToken::MissingClaim(name))
 }
 
-/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional), truncated to whole seconds.
-pub(crate) fn optional_time(
-    map: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<u64>, InvalidToken> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(secs), _) => Ok(Some(secs)),
-            (None, Some(f)) if f >= 0.0 && f.is_finite() => Ok(Some(f as u64)),
-            _ => Err(InvalidToken::MalformedClaim {
-                claim: name,
-                problem: "must be a non-negative number of seconds",
-            }),
-        },
-        Some(_) => Err(InvalidToken::MalformedClaim {
-            claim: name,
-            problem: "must be a number of seconds since 1970",
-        }),
-    }
-}
-
 const DUPLICATE: &str = "duplicate key";
 
 /// A JSON object that refuses duplicate keys (RFC 7515 §5.2 lets us; RFC 8725 tells us to).
@@ -203,9 +181,7 @@ mod tests {
             Err(InvalidToken::MissingClaim("missing"))
         );
         assert!(required_str(&map, "arr").is_err());
-        assert_eq!(optional_time(&map, "n"), Ok(Some(5)));
-        assert_eq!(optional_time(&map, "f"), Ok(Some(5)));
-        assert!(optional_time(&map, "neg").is_err());
-        assert!(optional_time(&map, "s").is_err());
+        assert_eq!(optional_str(&map, "absent"), Ok(None));
+        assert!(optional_str(&map, "n").is_err());
     }
 }

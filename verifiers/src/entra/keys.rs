@@ -27,10 +27,53 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub(crate) struct Snapshot {
     /// The `issuer` of the OpenID metadata (a `{tenantid}` template for multi-tenant authorities).
     pub(crate) issuer: Option<String>,
-    pub(crate) keys: HashMap<String, DecodingKey>,
+    /// Keys by `kid`. Entra never reuses a `kid`, but if a JWKS does, every key under it is kept
+    /// and each is tried (only those whose `issuer` admits the token): refusing the whole `kid`
+    /// would let one odd entry lock out every caller, and trying each grants nothing a single
+    /// key would not.
+    pub(crate) keys: HashMap<String, Vec<SigningKey>>,
     /// Increases with every successful refresh: what was verified under an older key set is not
     /// reused (see `cache.rs`).
     pub(crate) generation: u64,
+}
+
+/// One RSA public key of the JWKS and the issuer it signs for.
+pub(crate) struct SigningKey {
+    pub(crate) key: DecodingKey,
+    /// The JWK's `issuer` (Entra tags the keys of multi-tenant JWKS so; `{tenantid}` stands for
+    /// the token's `tid`). `None`: the key signs for the tenant's metadata issuer (today's rule).
+    pub(crate) issuer: Option<String>,
+}
+
+impl SigningKey {
+    /// Whether this key may verify a token whose `iss` is `iss` and `tid` is `tid`: its
+    /// `issuer`, `{tenantid}` replaced by `tid`, equals `iss`. A v1 token (`https://sts.…/<tid>/`)
+    /// is admitted by a key of the same tenant's v2 issuer, since Entra signs both versions with
+    /// the keys of one JWKS. A key without `issuer` admits every issuer (the issuer policy
+    /// checks `iss` against the metadata).
+    pub(crate) fn signs_for(&self, iss: &str, tid: &str) -> bool {
+        let Some(template) = &self.issuer else {
+            return true;
+        };
+        let key_issuer = template.replace("{tenantid}", tid);
+        if key_issuer == iss {
+            return true;
+        }
+        iss.starts_with("https://sts.")
+            && match (issuer_tenant(iss), issuer_tenant(&key_issuer)) {
+                (Some(token_tenant), Some(key_tenant)) => {
+                    key_issuer.ends_with("/v2.0") && token_tenant.eq_ignore_ascii_case(key_tenant)
+                }
+                _ => false,
+            }
+    }
+}
+
+/// The tenant segment of an Entra issuer: `https://<host>/<tenant>/…` → `<tenant>`.
+pub(crate) fn issuer_tenant(iss: &str) -> Option<&str> {
+    let rest = iss.strip_prefix("https://").or_else(|| iss.strip_prefix("http://"))?;
+    let tenant = rest.split('/').nth(1)?;
+    (!tenant.is_empty()).then_some(tenant)
 }
 
 /// Why a refresh failed. Logged, never sent to callers.
@@ -219,8 +262,12 @@ fn count_refresh(trigger: &'static str, ok: bool) {
 }
 
 /// The RSA signing keys of a JWKS that we are willing to verify with; the rest are skipped.
-fn usable_keys(keys: &[Value]) -> HashMap<String, DecodingKey> {
-    let mut usable = HashMap::new();
+///
+/// A modulus with leading zero bytes is accepted (RFC 7518 §6.3.1.1 asks producers to omit
+/// them, not consumers to refuse them): they are stripped before the key is built. A key with
+/// a non-string `issuer` is skipped (it cannot be bound to an issuer).
+fn usable_keys(keys: &[Value]) -> HashMap<String, Vec<SigningKey>> {
+    let mut usable: HashMap<String, Vec<SigningKey>> = HashMap::new();
     for key in keys {
         let field = |name: &str| key.get(name).and_then(Value::as_str);
         let (Some("RSA"), Some(kid), Some(n), Some(e)) = (field("kty"), field("kid"), field("n"), field("e"))
@@ -230,22 +277,36 @@ fn usable_keys(keys: &[Value]) -> HashMap<String, DecodingKey> {
         if field("use").is_some_and(|u| u != "sig") || field("alg").is_some_and(|a| a != "RS256") {
             continue;
         }
+        let issuer = match key.get("issuer") {
+            None => None,
+            Some(Value::String(issuer)) => Some(issuer.clone()),
+            Some(_) => {
+                tracing::warn!(kid, "skipping a JWKS key whose issuer is not a string");
+                continue;
+            }
+        };
         let (Ok(modulus), Ok(exponent)) = (URL_SAFE_NO_PAD.decode(n), URL_SAFE_NO_PAD.decode(e)) else {
             tracing::debug!(kid, "skipping a JWKS key whose n or e is not base64url");
             continue;
         };
-        if modulus_bits(&modulus) < MIN_RSA_BITS {
+        let leading = modulus.iter().take_while(|b| **b == 0).count();
+        let modulus = &modulus[leading..];
+        if modulus_bits(modulus) < MIN_RSA_BITS {
             tracing::warn!(
                 kid,
-                bits = modulus_bits(&modulus),
+                bits = modulus_bits(modulus),
                 "skipping a JWKS key under 2048 bits"
             );
             continue;
         }
-        usable.insert(
-            kid.to_owned(),
-            DecodingKey::from_rsa_raw_components(&modulus, &exponent),
-        );
+        let entry = usable.entry(kid.to_owned()).or_default();
+        if !entry.is_empty() {
+            tracing::warn!(kid, "the JWKS holds more than one key with this kid; each is tried");
+        }
+        entry.push(SigningKey {
+            key: DecodingKey::from_rsa_raw_components(modulus, &exponent),
+            issuer,
+        });
     }
     usable
 }
@@ -279,6 +340,74 @@ mod tests {
         let mut bytes = vec![0xffu8; bits / 8];
         bytes[0] = 0x80;
         URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn key(issuer: Option<&str>) -> SigningKey {
+        SigningKey {
+            key: DecodingKey::from_rsa_raw_components(&[0x80; 256], &[1, 0, 1]),
+            issuer: issuer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_key_signs_only_for_its_issuer() {
+        const T1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+        const T2: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+        let org = key(Some("https://login.microsoftonline.com/{tenantid}/v2.0"));
+        let msa = key(Some(
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+        ));
+        let untagged = key(None);
+        let v2 = |t: &str| format!("https://login.microsoftonline.com/{t}/v2.0");
+        let v1 = |t: &str| format!("https://sts.windows.net/{t}/");
+        // (key, iss, tid, admitted)
+        let rows: [(&SigningKey, String, &str, bool); 10] = [
+            (&org, v2(T1), T1, true),
+            (&org, v2(T2), T1, false),
+            (&org, v1(T1), T1, true),
+            (&org, v1(T2), T1, false),
+            (&msa, v2(T1), T1, false),
+            (&msa, v2(CONSUMER), CONSUMER, true),
+            (&msa, v1(T1), T1, false),
+            (&org, format!("{}/", v2(T1)), T1, false),
+            (&untagged, v2(T2), T1, true),
+            (&untagged, "anything".into(), "x", true),
+        ];
+        for (key, iss, tid, admitted) in rows {
+            assert_eq!(key.signs_for(&iss, tid), admitted, "{:?} {iss} {tid}", key.issuer);
+        }
+    }
+
+    const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+    #[test]
+    fn issuer_tenant_is_the_first_path_segment() {
+        assert_eq!(
+            issuer_tenant("https://login.microsoftonline.com/t1/v2.0"),
+            Some("t1")
+        );
+        assert_eq!(issuer_tenant("https://sts.windows.net/t1/"), Some("t1"));
+        assert_eq!(issuer_tenant("http://127.0.0.1:5/t1/v2.0"), Some("t1"));
+        assert_eq!(issuer_tenant("https://host"), None);
+        assert_eq!(issuer_tenant("https://host//v2.0"), None);
+        assert_eq!(issuer_tenant("urn:x"), None);
+    }
+
+    #[test]
+    fn duplicate_kids_are_all_kept_and_leading_zero_moduli_accepted() {
+        let mut padded = vec![0u8];
+        padded.extend(URL_SAFE_NO_PAD.decode(n_of_bits(2048)).unwrap());
+        let keys = vec![
+            json!({"kty":"RSA","kid":"dup","n":n_of_bits(2048),"e":"AQAB","issuer":"a"}),
+            json!({"kty":"RSA","kid":"dup","n":n_of_bits(2048),"e":"AQAB","issuer":"b"}),
+            json!({"kty":"RSA","kid":"padded","n":URL_SAFE_NO_PAD.encode(padded),"e":"AQAB"}),
+            json!({"kty":"RSA","kid":"bad-issuer","n":n_of_bits(2048),"e":"AQAB","issuer":7}),
+        ];
+        let usable = usable_keys(&keys);
+        let issuers: Vec<_> = usable["dup"].iter().map(|k| k.issuer.clone()).collect();
+        assert_eq!(issuers, [Some("a".to_owned()), Some("b".to_owned())]);
+        assert_eq!(usable["padded"].len(), 1);
+        assert!(!usable.contains_key("bad-issuer"));
     }
 
     #[test]

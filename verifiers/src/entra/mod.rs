@@ -1,6 +1,37 @@
-//! The Microsoft Entra ID verifier (DESIGN §3).
+//! The Microsoft Entra ID verifier (DESIGN §3, §3a).
+//!
+//! A valid signature is necessary, never sufficient: a token passes only if it is an **access
+//! token for this API**. Every claim and header field the verifier reads is in the table below:
+//! what its absence means, what each JSON type means, and what another kind of token carries
+//! there. **Absence never grants anything.** Claims are parsed once, into typed values that both
+//! the checks and [`Identity`] use (`claims.rs`).
+//!
+//! | Field | Absent | Types | What another token carries there |
+//! |---|---|---|---|
+//! | JWK `issuer` (JWKS) | the key signs for the metadata issuer (single-tenant JWKS carry none) | string: the only issuer this key may sign for, `{tenantid}` := the token's `tid` (a v1 `https://sts.…/<tid>/` token is admitted by the same tenant's v2 issuer); anything else: key skipped | a token signed with a key of another issuer (the consumer key for an organisation's `iss`): refused, 401 naming both issuers |
+//! | JWK `kid` (JWKS) | key skipped | string; a `kid` listed twice keeps every key, each tried (only those whose `issuer` admits the token) | — |
+//! | JWK `n` | key skipped | base64url; leading zero bytes are stripped (RFC 7518 §6.3.1.1 asks only producers to omit them); under 2048 bits: skipped | — |
+//! | header `alg` | 401 | `RS256` only (from our policy, never the header's choice) | `HS256`/`none` forgeries: 401 |
+//! | header `kid` | 401 (no key can be chosen) | string naming a published key, else 401 after one rate-limited refresh | a token signed by another IdP: unknown `kid` |
+//! | header `typ` | not read | not read: Entra writes `JWT` in access and ID tokens alike, so it tells nothing | — |
+//! | header `crit` | fine | any value: 401 (we understand no extension, RFC 7515 §4.1.11) | — |
+//! | header `nonce` | fine | present: 401 | a Microsoft Graph token (Graph's signed-nonce tokens) |
+//! | `exp` | 401 | NumericDate in `0..=253402300799` (year 9999), fraction kept; other numbers, negative, strings: 401 malformed | — |
+//! | `nbf` | fine | as `exp` | — |
+//! | `iat` | fine | as `exp` (range only; decides nothing) | — |
+//! | `aud` | 401 | one string: the client id (GUIDs compare case-insensitively) or the identifier URI; an array: 401 | a token for another resource (Graph, another API): 401 naming it |
+//! | `iss` | 401 | string matching the tenant policy (exact metadata issuer, or the `{tenantid}` template with the token's `tid`) | a v1 token (`https://sts.…/`): 401 unless v1 tokens are enabled; another tenant: 401 |
+//! | `tid` | 401 | string; multi-tenant: a GUID, the tenant of `iss`; single tenant: also the tenant of `iss` (401 otherwise) | — |
+//! | `ver` | 401 | string agreeing with the issuer form: v2 issuer ⇔ `2.0`, v1 `sts.` issuer ⇔ `1.0`; otherwise 401 | a v1 token dressed with a v2 issuer, or the reverse |
+//! | `scp` | not a delegated grant: the token is app-only only with the evidence below, else a user token missing its scopes (403) | string, split on the space character only (RFC 6749 §3.3); other types: 401 | an app-only token: none |
+//! | `roles` | no roles | array of strings; other types: 401. Grants nothing to a user token without `scp` (403 naming the scope) | an ID token of a user assigned an app role: `roles`, no `scp` |
+//! | `idtyp` | no evidence: fall back to `oid` = `sub` + `azp`/`appid` | `app`: app-only (with `scp`: 401, contradictory); `user`: delegated; other strings or types: 401 | only tokens of apps that configured the optional claim |
+//! | `oid`, `sub` | no evidence of an app token | strings; `oid` = `sub` (a service principal is its own subject) is one of the three app-only signs without `idtyp`; other types: 401 | a user's tokens: `oid` ≠ `sub` |
+//! | `azp` (v2), `appid` (v1) | no evidence of an app token | string: the client id, the third app-only sign; other types: 401 | — |
+//! | `nonce`, `at_hash`, `c_hash` | fine | any, without `scp`: 401 "an ID token" (OpenID Connect Core §2, §3.1.3.6) | an ID token: one of them, no `scp` |
 
 mod cache;
+pub(crate) mod claims;
 mod config;
 mod jwt;
 mod keys;
@@ -8,6 +39,8 @@ mod tenant;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use claims::{optional_time, CallerClaims};
 
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
@@ -17,8 +50,8 @@ pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
 use cache::TokenCache;
-use jwt::{optional_str, optional_time, required_str, UnverifiedToken};
-use keys::{error_chain, KeyStore, Snapshot};
+use jwt::{required_str, UnverifiedToken};
+use keys::{error_chain, issuer_tenant, KeyStore, Snapshot};
 
 /// Microsoft Graph's application id and URI: the audience of the most common wrong token.
 const GRAPH_AUDIENCES: [&str; 3] = [
@@ -98,6 +131,7 @@ impl EntraVerifier {
         keys: KeyStore,
     ) -> Result<Self, EntraConfigError> {
         let tenant_policy = config.validate()?;
+        let config = config.normalized();
         let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
         let cache = TokenCache::new(config.token_cache_entries);
         Ok(EntraVerifier {
@@ -185,28 +219,38 @@ impl EntraVerifier {
             return Err(InvalidToken::UnsupportedCritical(crit.to_string()).into());
         }
         let claims = &parsed.claims;
+        let caller = CallerClaims::parse(claims)?;
         let leeway = cfg.leeway.as_secs();
-        let exp = optional_time(claims, "exp")?.ok_or(InvalidToken::MissingClaim("exp"))?;
-        if exp.saturating_add(leeway) <= now {
-            return Err(InvalidToken::Expired { expired_at: at(exp) }.into());
+        let exp = caller.expires.ok_or(InvalidToken::MissingClaim("exp"))?;
+        if exp.secs().saturating_add(leeway) <= now {
+            return Err(InvalidToken::Expired {
+                expired_at: exp.system_time(),
+            }
+            .into());
         }
         if let Some(nbf) = optional_time(claims, "nbf")? {
-            if nbf > now.saturating_add(leeway) {
-                return Err(InvalidToken::NotYetValid { not_before: at(nbf) }.into());
+            if nbf.secs() > now.saturating_add(leeway) {
+                return Err(InvalidToken::NotYetValid {
+                    not_before: nbf.system_time(),
+                }
+                .into());
             }
         }
+        // `iat` decides nothing, but a token that carries one carries a real time.
+        optional_time(claims, "iat")?;
         self.check_audience(claims)?;
         let iss = required_str(claims, "iss")?;
-        let tid = required_str(claims, "tid")?;
-        optional_str(claims, "scp")?;
+        let tid = caller.tenant_id.clone().ok_or(InvalidToken::MissingClaim("tid"))?;
+        check_version(iss, required_str(claims, "ver")?)?;
         Ok(Checked {
-            expires: exp,
+            expires: exp.secs(),
             issuer: iss.to_owned(),
-            tenant: tid.to_owned(),
+            tenant: tid,
             kid: parsed.header_str("kid")?.map(str::to_owned),
             graph_nonce: parsed.header.contains_key("nonce"),
             signing_input: parsed.signing_input.len(),
             signature_at: token.len() - parsed.signature.len(),
+            caller,
             claims: parsed.claims,
         })
     }
@@ -226,7 +270,9 @@ impl EntraVerifier {
             }
         };
         let cfg = &self.inner.config;
-        if aud == &cfg.client_id || aud == &cfg.identifier_uri {
+        // GUIDs compare case-insensitively (RFC 4122 §3); the configuration is normalised to
+        // lower case at load, as Entra writes them.
+        if aud.eq_ignore_ascii_case(&cfg.client_id) || aud == &cfg.identifier_uri {
             return Ok(());
         }
         let expected = self.inner.expected_audience.clone();
@@ -243,6 +289,21 @@ impl EntraVerifier {
     }
 
     fn check_issuer(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
+        self.check_issuer_policy(snapshot, checked)?;
+        // The issuer names one tenant; `tid` must be that tenant (for multi-tenant policies the
+        // issuer was built from `tid`, for a single tenant it comes from the metadata).
+        let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
+        if !issuer_tenant(iss).is_some_and(|t| t.eq_ignore_ascii_case(tid)) {
+            return Err(InvalidToken::TenantMismatch {
+                tid: tid.to_owned(),
+                issuer: iss.to_owned(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn check_issuer_policy(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
         let Some(metadata_issuer) = snapshot.issuer.as_deref() else {
             return Err(Unavailable::NoSigningKeys.into());
         };
@@ -301,19 +362,39 @@ impl EntraVerifier {
         if !snapshot.keys.contains_key(kid) {
             snapshot = self.inner.keys.refresh_on_demand(Some(kid)).await;
         }
-        let Some(key) = snapshot.keys.get(kid) else {
+        let Some(candidates) = snapshot.keys.get(kid) else {
             if snapshot.keys.is_empty() {
                 return Err(Unavailable::NoSigningKeys.into());
             }
             return Err(InvalidToken::UnknownSigningKey { kid: kid.to_owned() }.into());
         };
+        // A key signs only for its own issuer (DESIGN §3a): checked before any RSA work.
+        let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
+        let mut admitted = candidates.iter().filter(|k| k.signs_for(iss, tid)).peekable();
+        if admitted.peek().is_none() {
+            let key_issuer = candidates
+                .iter()
+                .find_map(|k| k.issuer.clone())
+                .unwrap_or_default();
+            return Err(InvalidToken::KeyIssuerMismatch {
+                kid: kid.to_owned(),
+                key_issuer,
+                issuer: iss.to_owned(),
+            }
+            .into());
+        }
         let signing_input = &token.as_bytes()[..checked.signing_input];
         let signature = &token[checked.signature_at..];
-        match jsonwebtoken::crypto::verify(signature, signing_input, key, Algorithm::RS256) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(InvalidToken::BadSignature.into()),
+        let verified = admitted.any(|k| {
+            matches!(
+                jsonwebtoken::crypto::verify(signature, signing_input, &k.key, Algorithm::RS256),
+                Ok(true)
+            )
+        });
+        if !verified {
+            return Err(InvalidToken::BadSignature.into());
         }
-        let identity = Identity::from_claims(checked.claims);
+        let identity = Identity::from_parsed(checked.caller, checked.claims);
         self.inner.access.authorize(&identity)?;
         let valid_until = checked.expires.saturating_add(self.inner.config.leeway.as_secs());
         self.inner
@@ -332,6 +413,7 @@ struct Checked {
     graph_nonce: bool,
     signing_input: usize,
     signature_at: usize,
+    caller: CallerClaims,
     claims: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -372,6 +454,23 @@ fn next_refresh_delay(inner: &Inner, failures: u32) -> Duration {
         .min(inner.config.key_refresh_interval)
 }
 
+/// `ver` must agree with the issuer's form: a v1 issuer (`https://sts.…/<tid>/`) issues `1.0`
+/// tokens, every other (v2) issuer `2.0` ([Entra access token claims]).
+///
+/// [Entra access token claims]: https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference
+fn check_version(iss: &str, ver: &str) -> Result<(), InvalidToken> {
+    let expected = if is_v1_issuer(iss) { "1.0" } else { "2.0" };
+    if ver == expected {
+        Ok(())
+    } else {
+        Err(InvalidToken::VersionMismatch {
+            ver: ver.to_owned(),
+            issuer: iss.to_owned(),
+            expected,
+        })
+    }
+}
+
 fn is_v1_issuer(iss: &str) -> bool {
     iss.starts_with("https://sts.")
 }
@@ -390,6 +489,3 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn at(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
