@@ -52,6 +52,23 @@ impl TestKey {
     }
 }
 
+impl TestKey {
+    /// This key's JWK tagged with the `issuer` it signs for, as Entra tags the keys of
+    /// multi-tenant JWKS (`{tenantid}` stands for the token's `tid`).
+    pub fn jwk_for_issuer(&self, issuer: &str) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk["issuer"] = json!(issuer);
+        jwk
+    }
+
+    /// This key's JWK under another `kid`.
+    pub fn jwk_with_kid(&self, kid: &str) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk["kid"] = json!(kid);
+        jwk
+    }
+}
+
 pub fn key1() -> TestKey {
     TestKey::load("key-1", include_bytes!("../fixtures/key1.pem"))
 }
@@ -127,6 +144,23 @@ impl FakeEntra {
     /// The v2 issuer of `tenant`, as this fake writes it.
     pub fn issuer(&self, tenant: &str) -> String {
         format!("{}/{tenant}/v2.0", self.base)
+    }
+
+    /// A fake publishing what Entra's `common` JWKS publishes: `org` tagged with the issuer
+    /// template (`{tenantid}`, work and school accounts) and `msa` tagged with the consumer
+    /// tenant's issuer (personal accounts).
+    pub async fn start_common(org: &TestKey, msa: &TestKey) -> FakeEntra {
+        let fake = FakeEntra::start(&[]).await;
+        fake.set_jwks(vec![
+            org.jwk_for_issuer(&fake.issuer("{tenantid}")),
+            msa.jwk_for_issuer(&fake.issuer(verifiers::CONSUMER_TENANT_ID)),
+        ]);
+        fake
+    }
+
+    /// Publishes exactly these JWKs.
+    pub fn set_jwks(&self, jwks: Vec<Value>) {
+        *self.state.jwks.lock().unwrap() = jwks;
     }
 
     pub fn set_keys(&self, keys: &[&TestKey]) {

@@ -124,44 +124,80 @@ async fn missing_token_exits_non_zero_with_one_line_and_empty_stdout() {
     );
 }
 
+/// A refused start-up token exits 2 with one line naming the reason, never 101 with a panic:
+/// one row per kind of refusal (claim changes → words of the reason).
 #[tokio::test]
 async fn bad_token_exits_non_zero_with_the_reason_and_empty_stdout() {
     let key = key1();
     let fake = FakeEntra::start(&[&key]).await;
-    let mut claims = fake.claims(TENANT);
-    claims["aud"] = json!("00000003-0000-0000-c000-000000000000");
-    let mut vars = entra_vars(&fake);
-    vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
-    let (code, stdout, stderr) = run_to_exit(command(&scratch("bad"), &[], &vars)).await;
-    assert_eq!(code, 2);
-    assert_eq!(stdout, "");
-    let lines: Vec<_> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(
-        lines[0].starts_with("mcp-server-entra: the token from MCP_ACCESS_TOKEN was rejected:"),
-        "{stderr}"
-    );
-    assert!(lines[0].contains("Microsoft Graph"), "{stderr}");
+    let rows = [
+        (
+            json!({"aud": "00000003-0000-0000-c000-000000000000"}),
+            "Microsoft Graph",
+        ),
+        // 2^63 + 5: panicked in Identity::from_claims before issue 13.
+        (
+            json!({"exp": 9_223_372_036_854_775_813u64}),
+            "`exp` claim is malformed",
+        ),
+        (json!({"exp": 1e19}), "`exp` claim is malformed"),
+        (
+            json!({"nbf": 9_223_372_036_854_775_808u64}),
+            "`nbf` claim is malformed",
+        ),
+        (json!({"scp": null, "nonce": "n"}), "is an ID token"),
+    ];
+    for (i, (changes, reason)) in rows.into_iter().enumerate() {
+        let mut claims = fake.claims(TENANT);
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        let mut vars = entra_vars(&fake);
+        vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
+        let (code, stdout, stderr) = run_to_exit(command(&scratch(&format!("bad-{i}")), &[], &vars)).await;
+        assert_eq!((code, stdout.as_str()), (2, ""), "{changes}: {stderr}");
+        let lines: Vec<_> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{changes}: {stderr}");
+        assert!(
+            lines[0].starts_with("mcp-server-entra: the token from MCP_ACCESS_TOKEN was rejected:"),
+            "{changes}: {stderr}"
+        );
+        assert!(lines[0].contains(reason), "{changes}: {stderr}");
+    }
 }
 
 #[tokio::test]
 async fn a_token_that_expires_mid_session_makes_the_next_call_fail_with_the_fix() {
     let key = key1();
     let fake = FakeEntra::start(&[&key]).await;
-    let mut claims = fake.claims(TENANT);
-    claims["exp"] = json!(now() + 2);
-    let mut vars = entra_vars(&fake);
-    vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
-    let client = spawn_client(command(&scratch("expiry"), &[], &vars)).await;
-    assert_eq!(whoami(&client).await.unwrap()["name"], "Alice Example");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let err = whoami(&client).await.unwrap_err();
-    assert!(err.contains("expired at"), "{err}");
-    assert!(
-        err.contains("MCP_ACCESS_TOKEN_COMMAND"),
-        "the fix is named: {err}"
-    );
-    client.cancel().await.unwrap();
+    // A whole-second and a fractional `exp` (RFC 7519 NumericDate): both must expire.
+    let mut clients = Vec::new();
+    for (i, exp) in [json!(now() + 2), json!(now() as f64 + 2.5)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut claims = fake.claims(TENANT);
+        claims["exp"] = exp;
+        let mut vars = entra_vars(&fake);
+        vars.push(("MCP_ACCESS_TOKEN", mint(&key, &claims)));
+        let client = spawn_client(command(&scratch(&format!("expiry-{i}")), &[], &vars)).await;
+        assert_eq!(whoami(&client).await.unwrap()["name"], "Alice Example");
+        clients.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+    for client in clients {
+        let err = whoami(&client).await.unwrap_err();
+        assert!(err.contains("expired at"), "{err}");
+        assert!(
+            err.contains("MCP_ACCESS_TOKEN_COMMAND"),
+            "the fix is named: {err}"
+        );
+        client.cancel().await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use crate::InvalidToken;
 /// times are malformed: no real token carries them, and they would overflow time arithmetic.
 pub(crate) const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
 
-const TIME_PROBLEM: &str = "must be a number of seconds since 1970 (RFC 7519 NumericDate) between 0 and 253402300799 (year 9999)";
+const TIME_PROBLEM: &str =
+    "must be a number of seconds since 1970 (RFC 7519 NumericDate) between 0 and 253402300799 (year 9999)";
 
 /// An RFC 7519 §2 NumericDate: seconds since 1970, possibly fractional, within
 /// `0..=MAX_NUMERIC_DATE`.
@@ -49,7 +50,10 @@ impl NumericDate {
 }
 
 /// An optional NumericDate claim.
-pub(crate) fn optional_time(map: &Map<String, Value>, name: &'static str) -> Result<Option<NumericDate>, InvalidToken> {
+pub(crate) fn optional_time(
+    map: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<NumericDate>, InvalidToken> {
     match map.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => NumericDate::from_number(n)
@@ -253,7 +257,10 @@ mod tests {
             (json!({"idtyp": "user", "roles": ["R"]}), Ok(Delegated)),
             (json!({"oid": "o", "sub": "o", "azp": app_id}), Ok(AppOnly)),
             (json!({"oid": "o", "sub": "o", "appid": app_id}), Ok(AppOnly)),
-            (json!({"oid": "o", "sub": "s", "azp": app_id, "roles": ["R"]}), Ok(Delegated)),
+            (
+                json!({"oid": "o", "sub": "s", "azp": app_id, "roles": ["R"]}),
+                Ok(Delegated),
+            ),
             (json!({"oid": "o", "sub": "o", "roles": ["R"]}), Ok(Delegated)),
             (json!({"sub": "o", "azp": app_id}), Ok(Delegated)),
             (json!({"roles": ["R"]}), Ok(Delegated)),

@@ -116,7 +116,11 @@ impl EntraConfig {
         if let Some(rest) = self.identifier_uri.strip_prefix("api://") {
             let guid_end = rest.find('/').unwrap_or(rest.len());
             if is_guid(&rest[..guid_end]) {
-                let lowered = format!("api://{}{}", rest[..guid_end].to_ascii_lowercase(), &rest[guid_end..]);
+                let lowered = format!(
+                    "api://{}{}",
+                    rest[..guid_end].to_ascii_lowercase(),
+                    &rest[guid_end..]
+                );
                 self.identifier_uri = lowered;
             }
         }

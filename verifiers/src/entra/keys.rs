@@ -71,7 +71,9 @@ impl SigningKey {
 
 /// The tenant segment of an Entra issuer: `https://<host>/<tenant>/…` → `<tenant>`.
 pub(crate) fn issuer_tenant(iss: &str) -> Option<&str> {
-    let rest = iss.strip_prefix("https://").or_else(|| iss.strip_prefix("http://"))?;
+    let rest = iss
+        .strip_prefix("https://")
+        .or_else(|| iss.strip_prefix("http://"))?;
     let tenant = rest.split('/').nth(1)?;
     (!tenant.is_empty()).then_some(tenant)
 }
@@ -301,7 +303,10 @@ fn usable_keys(keys: &[Value]) -> HashMap<String, Vec<SigningKey>> {
         }
         let entry = usable.entry(kid.to_owned()).or_default();
         if !entry.is_empty() {
-            tracing::warn!(kid, "the JWKS holds more than one key with this kid; each is tried");
+            tracing::warn!(
+                kid,
+                "the JWKS holds more than one key with this kid; each is tried"
+            );
         }
         entry.push(SigningKey {
             key: DecodingKey::from_rsa_raw_components(modulus, &exponent),

@@ -240,7 +240,10 @@ impl EntraVerifier {
         optional_time(claims, "iat")?;
         self.check_audience(claims)?;
         let iss = required_str(claims, "iss")?;
-        let tid = caller.tenant_id.clone().ok_or(InvalidToken::MissingClaim("tid"))?;
+        let tid = caller
+            .tenant_id
+            .clone()
+            .ok_or(InvalidToken::MissingClaim("tid"))?;
         check_version(iss, required_str(claims, "ver")?)?;
         Ok(Checked {
             expires: exp.secs(),
@@ -488,4 +491,3 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
-
