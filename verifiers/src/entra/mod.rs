@@ -62,9 +62,11 @@ const GRAPH_AUDIENCES: [&str; 3] = [
 
 /// Validates Microsoft Entra ID access tokens.
 ///
-/// Signature (RS256 only, keys from the tenant's JWKS via OIDC discovery), issuer by
-/// [`TenantPolicy`], audience (client id or identifier URI), `exp`/`nbf` with leeway, `tid`, and
-/// then the shared [`AccessPolicy`]. Every rejection carries a reason a person can act on.
+/// Signature (RS256 only, keys from the tenant's JWKS via OIDC discovery, each key only for its
+/// own `issuer`), issuer by [`TenantPolicy`], `tid` against `iss`, `ver` against the issuer's
+/// form, audience (client id or identifier URI), `exp`/`nbf` with leeway, the token type from
+/// positive evidence (no ID tokens), and then the shared [`AccessPolicy`]. Every rejection
+/// carries a reason a person can act on; the module docs list every field read.
 ///
 /// Cloning is cheap and clones share the key cache. Call [`EntraVerifier::start`] once, in a
 /// Tokio runtime, to load the keys and keep them fresh.
