@@ -424,6 +424,15 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     };
 
     let scopes = raw.azure_required_scopes.0.clone();
+    if scopes.is_empty() {
+        // Every delegated call needs at least one scope of this API (DESIGN §3): an empty list
+        // would admit any token for this audience that carries some `scp`.
+        return Err(invalid(
+            "AZURE_REQUIRED_SCOPES",
+            "at least one scope name such as access_as_user",
+            "",
+        ));
+    }
     if let Some(bad) = scopes.iter().find(|s| s.contains(['/', ' '])) {
         return Err(invalid(
             "AZURE_REQUIRED_SCOPES",
@@ -685,6 +694,8 @@ mod tests {
             (In::Toml, "azure_authority_host", "\"login\"", format!("azure_authority_host in {file} must be an absolute URL such as https://mcp.contoso.com, got \"login\"")),
             (In::Env, "METRICS_ADDR", "9464", "METRICS_ADDR must be an address with a port such as 0.0.0.0:9464, got \"9464\"".into()),
             (In::Env, "AZURE_CLOCK_LEEWAY_SECS", "601", "AZURE_CLOCK_LEEWAY_SECS must be at most 600 seconds, got \"601\"".into()),
+            (In::Toml, "azure_required_scopes", "[]", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
+            (In::Env, "AZURE_REQUIRED_SCOPES", ",", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
             (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", "AZURE_REQUIRED_SCOPES must be short scope names such as access_as_user (not full api:// URIs), got \"api://x/access_as_user\"".into()),
             (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected `scopes` or `app_roles`")),
             (In::Toml, "prot", "9001", format!("unknown key `prot` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),

@@ -489,6 +489,26 @@ async fn token_rules() {
             ),
         ),
         row(
+            "empty scp is no delegated grant",
+            Single,
+            |c| c.user(json!({"scp": ""})),
+            Refused(403, SCOPE, &["carries no delegated scopes", "access_as_user"]),
+        ),
+        row(
+            "upper-case tid and issuer on a multi-tenant server: tid is compared in lower case",
+            Common,
+            |c| {
+                let upper = TENANT.to_uppercase();
+                let claims = c.claims(TENANT, json!({"tid": upper, "iss": c.fake.issuer(&upper)}));
+                mint(&c.key1, &claims)
+            },
+            Refused(
+                401,
+                INVALID,
+                &["the token's issuer is", "but this server expects"],
+            ),
+        ),
+        row(
             "no scp, oid = sub but no client id",
             Single,
             |c| c.app(json!({"azp": null})),

@@ -6,8 +6,9 @@ use crate::{AuthError, Identity, ScopeProblem};
 ///
 /// - A delegated (user) token must carry **every** required scope in `scp`, matched as whole
 ///   words: `access_as_user` does not match `access_as_user_admin`.
-/// - A delegated token without `scp` at all (for example a user's token that carries only
-///   `roles`) lacks every required scope: [`ScopeProblem::NoDelegatedScopes`].
+/// - A delegated token without any scope (no `scp`, or an empty one; for example a user's token
+///   that carries only `roles`) is refused with [`ScopeProblem::NoDelegatedScopes`], even by a
+///   policy that requires no scope.
 /// - An app-only token (see [`Identity::app_only`]) is accepted only when required app roles are configured, and
 ///   then must carry every one of them in `roles`. With no roles configured, app-only tokens are
 ///   refused: a daemon should not inherit what was designed for users.
@@ -52,13 +53,15 @@ impl AccessPolicy {
                 (!missing.is_empty()).then_some(ScopeProblem::MissingRoles { missing })
             }
         } else {
-            let missing = missing(&self.required_scopes, |s| identity.has_scope(s));
-            if missing.is_empty() {
-                None
-            } else if identity.claims.contains_key("scp") {
-                Some(ScopeProblem::MissingScopes { missing })
+            // A delegated token with no scope at all grants nothing, whatever the policy
+            // requires: absence never grants (DESIGN §3a).
+            if identity.scopes.is_empty() {
+                Some(ScopeProblem::NoDelegatedScopes {
+                    missing: self.required_scopes.clone(),
+                })
             } else {
-                Some(ScopeProblem::NoDelegatedScopes { missing })
+                let missing = missing(&self.required_scopes, |s| identity.has_scope(s));
+                (!missing.is_empty()).then_some(ScopeProblem::MissingScopes { missing })
             }
         };
         match problem {
@@ -139,12 +142,22 @@ mod tests {
     }
 
     #[test]
-    fn delegated_token_without_any_scope_fails() {
-        let policy = AccessPolicy::scopes(["access_as_user"]);
-        assert!(matches!(
-            problem(policy.authorize(&user(&[]))),
-            ScopeProblem::MissingScopes { .. }
-        ));
+    fn delegated_token_without_any_scope_fails_even_when_no_scope_is_required() {
+        for required in [vec!["access_as_user"], vec![]] {
+            let policy = AccessPolicy::scopes(required.clone());
+            assert_eq!(
+                problem(policy.authorize(&user(&[]))),
+                ScopeProblem::NoDelegatedScopes {
+                    missing: required.iter().map(|s| s.to_string()).collect()
+                },
+                "{required:?}"
+            );
+        }
+        // Any scope at all satisfies an empty policy: the floor is the audience check.
+        assert_eq!(
+            AccessPolicy::scopes(Vec::<String>::new()).authorize(&user(&["x"])),
+            Ok(())
+        );
     }
 
     #[test]
@@ -218,7 +231,11 @@ mod tests {
             ) {
                 let policy = AccessPolicy::scopes(required.iter().cloned());
                 let identity = user(&granted.iter().map(String::as_str).collect::<Vec<_>>());
-                prop_assert_eq!(policy.authorize(&identity).is_ok(), required.is_subset(&granted));
+                // A token with no scope at all is never enough, even for an empty policy.
+                prop_assert_eq!(
+                    policy.authorize(&identity).is_ok(),
+                    !granted.is_empty() && required.is_subset(&granted)
+                );
             }
 
             #[test]

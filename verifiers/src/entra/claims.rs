@@ -171,7 +171,9 @@ impl CallerClaims {
             kind,
             scopes,
             roles,
-            tenant_id: text("tid")?,
+            // GUIDs compare case-insensitively; one spelling everywhere the tenant is used
+            // (issuer template, session owner, downstream token cache key).
+            tenant_id: text("tid")?.map(|tid| tid.to_ascii_lowercase()),
             name: text("name")?,
             expires: optional_time(claims, "exp")?,
             subject,
