@@ -9,8 +9,8 @@
 use std::io::IsTerminal as _;
 
 use tracing::field::Field;
-use tracing_subscriber::fmt::format::{self, FormatFields, Writer};
 use tracing_subscriber::field::MakeExt as _;
+use tracing_subscriber::fmt::format::{self, FormatFields, Writer};
 use tracing_subscriber::EnvFilter;
 use verifiers::CallerText;
 
@@ -39,13 +39,15 @@ pub fn init(format: LogFormat, default_filter: &str) {
 
 /// The default human field layout (`message key=value key=value`), with every value escaped.
 pub fn escaping_fields() -> impl for<'writer> FormatFields<'writer> + Send + Sync + 'static {
-    format::debug_fn(|writer: &mut Writer<'_>, field: &Field, value: &dyn std::fmt::Debug| {
-        let text = CallerText::escape_all(&format!("{value:?}"));
-        match field.name() {
-            "message" => write!(writer, "{text}"),
-            name => write!(writer, "{}={text}", name.strip_prefix("r#").unwrap_or(name)),
-        }
-    })
+    format::debug_fn(
+        |writer: &mut Writer<'_>, field: &Field, value: &dyn std::fmt::Debug| {
+            let text = CallerText::escape_all(&format!("{value:?}"));
+            match field.name() {
+                "message" => write!(writer, "{text}"),
+                name => write!(writer, "{}={text}", name.strip_prefix("r#").unwrap_or(name)),
+            }
+        },
+    )
     .delimited(" ")
 }
 
@@ -82,7 +84,10 @@ mod tests {
         });
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(!text.trim_end_matches('\n').chars().any(CallerText::escapes), "{text}");
+        assert!(
+            !text.trim_end_matches('\n').chars().any(CallerText::escapes),
+            "{text}"
+        );
         assert!(text.contains("request rejected"), "{text}");
         assert!(text.contains(r"display=x\u{1b}[2J\u{a}2026"), "{text}");
     }

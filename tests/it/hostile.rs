@@ -29,7 +29,10 @@ async fn raw(server: &TestServer, head: &str, body: &str) -> (u16, String) {
     }
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -120,7 +123,11 @@ async fn an_access_token_in_the_query_is_refused_in_every_spelling() {
         assert_eq!(r.status(), status, "{query}");
         if status == 400 {
             let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
-            assert_eq!(challenge_params(&challenge)["error"], "invalid_request", "{query}");
+            assert_eq!(
+                challenge_params(&challenge)["error"],
+                "invalid_request",
+                "{query}"
+            );
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["error_description"], refused, "{query}");
         }
@@ -145,7 +152,11 @@ async fn the_session_cap_holds_for_every_initialize_shape_and_under_concurrency(
         }
     };
     // Fill the cap with the shape that used to slip past it, all at once.
-    let shapes = [None, Some(("mcp-method", "initialize")), Some(("mcp-protocol-version", "2025-11-25"))];
+    let shapes = [
+        None,
+        Some(("mcp-method", "initialize")),
+        Some(("mcp-protocol-version", "2025-11-25")),
+    ];
     let answers = futures::future::join_all((0..24).map(|i| initialize(shapes[i % 3]))).await;
     let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort();

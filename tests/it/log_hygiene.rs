@@ -175,8 +175,14 @@ async fn caller_text_cannot_forge_log_lines_or_break_challenges_in_either_log_fo
     let rows = [
         (with_claim("aud"), "the token's audience is x\\u{1b}[2J\\u{a}2026"),
         (with_claim("iss"), "the token's issuer is x\\u{1b}[2J\\u{a}2026"),
-        (with_header("alg"), "the token is signed with x\\u{1b}[2J\\u{a}2026"),
-        (with_header("kid"), "the token was signed with key x\\u{1b}[2J\\u{a}2026"),
+        (
+            with_header("alg"),
+            "the token is signed with x\\u{1b}[2J\\u{a}2026",
+        ),
+        (
+            with_header("kid"),
+            "the token was signed with key x\\u{1b}[2J\\u{a}2026",
+        ),
         (
             {
                 let mut h = header.clone();
@@ -205,13 +211,19 @@ async fn caller_text_cannot_forge_log_lines_or_break_challenges_in_either_log_fo
             assert!(text.starts_with(description), "{format}: {text}");
             assert!(!text.chars().any(verifiers::CallerText::escapes), "{text:?}");
             let params = challenge_params(&challenge);
-            assert!(params["error_description"].chars().all(rfc6750_char), "{challenge}");
+            assert!(
+                params["error_description"].chars().all(rfc6750_char),
+                "{challenge}"
+            );
         }
         let mut child = child;
         child.start_kill().unwrap();
         let out = child.wait_with_output().await.unwrap();
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(log.matches("request rejected").count() >= rows.len(), "{format}: {log}");
+        assert!(
+            log.matches("request rejected").count() >= rows.len(),
+            "{format}: {log}"
+        );
         for line in log.lines() {
             assert!(
                 !line.starts_with("2026-01-01T00:00:00Z") && !line.contains("\"timestamp\":\"2026-01-01"),
@@ -224,7 +236,9 @@ async fn caller_text_cannot_forge_log_lines_or_break_challenges_in_either_log_fo
                 );
             }
             assert!(
-                !line.chars().any(|c| c != '\t' && verifiers::CallerText::escapes(c)),
+                !line
+                    .chars()
+                    .any(|c| c != '\t' && verifiers::CallerText::escapes(c)),
                 "{format}: a control character reached the log: {line:?}"
             );
             if format == "json" && line.starts_with('{') {

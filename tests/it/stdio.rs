@@ -294,10 +294,26 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
             "sh -c 'head -c 1000000 /dev/zero >&2; printf \"\\033[2Jbad\\nthing\" >&2; exit 3'".into(),
             Outcome::Refused("…".into()),
         ),
-        ("MCP_ACCESS_TOKEN_FILE", token_file.display().to_string(), Outcome::Serves),
-        ("MCP_ACCESS_TOKEN_FILE", fifo.display().to_string(), not_regular(&fifo, "a FIFO (named pipe)")),
-        ("MCP_ACCESS_TOKEN_FILE", dir.display().to_string(), not_regular(&dir, "a directory")),
-        ("MCP_ACCESS_TOKEN_FILE", "/dev/zero".into(), not_regular(Path::new("/dev/zero"), "a device")),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            token_file.display().to_string(),
+            Outcome::Serves,
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            fifo.display().to_string(),
+            not_regular(&fifo, "a FIFO (named pipe)"),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            dir.display().to_string(),
+            not_regular(&dir, "a directory"),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            "/dev/zero".into(),
+            not_regular(Path::new("/dev/zero"), "a device"),
+        ),
         (
             "MCP_ACCESS_TOKEN_FILE",
             big.display().to_string(),
@@ -310,22 +326,22 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
         let started = Instant::now();
         match outcome {
             Outcome::Serves => {
-                let client = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    spawn_client(command(&dir, &[], &vars)),
-                )
-                .await
-                .unwrap_or_else(|_| panic!("{name}={value} did not start in time"));
-                assert_eq!(whoami(&client).await.unwrap()["tenant_id"], TENANT, "{name}={value}");
+                let client =
+                    tokio::time::timeout(Duration::from_secs(10), spawn_client(command(&dir, &[], &vars)))
+                        .await
+                        .unwrap_or_else(|_| panic!("{name}={value} did not start in time"));
+                assert_eq!(
+                    whoami(&client).await.unwrap()["tenant_id"],
+                    TENANT,
+                    "{name}={value}"
+                );
                 client.cancel().await.unwrap();
             }
             Outcome::Refused(line) => {
-                let (code, stdout, stderr) = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    run_to_exit(command(&dir, &[], &vars)),
-                )
-                .await
-                .unwrap_or_else(|_| panic!("{name}={value} did not end in time"));
+                let (code, stdout, stderr) =
+                    tokio::time::timeout(Duration::from_secs(10), run_to_exit(command(&dir, &[], &vars)))
+                        .await
+                        .unwrap_or_else(|_| panic!("{name}={value} did not end in time"));
                 assert_eq!((code, stdout.as_str()), (2, ""), "{name}={value}: {stderr}");
                 let lines: Vec<_> = stderr.lines().collect();
                 assert_eq!(lines.len(), 1, "{name}={value}: {stderr}");
@@ -339,6 +355,10 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
                 }
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{name}={value}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}={value}: {:?}",
+            started.elapsed()
+        );
     }
 }

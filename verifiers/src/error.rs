@@ -30,13 +30,11 @@ impl CallerText {
     /// Escapes and truncates `raw`.
     pub fn new(raw: &str) -> Self {
         let mut out = String::with_capacity(raw.len().min(Self::MAX_CHARS + 16));
-        let mut kept = 0;
-        for (at, c) in raw.char_indices() {
+        for (kept, (at, c)) in raw.char_indices().enumerate() {
             if kept == Self::MAX_CHARS {
                 out.push_str(&format!("...(+{} bytes)", raw.len() - at));
                 break;
             }
-            kept += 1;
             push_escaped(&mut out, c);
         }
         CallerText(out)
@@ -414,5 +412,46 @@ fn fmt_ago(t: SystemTime) -> String {
         0..=119 => format!("{secs} s"),
         120..=7199 => format!("{} min", secs / 60),
         _ => format!("{} h", secs / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_text_escapes_and_truncates() {
+        let table = [
+            ("api://x", "api://x"),
+            ("a\nb\rc\u{1b}[2J", r"a\u{a}b\u{d}c\u{1b}[2J"),
+            (
+                "line\u{2028}para\u{2029}bidi\u{202e}zw\u{200b}bom\u{feff}",
+                r"line\u{2028}para\u{2029}bidi\u{202e}zw\u{200b}bom\u{feff}",
+            ),
+            ("c1\u{85}del\u{7f}tab\t", r"c1\u{85}del\u{7f}tab\u{9}"),
+            (r"back\slash", r"back\\slash"),
+            ("ünïcødé 東京", "ünïcødé 東京"),
+        ];
+        for (raw, escaped) in table {
+            assert_eq!(CallerText::new(raw).as_str(), escaped, "{raw:?}");
+            assert_eq!(CallerText::escape_all(raw), escaped, "{raw:?}");
+        }
+        let long = "é".repeat(300);
+        assert_eq!(
+            CallerText::new(&long).as_str(),
+            format!(
+                "{}...(+{} bytes)",
+                "é".repeat(CallerText::MAX_CHARS),
+                2 * (300 - CallerText::MAX_CHARS)
+            )
+        );
+        let err = InvalidToken::WrongAudience {
+            found: "x\n2026-01-01T00:00:00Z INFO forged".into(),
+            expected: "api://x".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            r"the token's audience is x\u{a}2026-01-01T00:00:00Z INFO forged, but this server expects api://x"
+        );
     }
 }

@@ -42,18 +42,29 @@ pub(crate) fn ambiguity<B>(request: &Request<B>) -> Option<(StatusCode, String)>
             return bad("no Host header (RFC 9112 §3.2)".into());
         }
         (Some(host), Some(authority)) => {
-            let default_port = if request.uri().scheme_str() == Some("https") { 443 } else { 80 };
+            let default_port = if request.uri().scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            };
             let same = host
                 .to_str()
                 .is_ok_and(|host| same_authority(host, authority.as_str(), default_port));
             if !same {
-                return bad("the request target's authority and the Host header differ (RFC 9112 §3.2.2)".into());
+                return bad(
+                    "the request target's authority and the Host header differ (RFC 9112 §3.2.2)".into(),
+                );
             }
         }
         _ => {}
     }
     for name in SINGLE_VALUED {
-        if headers.get_all(HeaderName::from_static(name)).iter().nth(1).is_some() {
+        if headers
+            .get_all(HeaderName::from_static(name))
+            .iter()
+            .nth(1)
+            .is_some()
+        {
             return bad(format!("more than one {name} header; send it once"));
         }
     }
@@ -98,7 +109,9 @@ mod tests {
     fn each_ambiguity_is_refused_and_plain_requests_pass() {
         use Version as V;
         let h = "127.0.0.1:8000";
-        let table: &[(&str, V, &[(&str, &str)], Option<&str>)] = &[
+        /// Target, version, headers, and the expected refusal (`None`: passes).
+        type Row<'a> = (&'a str, V, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let table: &[Row] = &[
             ("/mcp", V::HTTP_11, &[("host", h)], None),
             ("/mcp", V::HTTP_10, &[], None),
             ("/mcp", V::HTTP_11, &[], Some("Bad Request: no Host header (RFC 9112 §3.2)")),
@@ -120,7 +133,8 @@ mod tests {
         for (target, version, headers, expected) in table {
             let got = ambiguity(&request(target, *version, headers));
             assert_eq!(
-                got.as_ref().map(|(status, text)| (status.as_u16(), text.as_str())),
+                got.as_ref()
+                    .map(|(status, text)| (status.as_u16(), text.as_str())),
                 expected.map(|text| (400, text)),
                 "{target} {version:?} {headers:?}"
             );
@@ -129,7 +143,11 @@ mod tests {
 
     #[test]
     fn the_target_authority_is_the_host_that_is_checked() {
-        let r = request("http://evil.example/mcp", Version::HTTP_11, &[("host", "localhost")]);
+        let r = request(
+            "http://evil.example/mcp",
+            Version::HTTP_11,
+            &[("host", "localhost")],
+        );
         assert_eq!(request_host(&r), Some("evil.example"));
         let r = request("/mcp", Version::HTTP_11, &[("host", "localhost")]);
         assert_eq!(request_host(&r), Some("localhost"));

@@ -300,7 +300,11 @@ pub fn query_has_access_token(query: &str) -> bool {
                 return false;
             }
             let hex = |b: u8| (b as char).to_digit(16);
-            match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
+            match (
+                raw[i],
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
                 (b'%', Some(hi), Some(lo)) => {
                     decoded.push((hi * 16 + lo) as u8);
                     i += 3;

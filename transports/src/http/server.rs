@@ -106,7 +106,10 @@ where
     session_manager.session_config.keep_alive = Some(config.session_idle_timeout);
     let session_manager = Arc::new(session_manager);
     // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
-    let capped = Arc::new(CappedSessionManager::new(session_manager.clone(), config.max_sessions));
+    let capped = Arc::new(CappedSessionManager::new(
+        session_manager.clone(),
+        config.max_sessions,
+    ));
     let service = StreamableHttpService::new(move || Ok(handler()), capped, rmcp_config);
 
     let sessions = SessionBindings::default();

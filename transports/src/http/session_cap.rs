@@ -14,7 +14,9 @@ use std::future::Future;
 
 use futures::Stream;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, LocalSessionManagerError};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
 use rmcp::transport::streamable_http_server::session::{EventStore, ServerSseMessage};
 use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use std::sync::Arc;
@@ -76,7 +78,10 @@ impl CappedSessionManager {
     fn refuse(&self) -> CappedSessionError {
         let _ = REFUSED.try_with(|refused| refused.set(Some(self.max)));
         metrics::counter!("mcp_sessions_refused_total").increment(1);
-        tracing::warn!(max = self.max, "refused a new session: the session limit is reached");
+        tracing::warn!(
+            max = self.max,
+            "refused a new session: the session limit is reached"
+        );
         CappedSessionError::LimitReached(self.max)
     }
 }
@@ -157,10 +162,15 @@ mod tests {
 
     #[tokio::test]
     async fn creation_past_the_cap_is_refused_and_flagged_even_when_concurrent() {
-        let manager = Arc::new(CappedSessionManager::new(Arc::new(LocalSessionManager::default()), 3));
+        let manager = Arc::new(CappedSessionManager::new(
+            Arc::new(LocalSessionManager::default()),
+            3,
+        ));
         let attempts = (0..20).map(|_| {
             let manager = manager.clone();
-            tokio::spawn(watch_refusals(async move { manager.create_session().await.is_ok() }))
+            tokio::spawn(watch_refusals(
+                async move { manager.create_session().await.is_ok() },
+            ))
         });
         let mut opened = 0;
         let mut flagged = 0;

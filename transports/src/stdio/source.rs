@@ -77,7 +77,9 @@ pub enum TokenSourceError {
         what: &'static str,
     },
     /// The file or the command's output is larger than any token (read stops at the limit).
-    #[error("{setting} produced more than {max} bytes, which is no access token; it must hold only the token")]
+    #[error(
+        "{setting} produced more than {max} bytes, which is no access token; it must hold only the token"
+    )]
     TooLarge {
         /// `MCP_ACCESS_TOKEN_FILE` or `MCP_ACCESS_TOKEN_COMMAND`.
         setting: &'static str,
@@ -266,7 +268,11 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
     // Dropping the future (timeout) drops the child, which kill_on_drop stops.
     let collected = tokio::time::timeout(timeout, collect(&mut child, stdout, stderr)).await;
     let (status, stdout, stderr) = match collected {
-        Ok(Ok(Collected::Exited { status, stdout, stderr })) => (status, stdout, stderr),
+        Ok(Ok(Collected::Exited {
+            status,
+            stdout,
+            stderr,
+        })) => (status, stdout, stderr),
         Ok(Ok(Collected::TooLarge)) => {
             return Err(TokenSourceError::TooLarge {
                 setting: "MCP_ACCESS_TOKEN_COMMAND",

@@ -61,7 +61,13 @@ pub(crate) fn entry_cost(identity: &Identity) -> usize {
         .chain(identity.name.iter().map(String::len))
         .chain(identity.username.iter().map(String::len))
         .chain(identity.client_app.iter().map(String::len))
-        .chain(identity.scopes.iter().chain(&identity.roles).map(|s| 24 + s.len()))
+        .chain(
+            identity
+                .scopes
+                .iter()
+                .chain(&identity.roles)
+                .map(|s| 24 + s.len()),
+        )
         .sum::<usize>();
     let claims: usize = identity.claims.iter().map(|(k, v)| 32 + k.len() + value(v)).sum();
     std::mem::size_of::<(Digest, Entry)>() + strings + claims
@@ -210,7 +216,12 @@ mod tests {
         let cache = TokenCache::new(10_000, 5 * cost);
         for i in 0..100 {
             cache.insert(TokenCache::key(&format!("t{i}")), big(i), 1000, 900, 1);
-            assert!(cache.bytes() <= 5 * cost && cache.len() <= 5, "{} {}", cache.bytes(), cache.len());
+            assert!(
+                cache.bytes() <= 5 * cost && cache.len() <= 5,
+                "{} {}",
+                cache.bytes(),
+                cache.len()
+            );
         }
         // An entry larger than the whole bound is never stored; a zero bound disables the cache.
         let tiny = TokenCache::new(10, cost - 1);

@@ -319,10 +319,7 @@ impl EntraVerifier {
             return Ok(policy.check_v2(metadata_issuer, iss, tid, &cfg.allowed_tenants)?);
         }
         if !cfg.accept_v1_tokens {
-            return Err(InvalidToken::V1Token {
-                issuer: iss.into(),
-            }
-            .into());
+            return Err(InvalidToken::V1Token { issuer: iss.into() }.into());
         }
         // v1 issuers are `https://sts.<cloud>/<tid>/`; the tenant rules are the v2 ones.
         let expected_tid = match policy {
@@ -348,6 +345,15 @@ impl EntraVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let max = self.inner.config.max_token_bytes;
+        if token.len() > max {
+            // Before any work on it, the cache's hash included.
+            return Err(InvalidToken::TooLarge {
+                len: token.len(),
+                max,
+            }
+            .into());
+        }
         let now = unix_now();
         let cache_key = TokenCache::key(token);
         let generation = self.inner.keys.snapshot().generation;
