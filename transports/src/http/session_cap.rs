@@ -6,8 +6,11 @@
 //! `Mcp-Method`, concurrent or not), so no request shape can get around the cap. Creations are
 //! serialised by a mutex, so the count check and the insert cannot race.
 //!
-//! rmcp answers a `create_session` error with a `500`; the auth layer runs each request inside
-//! [`watch_refusals`] and turns that answer into `503` with `Retry-After` (see `auth.rs`).
+//! rmcp answers a `create_session` error with a `500` (and an error log line); the auth layer runs
+//! each request inside [`watch_refusals`] and turns that answer into `503` with `Retry-After` (see
+//! `auth.rs`). For the request shapes known to open a session the auth layer also answers `503`
+//! early, from the same count, before rmcp parses anything; that is only a shortcut, the cap
+//! itself is here.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -70,12 +73,17 @@ impl CappedSessionManager {
         &self.inner
     }
 
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// Sessions open now.
     pub async fn open(&self) -> usize {
         self.inner.sessions.read().await.len()
     }
 
-    fn refuse(&self) -> CappedSessionError {
+    pub(crate) fn refuse(&self) -> CappedSessionError {
         let _ = REFUSED.try_with(|refused| refused.set(Some(self.max)));
         metrics::counter!("mcp_sessions_refused_total").increment(1);
         tracing::warn!(
