@@ -17,7 +17,7 @@ use verifiers::{AuthError, CallerText, MalformedCredentials, TokenVerifier};
 
 use super::body::{full, Body};
 use super::challenge::{auth_error_response, ChallengeContext};
-use super::session_cap::{watch_refusals, CappedSessionManager};
+use super::session_cap::watch_refusals;
 use super::sessions::{Ownership, Principal, SessionBindings};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -29,7 +29,6 @@ pub struct BearerAuthLayer {
     challenge: Arc<ChallengeContext>,
     sessions: SessionBindings,
     session_prefix: Option<Arc<str>>,
-    session_cap: Option<Arc<CappedSessionManager>>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -57,7 +56,6 @@ impl BearerAuthLayer {
             }),
             sessions,
             session_prefix: None,
-            session_cap: None,
         }
     }
 
@@ -67,16 +65,6 @@ impl BearerAuthLayer {
     pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.session_prefix = (!prefix.is_empty()).then(|| Arc::from(prefix));
-        self
-    }
-}
-
-impl BearerAuthLayer {
-    /// Answers `503` early, without involving rmcp, to a request that would open a legacy session
-    /// while `cap` is full. The cap itself is enforced by `cap` where sessions are created; this
-    /// only spares rmcp the work (and its error log line) for the usual `initialize`.
-    pub fn with_session_cap(mut self, cap: Arc<CappedSessionManager>) -> Self {
-        self.session_cap = Some(cap);
         self
     }
 }
@@ -170,12 +158,6 @@ where
                     Some(internal)
                 }
             };
-            if let (None, Some(cap)) = (&session, &layer.session_cap) {
-                if looks_like_initialize(&request) && cap.open().await >= cap.max() {
-                    cap.refuse();
-                    return Ok(too_many_sessions(cap.max()));
-                }
-            }
             if let Some(session) = &session {
                 if layer.sessions.ownership(session, &principal) == Ownership::Other {
                     tracing::warn!(
@@ -243,16 +225,6 @@ fn track_session(
             }
         }
     }
-}
-
-/// A POST without `Mcp-Session-Id` whose `Mcp-Method`, if any, is `initialize`: the usual shape of
-/// a request that opens a legacy session. A guess, used only for the early answer.
-fn looks_like_initialize<B>(request: &Request<B>) -> bool {
-    request.method() == Method::POST
-        && request
-            .headers()
-            .get("mcp-method")
-            .is_none_or(|m| m.as_bytes() == b"initialize")
 }
 
 fn too_many_sessions(max: usize) -> Response<Body> {

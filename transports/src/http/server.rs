@@ -110,7 +110,7 @@ where
         session_manager.clone(),
         config.max_sessions,
     ));
-    let service = StreamableHttpService::new(move || Ok(handler()), capped.clone(), rmcp_config);
+    let service = StreamableHttpService::new(move || Ok(handler()), capped, rmcp_config);
 
     let sessions = SessionBindings::default();
     let mut auth = BearerAuthLayer::new(
@@ -120,9 +120,7 @@ where
         sessions.clone(),
     );
     if config.legacy_sessions {
-        auth = auth
-            .with_session_prefix(config.session_id_prefix.clone())
-            .with_session_cap(capped);
+        auth = auth.with_session_prefix(config.session_id_prefix.clone());
     }
     let metadata_json =
         serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();

@@ -6,11 +6,11 @@
 //! `Mcp-Method`, concurrent or not), so no request shape can get around the cap. Creations are
 //! serialised by a mutex, so the count check and the insert cannot race.
 //!
-//! rmcp answers a `create_session` error with a `500` (and an error log line); the auth layer runs
+//! rmcp answers a `create_session` error with a `500` (and logs an error line); the auth layer runs
 //! each request inside [`watch_refusals`] and turns that answer into `503` with `Retry-After` (see
-//! `auth.rs`). For the request shapes known to open a session the auth layer also answers `503`
-//! early, from the same count, before rmcp parses anything; that is only a shortcut, the cap
-//! itself is here.
+//! `auth.rs`). There is no earlier check on the request's shape: any guess at which requests open
+//! a session either lets one through (`Mcp-Method: initialize`) or refuses requests that open
+//! none (a malformed body must still get its `415`/`400`).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -83,7 +83,7 @@ impl CappedSessionManager {
         self.inner.sessions.read().await.len()
     }
 
-    pub(crate) fn refuse(&self) -> CappedSessionError {
+    fn refuse(&self) -> CappedSessionError {
         let _ = REFUSED.try_with(|refused| refused.set(Some(self.max)));
         metrics::counter!("mcp_sessions_refused_total").increment(1);
         tracing::warn!(
