@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak: SOAK_SECONDS (default 60) of full load on the release server (Entra verifier, fake Entra),
-# valid tools/call on 8 connections plus hostile requests on 4, sampling RSS every 5 s.
+# valid tools/call on 8 connections plus hostile requests on 4 (bad tokens, ambiguous requests,
+# encoded query tokens, sessions past MAX_SESSIONS, log-forging claims), sampling RSS every 5 s.
 # Passes when no valid request fails, every hostile one gets its expected refusal, and RSS at the
 # end is within 20% (or 4 MB) of RSS after warm-up. Loopback only, bounded.
 set -euo pipefail
@@ -23,7 +24,9 @@ pids+=($!)
 for _ in $(seq 1 100); do entra_port=$(sed -n 's/listening //p' "$work/soak-entra.out"); [ -n "$entra_port" ] && break; sleep 0.05; done
 authority="http://127.0.0.1:$entra_port"
 token=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID)
-env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
+# A small session cap: the hostile mix opens legacy sessions (with `Mcp-Method: initialize`)
+# until it, then must get 503; RSS stays flat only if the cap holds.
+env -i PATH="$PATH" MAX_SESSIONS=${SOAK_MAX_SESSIONS:-50} AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
   "$root/target/release/mcp-server-entra" serve --port 0 >"$work/soak-server.log" 2>&1 &
 server=$!; pids+=($server)
 for _ in $(seq 1 100); do addr=$(sed -n 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p' "$work/soak-server.log" | head -1); [ -n "$addr" ] && break; sleep 0.05; done
@@ -45,6 +48,10 @@ end_rss=$(rss)
 echo "valid load:   $(cat "$work/soak-valid.json")"
 echo "hostile load: $(cat "$work/soak-hostile.json")"
 echo "RSS (kB) every 5 s: $samples; start $start_rss, end $end_rss"
+# No forged log line and no raw terminal escape in the server's log (the hostile mix tries both).
+forged=$(grep -c '^2026-01-01T00:00:00Z' "$work/soak-server.log" || true)
+escapes=$(grep -c $'\e' "$work/soak-server.log" || true)
+echo "server log: $(wc -l <"$work/soak-server.log") lines, $forged forged, $escapes with a raw ESC"
 limit=$(( start_rss + (start_rss / 5 > 4096 ? start_rss / 5 : 4096) ))
-[ "$valid_ok" = 1 ] && [ "$hostile_ok" = 1 ] && [ "$end_rss" -le "$limit" ] \
+[ "$valid_ok" = 1 ] && [ "$hostile_ok" = 1 ] && [ "$end_rss" -le "$limit" ] && [ "$forged" = 0 ] && [ "$escapes" = 0 ] \
   && echo "soak: passed" || { echo "soak: FAILED"; exit 1; }

@@ -359,8 +359,13 @@ async fn run(
     Ok(())
 }
 
-/// One hostile request and the status it must get.
-fn hostile_request(kind: u64, target: &Target) -> (Request<Full<Bytes>>, u16) {
+/// How many kinds of hostile request there are.
+const HOSTILE_KINDS: u64 = 13;
+
+/// One hostile request and the statuses it may get.
+fn hostile_request(kind: u64, target: &Target) -> (Request<Full<Bytes>>, &'static [u16]) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     let init = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
         "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"hostile","version":"1"}}}))
     .unwrap_or_default();
@@ -370,35 +375,89 @@ fn hostile_request(kind: u64, target: &Target) -> (Request<Full<Bytes>>, u16) {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
     };
+    let bearer = format!("Bearer {}", target.token);
     let forged_jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6InJhbmRvbSJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl";
-    let (builder, body, expected): (_, Vec<u8>, u16) = match kind % 7 {
-        0 => (base(), init, 401),
-        1 => (base().header("authorization", "Bearer not-a-token"), init, 401),
+    // An unsigned token whose `aud` tries to forge a log line and clear the terminal (CWE-117).
+    let log_forger = format!(
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJhbmRvbSJ9.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(
+            json!({"aud": "x\u{1b}[2J\n2026-01-01T00:00:00Z  INFO token verified user=admin", "exp": 4_000_000_000u64})
+                .to_string()
+        )
+    );
+    let (builder, body, expected): (_, Vec<u8>, &'static [u16]) = match kind % HOSTILE_KINDS {
+        0 => (base(), init, &[401]),
+        1 => (base().header("authorization", "Bearer not-a-token"), init, &[401]),
         2 => (
             base().header("authorization", format!("Bearer {forged_jwt}")),
             init,
-            401,
+            &[401],
         ),
         3 => (
-            base().header("authorization", format!("Bearer {}", target.token)),
+            base().header("authorization", &bearer),
             b"{\"jsonrpc\": ".to_vec(),
             // rmcp's answer to a body that is not JSON.
-            415,
+            &[415],
         ),
         4 => (
             base()
-                .header("authorization", format!("Bearer {}", target.token))
+                .header("authorization", &bearer)
                 .header("origin", "https://evil.example"),
             init,
-            403,
+            &[403],
         ),
-        5 => (base().header("authorization", "Basic dXNlcjpwYXNz"), init, 401),
-        _ => (
+        5 => (base().header("authorization", "Basic dXNlcjpwYXNz"), init, &[401]),
+        6 => (
             Request::post(format!("{}?access_token=abc", target.path))
                 .header("host", &target.host)
                 .header("content-type", "application/json"),
             init,
-            400,
+            &[400],
+        ),
+        // Issue 19: ambiguous requests, an encoded query token, the session cap, log forging.
+        7 => (
+            base()
+                .header("host", "evil.example")
+                .header("authorization", &bearer),
+            init,
+            &[400],
+        ),
+        8 => (
+            Request::post(format!("http://evil.example{}", target.path))
+                .header("host", &target.host)
+                .header("content-type", "application/json")
+                .header("authorization", &bearer),
+            init,
+            &[400],
+        ),
+        9 => (
+            Request::post(format!("{}?access%5Ftoken=abc", target.path))
+                .header("host", &target.host)
+                .header("content-type", "application/json")
+                .header("authorization", &bearer),
+            init,
+            &[400],
+        ),
+        // A legacy session under the 2026-07-28 header: opens one until MAX_SESSIONS, then 503.
+        10 => (
+            base()
+                .header("authorization", &bearer)
+                .header("mcp-method", "initialize"),
+            init,
+            &[200, 503],
+        ),
+        11 => (
+            base().header("authorization", format!("Bearer {log_forger}")),
+            init,
+            &[401],
+        ),
+        _ => (
+            base()
+                .header("authorization", &bearer)
+                .header("mcp-session-id", "a")
+                .header("mcp-session-id", "b"),
+            init,
+            &[400],
         ),
     };
     let request = builder.body(Full::new(Bytes::from(body))).unwrap_or_default();
@@ -430,10 +489,13 @@ async fn hostile(target: Arc<Target>, connections: usize, seconds: u64) -> Resul
                     }
                 };
                 sent += 1;
-                if status != expected {
+                if !expected.contains(&status) {
                     wrong += 1;
                     if wrong <= 3 {
-                        eprintln!("hostile kind {}: expected {expected}, got {status}", kind % 7);
+                        eprintln!(
+                            "hostile kind {}: expected {expected:?}, got {status}",
+                            kind % HOSTILE_KINDS
+                        );
                     }
                 }
             }

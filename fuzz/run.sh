@@ -10,7 +10,7 @@ seconds=${FUZZ_SECONDS:-60}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
 export RUSTC_BOOTSTRAP=1
 total=0
-for target in verify_token verify_claims verify_signed_claims verify_header authorization_header auth_layer; do
+for target in verify_token verify_claims verify_signed_claims verify_header authorization_header auth_layer caller_text query_refusal; do
   mkdir -p "corpus/$target" "seeds/$target"
   log=$(mktemp)
   cargo fuzz run --release "$target" "corpus/$target" "seeds/$target" -- \

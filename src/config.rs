@@ -111,6 +111,7 @@ struct Raw {
     azure_key_refresh_secs: Secs,
     azure_key_min_refresh_secs: Secs,
     azure_token_cache_entries: Count,
+    azure_token_cache_bytes: Count,
     public_url: Option<AbsoluteUrl>,
     host: Host,
     port: Port,
@@ -562,6 +563,7 @@ fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
     entra.key_refresh_interval = raw.azure_key_refresh_secs.0;
     entra.key_min_refresh_interval = raw.azure_key_min_refresh_secs.0;
     entra.token_cache_entries = raw.azure_token_cache_entries.0.min(10_000_000);
+    entra.token_cache_bytes = raw.azure_token_cache_bytes.0.min(1 << 40);
     Ok(entra)
 }
 

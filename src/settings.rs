@@ -32,6 +32,7 @@ settings! {
     "AZURE_KEY_REFRESH_SECS" = "21600": "How often Entra's signing keys are refreshed, in seconds.";
     "AZURE_KEY_MIN_REFRESH_SECS" = "30": "Minimum seconds between two refreshes caused by a token with an unknown key id.";
     "AZURE_TOKEN_CACHE_ENTRIES" = "10000": "Verified tokens remembered (by SHA-256 digest, until they expire) so repeat calls skip the signature check. 0 disables.";
+    "AZURE_TOKEN_CACHE_BYTES" = "33554432": "Most memory the verified-token cache may hold (bytes, estimated from each token's claims), so large tokens cannot grow it. 0 disables.";
     "PUBLIC_URL" = "": "Where clients reach this server, without a path (https://mcp.contoso.com). Default: http://localhost:<PORT>.";
     "HOST" = "127.0.0.1": "Address to listen on. Use 0.0.0.0 in a container.";
     "PORT" = "8000": "TCP port to listen on.";

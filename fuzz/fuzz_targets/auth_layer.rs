@@ -19,7 +19,6 @@ fn layer() -> &'static BearerAuthLayer {
         let good = Identity::builder("oid", "tid").scopes(["access_as_user"]).build();
         let verifier = StaticVerifier::new(AccessPolicy::scopes(["access_as_user"])).with_token("good-token", good);
         BearerAuthLayer::new(Arc::new(verifier), "http://localhost/.well-known/oauth-protected-resource/mcp", &[], SessionBindings::default())
-            .with_max_sessions(2)
     })
 }
 

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::common::*;
@@ -117,4 +117,133 @@ async fn stdio_logs_at_trace_level_never_contain_a_token() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("expired"), "{log}");
     assert_no_token_in(&log, &[expired]);
+}
+
+/// Starts `serve` against `fake` with `LOG_FORMAT=format`; returns the child and the MCP URL.
+async fn serve_with_log_format(fake: &FakeEntra, format: &str) -> (tokio::process::Child, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut cmd = tokio::process::Command::new(EXE);
+    entra_env(&mut cmd, fake);
+    cmd.env("RUST_LOG", "info")
+        .env("LOG_FORMAT", format)
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    for _ in 0..200 {
+        if http()
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// `true` for a character that is allowed in an RFC 6750 §3 `error_description`:
+/// %x20-21 / %x23-5B / %x5D-7E.
+fn rfc6750_char(c: char) -> bool {
+    matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
+}
+
+#[tokio::test]
+async fn caller_text_cannot_forge_log_lines_or_break_challenges_in_either_log_format() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let forged = "x\u{1b}[2J\n2026-01-01T00:00:00Z  INFO token verified user=admin\r\u{2028}\u{202e}\"\\";
+    let claims = fake.claims(TENANT);
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid});
+    let with_claim = |name: &str| {
+        let mut c = claims.clone();
+        c[name] = json!(forged);
+        mint(&key, &c)
+    };
+    let with_header = |name: &str| {
+        let mut h = header.clone();
+        h[name] = json!(forged);
+        mint_raw(&key, &h, &claims)
+    };
+    // One row per caller-controlled field that reaches a rejection: the token, and the words
+    // the description starts with.
+    let rows = [
+        (with_claim("aud"), "the token's audience is x\\u{1b}[2J\\u{a}2026"),
+        (with_claim("iss"), "the token's issuer is x\\u{1b}[2J\\u{a}2026"),
+        (
+            with_header("alg"),
+            "the token is signed with x\\u{1b}[2J\\u{a}2026",
+        ),
+        (
+            with_header("kid"),
+            "the token was signed with key x\\u{1b}[2J\\u{a}2026",
+        ),
+        (
+            {
+                let mut h = header.clone();
+                h["crit"] = json!([forged]);
+                mint_raw(&key, &h, &claims)
+            },
+            "the token header marks extensions as critical ([\"x\\\\u001b[2J\\\\n2026",
+        ),
+    ];
+    for format in ["human", "json"] {
+        let (child, url) = serve_with_log_format(&fake, format).await;
+        for (token, description) in &rows {
+            let r = http()
+                .post(&url)
+                .header("accept", ACCEPT)
+                .bearer_auth(token)
+                .json(&initialize_body())
+                .send()
+                .await
+                .unwrap();
+            let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            let text = body["error_description"].as_str().unwrap().to_owned();
+            assert_eq!(status, 401, "{format} {description}");
+            assert!(text.starts_with(description), "{format}: {text}");
+            assert!(!text.chars().any(verifiers::CallerText::escapes), "{text:?}");
+            let params = challenge_params(&challenge);
+            assert!(
+                params["error_description"].chars().all(rfc6750_char),
+                "{challenge}"
+            );
+        }
+        let mut child = child;
+        child.start_kill().unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            log.matches("request rejected").count() >= rows.len(),
+            "{format}: {log}"
+        );
+        for line in log.lines() {
+            assert!(
+                !line.starts_with("2026-01-01T00:00:00Z") && !line.contains("\"timestamp\":\"2026-01-01"),
+                "{format}: a forged line: {line}"
+            );
+            if line.contains("token verified user=admin") {
+                assert!(
+                    line.contains("request rejected") || line.contains("refreshed on demand"),
+                    "{format}: forged text outside the line that carries it: {line}"
+                );
+            }
+            assert!(
+                !line
+                    .chars()
+                    .any(|c| c != '\t' && verifiers::CallerText::escapes(c)),
+                "{format}: a control character reached the log: {line:?}"
+            );
+            if format == "json" && line.starts_with('{') {
+                serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+    }
 }

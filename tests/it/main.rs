@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod deploy;
 mod entra;
+mod hostile;
 mod http;
 mod limits;
 mod log_hygiene;

@@ -251,3 +251,114 @@ async fn the_command_source_is_run_again_after_expiry() {
     assert_eq!(std::fs::read_to_string(dir.join("runs")).unwrap().trim(), "2");
     client.cancel().await.unwrap();
 }
+
+/// What a token source row expects: the binary serves, or exits 2 with exactly this one line.
+enum Outcome {
+    Serves,
+    Refused(String),
+}
+
+#[tokio::test]
+async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from_regular_files() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = scratch("bounded-sources");
+    let token_file = dir.join("tok");
+    std::fs::write(&token_file, mint(&key, &fake.claims(TENANT))).unwrap();
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'a'; 70 * 1024]).unwrap();
+    let cap = "produced more than 65536 bytes, which is no access token; it must hold only the token";
+    let not_regular = |path: &Path, what: &str| {
+        Outcome::Refused(format!(
+            "mcp-server-entra: MCP_ACCESS_TOKEN_FILE {} is {what}; point it at a regular file holding the token",
+            path.display()
+        ))
+    };
+    let rows: Vec<(&str, String, Outcome)> = vec![
+        // A background child keeps stdout open after the command exits: stop at the exit.
+        (
+            "MCP_ACCESS_TOKEN_COMMAND",
+            format!("sh -c 'cat {}; (sleep 20 &)'", token_file.display()),
+            Outcome::Serves,
+        ),
+        (
+            "MCP_ACCESS_TOKEN_COMMAND",
+            "head -c 1000000000 /dev/zero".into(),
+            Outcome::Refused(format!("mcp-server-entra: MCP_ACCESS_TOKEN_COMMAND {cap}")),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_COMMAND",
+            "sh -c 'head -c 1000000 /dev/zero >&2; printf \"\\033[2Jbad\\nthing\" >&2; exit 3'".into(),
+            Outcome::Refused("…".into()),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            token_file.display().to_string(),
+            Outcome::Serves,
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            fifo.display().to_string(),
+            not_regular(&fifo, "a FIFO (named pipe)"),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            dir.display().to_string(),
+            not_regular(&dir, "a directory"),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            "/dev/zero".into(),
+            not_regular(Path::new("/dev/zero"), "a device"),
+        ),
+        (
+            "MCP_ACCESS_TOKEN_FILE",
+            big.display().to_string(),
+            Outcome::Refused(format!("mcp-server-entra: MCP_ACCESS_TOKEN_FILE {cap}")),
+        ),
+    ];
+    for (name, value, outcome) in rows {
+        let mut vars = entra_vars(&fake);
+        vars.push((name, value.clone()));
+        let started = Instant::now();
+        match outcome {
+            Outcome::Serves => {
+                let client =
+                    tokio::time::timeout(Duration::from_secs(10), spawn_client(command(&dir, &[], &vars)))
+                        .await
+                        .unwrap_or_else(|_| panic!("{name}={value} did not start in time"));
+                assert_eq!(
+                    whoami(&client).await.unwrap()["tenant_id"],
+                    TENANT,
+                    "{name}={value}"
+                );
+                client.cancel().await.unwrap();
+            }
+            Outcome::Refused(line) => {
+                let (code, stdout, stderr) =
+                    tokio::time::timeout(Duration::from_secs(10), run_to_exit(command(&dir, &[], &vars)))
+                        .await
+                        .unwrap_or_else(|_| panic!("{name}={value} did not end in time"));
+                assert_eq!((code, stdout.as_str()), (2, ""), "{name}={value}: {stderr}");
+                let lines: Vec<_> = stderr.lines().collect();
+                assert_eq!(lines.len(), 1, "{name}={value}: {stderr}");
+                match line.strip_suffix('…') {
+                    // A failing command: its stderr's end, escaped, on the one line.
+                    Some(_) => {
+                        assert!(lines[0].contains("failed (exit status: 3)"), "{stderr}");
+                        assert!(lines[0].ends_with(r"\u{1b}[2Jbad | thing"), "{stderr}");
+                    }
+                    None => assert_eq!(lines[0], line, "{name}={value}"),
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}={value}: {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -1,8 +1,110 @@
 //! What can go wrong when a caller presents credentials, as types a transport can map to a status.
 
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
+
+/// Text a caller chose (a claim such as `aud`, `iss`, `tid`, a header's `kid` or `alg`, a `Host`
+/// header, a path), made safe to print in a log line or an `error_description`.
+///
+/// Log injection (CWE-117) is refused where the text is captured, not where it is printed: the
+/// constructor escapes, and the value never holds the raw text.
+///
+/// - Every control character (`\n`, `\r`, ESC, DEL, C1 controls…), the Unicode line and paragraph
+///   separators (U+2028, U+2029) and the bidirectional and zero-width formatting characters that
+///   reorder or hide text on screen become `\u{…}` (the backslash itself becomes `\\`), so one
+///   log line stays one line and a terminal shows the bytes, not their effect.
+/// - Only the first [`CallerText::MAX_CHARS`] characters are kept; the rest is summarised as
+///   `...(+N bytes)`, so a 16 KiB claim cannot fill a log.
+///
+/// Printable non-ASCII text (`é`, `東京`) is kept as is; an `error_description` header goes through
+/// the transport's RFC 6750 quoting as well.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct CallerText(String);
+
+impl CallerText {
+    /// How many characters of the caller's text are kept.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Escapes and truncates `raw`.
+    pub fn new(raw: &str) -> Self {
+        let mut out = String::with_capacity(raw.len().min(Self::MAX_CHARS + 16));
+        for (kept, (at, c)) in raw.char_indices().enumerate() {
+            if kept == Self::MAX_CHARS {
+                out.push_str(&format!("...(+{} bytes)", raw.len() - at));
+                break;
+            }
+            push_escaped(&mut out, c);
+        }
+        CallerText(out)
+    }
+
+    /// The escaped, truncated text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` for the characters [`CallerText`] escapes: controls, line/paragraph separators,
+    /// and invisible or reordering format characters (bidi embeddings, overrides and isolates,
+    /// zero-width spaces and joiners, the BOM).
+    pub fn escapes(c: char) -> bool {
+        c.is_control()
+            || matches!(c,
+                '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+    }
+
+    /// Escapes all of `raw` the same way, without truncating (for a log formatter's last line of
+    /// defence, where the text is already bounded).
+    pub fn escape_all(raw: &str) -> String {
+        let mut out = String::with_capacity(raw.len());
+        for c in raw.chars() {
+            push_escaped(&mut out, c);
+        }
+        out
+    }
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if c == '\\' {
+        out.push_str("\\\\");
+    } else if CallerText::escapes(c) {
+        out.push_str(&format!("\\u{{{:x}}}", c as u32));
+    } else {
+        out.push(c);
+    }
+}
+
+impl fmt::Display for CallerText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CallerText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
+    }
+}
+
+impl From<&str> for CallerText {
+    fn from(raw: &str) -> Self {
+        CallerText::new(raw)
+    }
+}
+
+impl From<String> for CallerText {
+    fn from(raw: String) -> Self {
+        CallerText::new(&raw)
+    }
+}
+
+impl From<&String> for CallerText {
+    fn from(raw: &String) -> Self {
+        CallerText::new(raw)
+    }
+}
 
 /// Why a request was not authenticated or not authorized.
 ///
@@ -91,11 +193,11 @@ pub enum InvalidToken {
     #[error("the token is signed with {found}, only RS256 is accepted")]
     UnsupportedAlgorithm {
         /// The header's `alg`.
-        found: String,
+        found: CallerText,
     },
     /// The header's `crit` names extensions we do not understand (RFC 7515 §4.1.11).
     #[error("the token header marks extensions as critical ({0}) that this server does not understand")]
-    UnsupportedCritical(String),
+    UnsupportedCritical(CallerText),
     /// The header carries a `nonce`, which Entra only puts in tokens meant for Microsoft Graph.
     #[error("the token header carries a nonce, as Microsoft Graph tokens do: request a token for this API's scope (api://<client-id>/access_as_user), not for Graph")]
     GraphNonce,
@@ -106,7 +208,7 @@ pub enum InvalidToken {
     #[error("the token was signed with key {kid}, which the tenant does not publish")]
     UnknownSigningKey {
         /// The header's `kid`.
-        kid: String,
+        kid: CallerText,
     },
     /// The signature does not match.
     #[error("the token signature is invalid")]
@@ -138,7 +240,7 @@ pub enum InvalidToken {
     #[error("the token's audience is Microsoft Graph ({found}), but this server expects {expected}; request a token for this API's scope, not for Graph")]
     GraphAudience {
         /// The token's `aud`.
-        found: String,
+        found: CallerText,
         /// The accepted audiences.
         expected: String,
     },
@@ -146,7 +248,7 @@ pub enum InvalidToken {
     #[error("the token's audience is {found}, but this server expects {expected}")]
     WrongAudience {
         /// The token's `aud`.
-        found: String,
+        found: CallerText,
         /// The accepted audiences.
         expected: String,
     },
@@ -154,13 +256,13 @@ pub enum InvalidToken {
     #[error("the token is an Entra v1.0 token (issuer {issuer}); set \"requestedAccessTokenVersion\": 2 in the app registration's manifest, or enable v1 tokens on this server")]
     V1Token {
         /// The token's `iss`.
-        issuer: String,
+        issuer: CallerText,
     },
     /// The issuer is not the one the tenant policy expects.
     #[error("the token's issuer is {found}, but this server expects {expected}")]
     WrongIssuer {
         /// The token's `iss`.
-        found: String,
+        found: CallerText,
         /// The expected issuer.
         expected: String,
     },
@@ -170,11 +272,11 @@ pub enum InvalidToken {
     #[error("the token's issuer is {issuer}, but its signing key {kid} signs only for {key_issuer}")]
     KeyIssuerMismatch {
         /// The header's `kid`.
-        kid: String,
+        kid: CallerText,
         /// The key's `issuer` in the JWKS (a `{tenantid}` template for multi-tenant keys).
         key_issuer: String,
         /// The token's `iss`.
-        issuer: String,
+        issuer: CallerText,
     },
     /// An OpenID Connect ID token (it carries `nonce`, `at_hash` or `c_hash`, and no `scp`).
     #[error("the token is an ID token (it carries `{marker}` and no `scp`): send an access token requested for this API's scope (api://<client-id>/access_as_user), not the ID token from sign-in")]
@@ -189,9 +291,9 @@ pub enum InvalidToken {
     #[error("the token's `ver` is {ver}, but its issuer {issuer} issues version {expected} tokens")]
     VersionMismatch {
         /// The token's `ver`.
-        ver: String,
+        ver: CallerText,
         /// The token's `iss`.
-        issuer: String,
+        issuer: CallerText,
         /// The version the issuer's form implies.
         expected: &'static str,
     },
@@ -199,18 +301,18 @@ pub enum InvalidToken {
     #[error("the token's tenant id {tid} is not the tenant of its issuer {issuer}")]
     TenantMismatch {
         /// The token's `tid`.
-        tid: String,
+        tid: CallerText,
         /// The token's `iss`.
-        issuer: String,
+        issuer: CallerText,
     },
     /// `tid` is not a GUID (multi-tenant policies require one).
     #[error("the token's tenant id `{0}` is not a GUID")]
-    TenantNotGuid(String),
+    TenantNotGuid(CallerText),
     /// The tenant is not one this server accepts.
     #[error("tenant {tid} is not allowed to call this server{hint}")]
     TenantNotAllowed {
         /// The token's `tid`.
-        tid: String,
+        tid: CallerText,
         /// Why, for the person fixing it.
         hint: &'static str,
     },
@@ -310,5 +412,46 @@ fn fmt_ago(t: SystemTime) -> String {
         0..=119 => format!("{secs} s"),
         120..=7199 => format!("{} min", secs / 60),
         _ => format!("{} h", secs / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_text_escapes_and_truncates() {
+        let table = [
+            ("api://x", "api://x"),
+            ("a\nb\rc\u{1b}[2J", r"a\u{a}b\u{d}c\u{1b}[2J"),
+            (
+                "line\u{2028}para\u{2029}bidi\u{202e}zw\u{200b}bom\u{feff}",
+                r"line\u{2028}para\u{2029}bidi\u{202e}zw\u{200b}bom\u{feff}",
+            ),
+            ("c1\u{85}del\u{7f}tab\t", r"c1\u{85}del\u{7f}tab\u{9}"),
+            (r"back\slash", r"back\\slash"),
+            ("ünïcødé 東京", "ünïcødé 東京"),
+        ];
+        for (raw, escaped) in table {
+            assert_eq!(CallerText::new(raw).as_str(), escaped, "{raw:?}");
+            assert_eq!(CallerText::escape_all(raw), escaped, "{raw:?}");
+        }
+        let long = "é".repeat(300);
+        assert_eq!(
+            CallerText::new(&long).as_str(),
+            format!(
+                "{}...(+{} bytes)",
+                "é".repeat(CallerText::MAX_CHARS),
+                2 * (300 - CallerText::MAX_CHARS)
+            )
+        );
+        let err = InvalidToken::WrongAudience {
+            found: "x\n2026-01-01T00:00:00Z INFO forged".into(),
+            expected: "api://x".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            r"the token's audience is x\u{a}2026-01-01T00:00:00Z INFO forged, but this server expects api://x"
+        );
     }
 }

@@ -50,7 +50,7 @@ mod verifier;
 pub use entra::{
     EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
 };
-pub use error::{AuthError, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
+pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
 pub use identity::{Identity, IdentityBuilder};
 pub use policy::AccessPolicy;
 pub use static_verifier::StaticVerifier;

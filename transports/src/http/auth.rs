@@ -13,10 +13,11 @@ use std::task::{Context, Poll};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use tower::{Layer, Service};
-use verifiers::{AuthError, MalformedCredentials, TokenVerifier};
+use verifiers::{AuthError, CallerText, MalformedCredentials, TokenVerifier};
 
 use super::body::{full, Body};
 use super::challenge::{auth_error_response, ChallengeContext};
+use super::session_cap::watch_refusals;
 use super::sessions::{Ownership, Principal, SessionBindings};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -27,7 +28,6 @@ pub struct BearerAuthLayer {
     verifier: Arc<dyn TokenVerifier>,
     challenge: Arc<ChallengeContext>,
     sessions: SessionBindings,
-    max_sessions: Option<usize>,
     session_prefix: Option<Arc<str>>,
 }
 
@@ -55,7 +55,6 @@ impl BearerAuthLayer {
                 scope: scopes.join(" "),
             }),
             sessions,
-            max_sessions: None,
             session_prefix: None,
         }
     }
@@ -66,12 +65,6 @@ impl BearerAuthLayer {
     pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.session_prefix = (!prefix.is_empty()).then(|| Arc::from(prefix));
-        self
-    }
-
-    /// Refuses new legacy sessions with `503` once `max` are open.
-    pub fn with_max_sessions(mut self, max: usize) -> Self {
-        self.max_sessions = Some(max);
         self
     }
 }
@@ -165,12 +158,6 @@ where
                     Some(internal)
                 }
             };
-            if session.is_none() && could_open_session(&request) {
-                if let Some(max) = layer.max_sessions.filter(|max| layer.sessions.len() >= *max) {
-                    tracing::warn!(max, "refused a new session: the session limit is reached");
-                    return Ok(too_many_sessions(max));
-                }
-            }
             if let Some(session) = &session {
                 if layer.sessions.ownership(session, &principal) == Ownership::Other {
                     tracing::warn!(
@@ -188,7 +175,13 @@ where
                 value.set_sensitive(true);
             }
             request.extensions_mut().insert(identity);
-            let mut response = inner.call(request).await?;
+            // MAX_SESSIONS is enforced inside, where rmcp creates the session
+            // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
+            let (response, refused) = watch_refusals(inner.call(request)).await;
+            if let Some(max) = refused {
+                return Ok(too_many_sessions(max));
+            }
+            let mut response = response?;
             track_session(&layer.sessions, session.as_deref(), &method, &response, principal);
             if let Some(prefix) = &layer.session_prefix {
                 let issued = response
@@ -234,12 +227,6 @@ fn track_session(
     }
 }
 
-/// A POST without `Mcp-Session-Id` and without the 2026-07-28 `Mcp-Method` header: the only kind
-/// of request that can open a legacy session (an `initialize`).
-fn could_open_session<B>(request: &Request<B>) -> bool {
-    request.method() == Method::POST && !request.headers().contains_key("mcp-method")
-}
-
 fn too_many_sessions(max: usize) -> Response<Body> {
     let mut response = Response::new(full(format!(
         "Service Unavailable: {max} sessions are open, the most this server keeps; retry later or use the 2026-07-28 protocol, which needs no session"
@@ -260,12 +247,14 @@ fn session_not_found() -> Response<Body> {
 fn log_rejection<B>(err: &AuthError, request: &Request<B>) {
     metrics::counter!("mcp_auth_rejections_total", "reason" => err.kind()).increment(1);
     // Never the token: only the reason, which is built from claims and settings.
+    // Caller text inside `err` is already escaped (`CallerText`); the path is escaped here.
+    let path = CallerText::new(request.uri().path());
     match err {
         AuthError::Unavailable(_) => {
-            tracing::warn!(kind = err.kind(), reason = %err, path = request.uri().path(), "request rejected")
+            tracing::warn!(kind = err.kind(), reason = %err, path = %path, "request rejected")
         }
         _ => {
-            tracing::info!(kind = err.kind(), reason = %err, path = request.uri().path(), "request rejected")
+            tracing::info!(kind = err.kind(), reason = %err, path = %path, "request rejected")
         }
     }
 }
@@ -273,14 +262,7 @@ fn log_rejection<B>(err: &AuthError, request: &Request<B>) {
 /// The bearer token of a request: exactly one `Authorization: Bearer <token>` header (scheme
 /// case-insensitive), and no `access_token` in the query.
 pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, AuthError> {
-    let token_in_query = uri.query().is_some_and(|q| {
-        q.split('&').any(|pair| {
-            pair.split('=')
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
-        })
-    });
-    if token_in_query {
+    if uri.query().is_some_and(query_has_access_token) {
         return Err(MalformedCredentials::TokenInQuery.into());
     }
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -301,6 +283,40 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Au
         return Err(MalformedCredentials::EmptyBearerToken.into());
     }
     Ok(token)
+}
+
+/// `true` when a parameter of `query` is named `access_token` (RFC 6750 §2.3), in any case, with
+/// the name percent-decoded first (`access%5Ftoken`, `%61ccess_token`) and `;` accepted as a
+/// separator as well as `&`, as some frameworks do: every spelling a server or proxy could read
+/// as `access_token` is refused.
+pub fn query_has_access_token(query: &str) -> bool {
+    const NAME: &[u8] = b"access_token";
+    query.split(['&', ';']).any(|pair| {
+        let raw = pair.split('=').next().unwrap_or_default().as_bytes();
+        let mut decoded = Vec::with_capacity(NAME.len());
+        let mut i = 0;
+        while i < raw.len() {
+            if decoded.len() > NAME.len() {
+                return false;
+            }
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                raw[i],
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(hi), Some(lo)) => {
+                    decoded.push((hi * 16 + lo) as u8);
+                    i += 3;
+                }
+                (byte, _, _) => {
+                    decoded.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        decoded.eq_ignore_ascii_case(NAME)
+    })
 }
 
 #[cfg(test)]
@@ -365,6 +381,11 @@ mod tests {
             "/mcp?access_token=abc",
             "/mcp?x=1&ACCESS_TOKEN=abc",
             "/mcp?access_token",
+            "/mcp?access%5Ftoken=abc",
+            "/mcp?access%5ftoken=abc",
+            "/mcp?%61ccess_token=abc",
+            "/mcp?%41%43%43%45%53%53%5F%54%4F%4B%45%4E=abc",
+            "/mcp?x=1;access_token=abc",
         ] {
             assert_eq!(
                 bearer_token(&headers(&["Bearer abc"]), &uri(q)),
@@ -372,9 +393,14 @@ mod tests {
                 "{q}"
             );
         }
-        assert_eq!(
-            bearer_token(&headers(&["Bearer abc"]), &uri("/mcp?access_tokens=1")),
-            Ok("abc")
-        );
+        for q in [
+            "/mcp?access_tokens=1",
+            "/mcp?access%255Ftoken=1",
+            "/mcp?x=access_token",
+            "/mcp?access%5Ftoke",
+            "/mcp?%zzaccess_token=1",
+        ] {
+            assert_eq!(bearer_token(&headers(&["Bearer abc"]), &uri(q)), Ok("abc"), "{q}");
+        }
     }
 }

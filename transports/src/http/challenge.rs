@@ -125,4 +125,35 @@ mod tests {
     fn quoted_strings_cannot_break_the_header() {
         assert_eq!(quote("a\"b\\c\nd"), "a'b/c?d");
     }
+
+    /// RFC 6750 §3: `error_description` is %x20-21 / %x23-5B / %x5D-7E, whatever the reason holds.
+    #[test]
+    fn every_error_description_is_an_rfc6750_quoted_string() {
+        let hostile: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let err: AuthError = InvalidToken::WrongAudience {
+            found: hostile.as_str().into(),
+            expected: "api://x".into(),
+        }
+        .into();
+        let r = auth_error_response(&err, &ctx());
+        let value = challenge(&r);
+        let description = value
+            .split("error_description=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        assert!(
+            description.starts_with("the token's audience is "),
+            "{description}"
+        );
+        assert!(
+            description
+                .chars()
+                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')),
+            "{description}"
+        );
+        assert!(quote(&hostile)
+            .chars()
+            .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')));
+    }
 }

@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{full, Body};
 
+/// Scrapes served at once; more wait in the listen backlog.
+const MAX_SCRAPE_CONNECTIONS: usize = 16;
+/// How long one metrics connection may stay open (a scrape takes milliseconds).
+const SCRAPE_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `GET /metrics` on `listener` with the text `render` returns, until `stop` is cancelled.
 ///
 /// What is exposed is what the process records through the `metrics` facade: request counts by
@@ -24,13 +29,25 @@ pub fn serve_metrics(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let render = Arc::new(render);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPE_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => return,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             let (stream, _) = tokio::select! {
                 _ = stop.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
-                    Err(_) => continue,
+                    Err(_) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 },
             };
             let render = render.clone();
@@ -39,9 +56,11 @@ pub fn serve_metrics(
                 async move { Ok::<_, Infallible>(answer(&request, render.as_ref())) }
             });
             tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                // A connection that never sends, or never finishes, loses its slot in time.
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(SCRAPE_CONNECTION_TIMEOUT, connection).await;
+                drop(permit);
             });
         }
     })

@@ -12,6 +12,7 @@
 //! Everything else is `404`. Prometheus metrics are served on a separate listener
 //! ([`serve_metrics`]), never on this port.
 
+mod ambiguity;
 mod auth;
 mod body;
 mod challenge;
@@ -21,11 +22,13 @@ mod metrics;
 mod origin;
 mod router;
 mod server;
+mod session_cap;
 mod sessions;
 
-pub use auth::{bearer_token, BearerAuth, BearerAuthLayer};
+pub use auth::{bearer_token, query_has_access_token, BearerAuth, BearerAuthLayer};
 pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;
 pub use server::{serve, RunningServer};
+pub use session_cap::{CappedSessionError, CappedSessionManager};
 pub use sessions::{Principal, SessionBindings};

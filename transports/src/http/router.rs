@@ -13,8 +13,9 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt as _;
-use verifiers::TokenVerifier;
+use verifiers::{CallerText, TokenVerifier};
 
+use super::ambiguity::{ambiguity, request_host};
 use super::body::{empty, full, Body};
 use super::config::{MCP_PATH, METADATA_PATH};
 use super::origin::HostOriginPolicy;
@@ -62,6 +63,17 @@ pub(crate) async fn route<S>(
 where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
 {
+    if let Some((status, reason)) = ambiguity(&request) {
+        tracing::info!(
+            reason = %reason,
+            path = %CallerText::new(request.uri().path()),
+            "refused an ambiguous request"
+        );
+        let response = text(status, &reason);
+        metrics::counter!("mcp_http_requests_total", "route" => "ambiguous", "status" => status_label(response.status()))
+            .increment(1);
+        return Ok(response);
+    }
     let path = request.uri().path();
     let (route, response) = match path {
         "/health" => ("health", health(request.method())),
@@ -82,16 +94,11 @@ async fn mcp<S>(app: &App<S>, request: Request<Incoming>) -> Response<Body>
 where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
 {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    match host {
+    match request_host(&request) {
         Some(host) if app.policy.host_allowed(host) => {}
         other => {
             tracing::warn!(
-                host = other.unwrap_or("<none>"),
+                host = %CallerText::new(other.unwrap_or("<none>")),
                 "refused a request for a host that is not allowed"
             );
             return text(
@@ -103,7 +110,10 @@ where
     let origin = request.headers().get(header::ORIGIN).cloned();
     if let Some(origin) = &origin {
         if !origin.to_str().is_ok_and(|o| app.policy.origin_allowed(o)) {
-            tracing::warn!(origin = ?origin, "refused a request from an origin that is not allowed");
+            tracing::warn!(
+                origin = %CallerText::new(&String::from_utf8_lossy(origin.as_bytes())),
+                "refused a request from an origin that is not allowed"
+            );
             return text(
                 StatusCode::FORBIDDEN,
                 "Forbidden: Origin not allowed (see ALLOWED_ORIGINS)",

@@ -23,6 +23,7 @@ use super::auth::BearerAuthLayer;
 use super::metadata::ProtectedResourceMetadata;
 use super::origin::HostOriginPolicy;
 use super::router::{route, App, McpService};
+use super::session_cap::CappedSessionManager;
 use super::sessions::SessionBindings;
 use super::{HttpConfig, HttpConfigError};
 
@@ -104,7 +105,12 @@ where
     let mut session_manager = LocalSessionManager::default();
     session_manager.session_config.keep_alive = Some(config.session_idle_timeout);
     let session_manager = Arc::new(session_manager);
-    let service = StreamableHttpService::new(move || Ok(handler()), session_manager.clone(), rmcp_config);
+    // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
+    let capped = Arc::new(CappedSessionManager::new(
+        session_manager.clone(),
+        config.max_sessions,
+    ));
+    let service = StreamableHttpService::new(move || Ok(handler()), capped, rmcp_config);
 
     let sessions = SessionBindings::default();
     let mut auth = BearerAuthLayer::new(
@@ -114,9 +120,7 @@ where
         sessions.clone(),
     );
     if config.legacy_sessions {
-        auth = auth
-            .with_max_sessions(config.max_sessions)
-            .with_session_prefix(config.session_id_prefix.clone());
+        auth = auth.with_session_prefix(config.session_id_prefix.clone());
     }
     let metadata_json =
         serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();

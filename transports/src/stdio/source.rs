@@ -6,11 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use tokio::io::AsyncReadExt as _;
+use verifiers::CallerText;
 
 /// The largest token output we read from a file or a command.
 const MAX_TOKEN_OUTPUT: usize = 64 * 1024;
 /// How much of a failing command's stderr we keep for the error message.
 const STDERR_EXCERPT: usize = 600;
+/// How much of a command's stderr we hold while it runs (the excerpt is cut from its end).
+const STDERR_KEPT: usize = 4 * 1024;
 
 /// A source of bearer tokens for the stdio transport.
 #[derive(Clone)]
@@ -63,6 +66,25 @@ pub enum TokenSourceError {
         path: PathBuf,
         /// The I/O error (printed here, so not a `source`).
         cause: std::io::Error,
+    },
+    /// `MCP_ACCESS_TOKEN_FILE` names a FIFO, a directory, a device…: reading it could block for
+    /// ever or never end.
+    #[error("MCP_ACCESS_TOKEN_FILE {path} is {what}; point it at a regular file holding the token")]
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The file or the command's output is larger than any token (read stops at the limit).
+    #[error(
+        "{setting} produced more than {max} bytes, which is no access token; it must hold only the token"
+    )]
+    TooLarge {
+        /// `MCP_ACCESS_TOKEN_FILE` or `MCP_ACCESS_TOKEN_COMMAND`.
+        setting: &'static str,
+        /// The limit, in bytes.
+        max: usize,
     },
     /// The source produced an empty token.
     #[error("{0} is empty")]
@@ -161,20 +183,72 @@ async fn read_file(path: &PathBuf) -> Result<String, TokenSourceError> {
         path: path.clone(),
         cause,
     };
-    let file = tokio::fs::File::open(path).await.map_err(file_err)?;
-    let mut text = String::new();
-    file.take(MAX_TOKEN_OUTPUT as u64)
-        .read_to_string(&mut text)
+    // Refuse a FIFO, a directory or a device before opening it: opening a FIFO with no writer
+    // blocks, and reading a device may never end.
+    let kind = tokio::fs::metadata(path).await.map_err(file_err)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(path, kind));
+    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true);
+    // Swapped for a FIFO after the check above: the open still cannot block.
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = options.open(path).await.map_err(file_err)?;
+    let kind = file.metadata().await.map_err(file_err)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(path, kind));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_OUTPUT as u64 + 1)
+        .read_to_end(&mut bytes)
         .await
         .map_err(file_err)?;
-    Ok(text.trim().to_owned())
+    if bytes.len() > MAX_TOKEN_OUTPUT {
+        return Err(TokenSourceError::TooLarge {
+            setting: "MCP_ACCESS_TOKEN_FILE",
+            max: MAX_TOKEN_OUTPUT,
+        });
+    }
+    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
+}
+
+fn not_regular(path: &std::path::Path, kind: std::fs::FileType) -> TokenSourceError {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt as _;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        #[cfg(unix)]
+        {
+            if kind.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            "not a regular file"
+        }
+    };
+    TokenSourceError::NotARegularFile {
+        path: path.to_owned(),
+        what,
+    }
 }
 
 async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<String, TokenSourceError> {
     let (program, args) = argv
         .split_first()
         .ok_or(TokenSourceError::BadCommandLine("it is empty"))?;
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -185,15 +259,32 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
             line: line.to_owned(),
             cause,
         })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(TokenSourceError::Spawn {
+            line: line.to_owned(),
+            cause: std::io::Error::other("no stdout or stderr pipe"),
+        });
+    };
+    // Dropping the future (timeout) drops the child, which kill_on_drop stops.
+    let collected = tokio::time::timeout(timeout, collect(&mut child, stdout, stderr)).await;
+    let (status, stdout, stderr) = match collected {
+        Ok(Ok(Collected::Exited {
+            status,
+            stdout,
+            stderr,
+        })) => (status, stdout, stderr),
+        Ok(Ok(Collected::TooLarge)) => {
+            return Err(TokenSourceError::TooLarge {
+                setting: "MCP_ACCESS_TOKEN_COMMAND",
+                max: MAX_TOKEN_OUTPUT,
+            })
+        }
         Ok(Err(cause)) => {
             return Err(TokenSourceError::Spawn {
                 line: line.to_owned(),
                 cause,
             })
         }
-        // Dropping the future drops the child, which kill_on_drop stops.
         Err(_) => {
             return Err(TokenSourceError::Timeout {
                 line: line.to_owned(),
@@ -201,8 +292,8 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
             })
         }
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let stderr = stderr.trim();
         let start = stderr.len().saturating_sub(STDERR_EXCERPT);
         let start = (start..=stderr.len())
@@ -210,12 +301,87 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
             .unwrap_or(stderr.len());
         return Err(TokenSourceError::Failed {
             line: line.to_owned(),
-            status: output.status,
-            stderr: stderr[start..].replace('\n', " | "),
+            status,
+            // The command's own text: one line, no control characters.
+            stderr: CallerText::escape_all(&stderr[start..].replace('\n', " | ")),
         });
     }
-    let stdout = &output.stdout[..output.stdout.len().min(MAX_TOKEN_OUTPUT)];
-    Ok(String::from_utf8_lossy(stdout).trim().to_owned())
+    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
+}
+
+/// What a token command left behind.
+enum Collected {
+    /// It exited; its stdout (at most [`MAX_TOKEN_OUTPUT`] bytes) and the end of its stderr.
+    Exited {
+        status: std::process::ExitStatus,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    /// It printed more than [`MAX_TOKEN_OUTPUT`] bytes on stdout (it is killed when dropped).
+    TooLarge,
+}
+
+/// Reads the command's stdout (capped as it reads) and stderr (keeping the last
+/// [`STDERR_KEPT`] bytes) until the process exits, then takes what is already in the pipes
+/// without waiting for EOF: a background child that inherited them may hold them open for ever.
+async fn collect(
+    child: &mut tokio::process::Child,
+    mut stdout: tokio::process::ChildStdout,
+    mut stderr: tokio::process::ChildStderr,
+) -> std::io::Result<Collected> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (mut out_buf, mut err_buf) = ([0u8; 8192], [0u8; 8192]);
+    let (mut out_open, mut err_open) = (true, true);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            read = stdout.read(&mut out_buf), if out_open => match read? {
+                0 => out_open = false,
+                n => {
+                    if out.len() + n > MAX_TOKEN_OUTPUT {
+                        return Ok(Collected::TooLarge);
+                    }
+                    out.extend_from_slice(&out_buf[..n]);
+                }
+            },
+            read = stderr.read(&mut err_buf), if err_open => match read? {
+                0 => err_open = false,
+                n => keep_tail(&mut err, &err_buf[..n]),
+            },
+        }
+    };
+    // Whatever the process wrote before it exited is in the pipe buffers now.
+    let drain = Duration::from_millis(50);
+    while out_open {
+        match tokio::time::timeout(drain, stdout.read(&mut out_buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if out.len() + n > MAX_TOKEN_OUTPUT {
+                    return Ok(Collected::TooLarge);
+                }
+                out.extend_from_slice(&out_buf[..n]);
+            }
+            _ => out_open = false,
+        }
+    }
+    while err_open {
+        match tokio::time::timeout(drain, stderr.read(&mut err_buf)).await {
+            Ok(Ok(n)) if n > 0 => keep_tail(&mut err, &err_buf[..n]),
+            _ => err_open = false,
+        }
+    }
+    Ok(Collected::Exited {
+        status,
+        stdout: out,
+        stderr: err,
+    })
+}
+
+/// Appends `more` to `kept`, keeping only the last [`STDERR_KEPT`] bytes.
+fn keep_tail(kept: &mut Vec<u8>, more: &[u8]) {
+    kept.extend_from_slice(more);
+    if kept.len() > STDERR_KEPT {
+        kept.drain(..kept.len() - STDERR_KEPT);
+    }
 }
 
 /// Splits a command line into words: whitespace separates, single quotes keep text literally,

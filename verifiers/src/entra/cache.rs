@@ -23,26 +23,68 @@ type Digest = [u8; 32];
 
 struct Entry {
     identity: Identity,
+    /// What this entry costs, as [`entry_cost`] estimates it.
+    bytes: usize,
     /// Unix seconds after which the entry must not be used (`exp` + leeway).
     valid_until: u64,
     generation: u64,
 }
 
+/// The entries and their total cost.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Digest, Entry>,
+    bytes: usize,
+}
+
 pub(crate) struct TokenCache {
     capacity: usize,
-    entries: Mutex<HashMap<Digest, Entry>>,
+    max_bytes: usize,
+    entries: Mutex<Entries>,
+}
+
+/// Roughly what an entry holds in memory: its identity (every claim, parsed) plus the map's own
+/// overhead. Large tokens make large entries, so a byte bound is needed beside the count.
+pub(crate) fn entry_cost(identity: &Identity) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        32 + match v {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| 32 + k.len() + value(v)).sum(),
+            _ => 0,
+        }
+    }
+    let strings = [&identity.subject, &identity.object_id, &identity.tenant_id]
+        .iter()
+        .map(|s| s.len())
+        .chain(identity.name.iter().map(String::len))
+        .chain(identity.username.iter().map(String::len))
+        .chain(identity.client_app.iter().map(String::len))
+        .chain(
+            identity
+                .scopes
+                .iter()
+                .chain(&identity.roles)
+                .map(|s| 24 + s.len()),
+        )
+        .sum::<usize>();
+    let claims: usize = identity.claims.iter().map(|(k, v)| 32 + k.len() + value(v)).sum();
+    std::mem::size_of::<(Digest, Entry)>() + strings + claims
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` identities; 0 disables caching.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` identities holding at most `max_bytes` (as
+    /// [`entry_cost`] counts them); either 0 disables caching.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         TokenCache {
-            capacity,
-            entries: Mutex::new(HashMap::new()),
+            capacity: if max_bytes == 0 { 0 } else { capacity },
+            max_bytes,
+            entries: Mutex::new(Entries::default()),
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<Digest, Entry>> {
+    fn map(&self) -> MutexGuard<'_, Entries> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -59,8 +101,8 @@ impl TokenCache {
         if self.capacity == 0 {
             return None;
         }
-        let map = self.map();
-        let entry = map.get(key)?;
+        let entries = self.map();
+        let entry = entries.map.get(key)?;
         (entry.generation == generation && now < entry.valid_until).then(|| entry.identity.clone())
     }
 
@@ -75,18 +117,30 @@ impl TokenCache {
         if self.capacity == 0 {
             return;
         }
-        let mut map = self.map();
-        if map.len() >= self.capacity {
+        let bytes = entry_cost(&identity);
+        if bytes > self.max_bytes {
+            return;
+        }
+        let mut entries = self.map();
+        let Entries { map, bytes: total } = &mut *entries;
+        if let Some(old) = map.remove(&key) {
+            *total -= old.bytes;
+        }
+        if map.len() >= self.capacity || *total + bytes > self.max_bytes {
             map.retain(|_, e| e.generation == generation && now < e.valid_until);
-            if map.len() >= self.capacity {
+            *total = map.values().map(|e| e.bytes).sum();
+            if map.len() >= self.capacity || *total + bytes > self.max_bytes {
                 // Still full of live tokens: start over rather than track recency on the hot path.
                 map.clear();
+                *total = 0;
             }
         }
+        *total += bytes;
         map.insert(
             key,
             Entry {
                 identity,
+                bytes,
                 valid_until,
                 generation,
             },
@@ -95,7 +149,12 @@ impl TokenCache {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map().len()
+        self.map().map.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.map().bytes
     }
 }
 
@@ -109,7 +168,7 @@ mod tests {
 
     #[test]
     fn hit_until_expiry_then_miss() {
-        let cache = TokenCache::new(10);
+        let cache = TokenCache::new(10, 1 << 20);
         let key = TokenCache::key("token-a");
         cache.insert(key, id("a"), 1000, 900, 1);
         assert_eq!(cache.get(&key, 999, 1).map(|i| i.object_id), Some("a".into()));
@@ -121,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_key_refresh_invalidates_entries() {
-        let cache = TokenCache::new(10);
+        let cache = TokenCache::new(10, 1 << 20);
         let key = TokenCache::key("token-a");
         cache.insert(key, id("a"), 1000, 900, 1);
         assert!(cache.get(&key, 950, 2).is_none());
@@ -129,14 +188,14 @@ mod tests {
 
     #[test]
     fn different_tokens_do_not_share_entries() {
-        let cache = TokenCache::new(10);
+        let cache = TokenCache::new(10, 1 << 20);
         cache.insert(TokenCache::key("token-a"), id("a"), 1000, 900, 1);
         assert!(cache.get(&TokenCache::key("token-b"), 950, 1).is_none());
     }
 
     #[test]
     fn stays_within_capacity() {
-        let cache = TokenCache::new(3);
+        let cache = TokenCache::new(3, 1 << 20);
         for i in 0..10 {
             cache.insert(TokenCache::key(&format!("t{i}")), id("x"), 1000, 900, 1);
             assert!(cache.len() <= 3);
@@ -144,8 +203,38 @@ mod tests {
     }
 
     #[test]
+    fn stays_within_its_byte_bound_whatever_the_token_size() {
+        let big = |i: usize| {
+            let mut identity = Identity::builder(format!("oid{i}"), "t").build();
+            identity
+                .claims
+                .insert("blob".into(), serde_json::Value::String("x".repeat(16 * 1024)));
+            identity
+        };
+        let cost = entry_cost(&big(0));
+        assert!(cost > 16 * 1024, "{cost}");
+        let cache = TokenCache::new(10_000, 5 * cost);
+        for i in 0..100 {
+            cache.insert(TokenCache::key(&format!("t{i}")), big(i), 1000, 900, 1);
+            assert!(
+                cache.bytes() <= 5 * cost && cache.len() <= 5,
+                "{} {}",
+                cache.bytes(),
+                cache.len()
+            );
+        }
+        // An entry larger than the whole bound is never stored; a zero bound disables the cache.
+        let tiny = TokenCache::new(10, cost - 1);
+        tiny.insert(TokenCache::key("t"), big(0), 1000, 900, 1);
+        assert_eq!(tiny.len(), 0);
+        let off = TokenCache::new(10, 0);
+        off.insert(TokenCache::key("t"), id("a"), 1000, 900, 1);
+        assert!(off.get(&TokenCache::key("t"), 950, 1).is_none());
+    }
+
+    #[test]
     fn zero_capacity_disables_caching() {
-        let cache = TokenCache::new(0);
+        let cache = TokenCache::new(0, 1 << 20);
         let key = TokenCache::key("t");
         cache.insert(key, id("a"), 1000, 900, 1);
         assert!(cache.get(&key, 950, 1).is_none());

@@ -43,6 +43,10 @@ pub struct EntraConfig {
     /// `AZURE_TOKEN_CACHE_ENTRIES`: how many verified tokens to remember (by SHA-256 digest, until
     /// their expiry) so repeat requests skip the signature check. 0 disables. Defaults to 10,000.
     pub token_cache_entries: usize,
+    /// `AZURE_TOKEN_CACHE_BYTES`: the most memory the verified-token cache may hold, estimated
+    /// from each entry's claims (large tokens make large entries). 0 disables. Defaults to
+    /// 32 MiB.
+    pub token_cache_bytes: usize,
 }
 
 /// The default Entra authority host (public cloud).
@@ -66,6 +70,7 @@ impl EntraConfig {
             http_timeout: Duration::from_secs(10),
             max_token_bytes: 16 * 1024,
             token_cache_entries: 10_000,
+            token_cache_bytes: 32 * 1024 * 1024,
         }
     }
 

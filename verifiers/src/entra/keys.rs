@@ -204,7 +204,10 @@ impl KeyStore {
         let result = self.fetch_and_store().await;
         count_refresh("on_demand", result.is_ok());
         match result {
-            Ok(()) => tracing::info!(kid, "signing keys refreshed on demand"),
+            Ok(()) => tracing::info!(
+                kid = kid.map(crate::CallerText::new).map(tracing::field::display),
+                "signing keys refreshed on demand"
+            ),
             Err(error) => {
                 tracing::warn!(error = %error_chain(&error), "on-demand signing-key refresh failed; keeping the keys we have")
             }

@@ -135,7 +135,7 @@ impl EntraVerifier {
         let tenant_policy = config.validate()?;
         let config = config.normalized();
         let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
-        let cache = TokenCache::new(config.token_cache_entries);
+        let cache = TokenCache::new(config.token_cache_entries, config.token_cache_bytes);
         Ok(EntraVerifier {
             inner: Arc::new(Inner {
                 cache,
@@ -212,13 +212,13 @@ impl EntraVerifier {
             Some("RS256") => {}
             other => {
                 return Err(InvalidToken::UnsupportedAlgorithm {
-                    found: other.unwrap_or("no algorithm").to_owned(),
+                    found: other.unwrap_or("no algorithm").into(),
                 }
                 .into())
             }
         }
         if let Some(crit) = parsed.header.get("crit") {
-            return Err(InvalidToken::UnsupportedCritical(crit.to_string()).into());
+            return Err(InvalidToken::UnsupportedCritical(crit.to_string().into()).into());
         }
         let claims = &parsed.claims;
         let caller = CallerClaims::parse(claims)?;
@@ -283,12 +283,12 @@ impl EntraVerifier {
         let expected = self.inner.expected_audience.clone();
         if GRAPH_AUDIENCES.iter().any(|g| aud.eq_ignore_ascii_case(g)) {
             return Err(InvalidToken::GraphAudience {
-                found: aud.clone(),
+                found: aud.into(),
                 expected,
             });
         }
         Err(InvalidToken::WrongAudience {
-            found: aud.clone(),
+            found: aud.into(),
             expected,
         })
     }
@@ -300,8 +300,8 @@ impl EntraVerifier {
         let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
         if !issuer_tenant(iss).is_some_and(|t| t.eq_ignore_ascii_case(tid)) {
             return Err(InvalidToken::TenantMismatch {
-                tid: tid.to_owned(),
-                issuer: iss.to_owned(),
+                tid: tid.into(),
+                issuer: iss.into(),
             }
             .into());
         }
@@ -319,10 +319,7 @@ impl EntraVerifier {
             return Ok(policy.check_v2(metadata_issuer, iss, tid, &cfg.allowed_tenants)?);
         }
         if !cfg.accept_v1_tokens {
-            return Err(InvalidToken::V1Token {
-                issuer: iss.to_owned(),
-            }
-            .into());
+            return Err(InvalidToken::V1Token { issuer: iss.into() }.into());
         }
         // v1 issuers are `https://sts.<cloud>/<tid>/`; the tenant rules are the v2 ones.
         let expected_tid = match policy {
@@ -331,7 +328,7 @@ impl EntraVerifier {
             }
             TenantPolicy::Organizations | TenantPolicy::Common => {
                 if !config::is_guid(tid) {
-                    return Err(InvalidToken::TenantNotGuid(tid.to_owned()).into());
+                    return Err(InvalidToken::TenantNotGuid(tid.into()).into());
                 }
                 tid
             }
@@ -339,7 +336,7 @@ impl EntraVerifier {
         let expected = format!("https://{}/{expected_tid}/", v1_sts_host(&cfg.authority_host));
         if iss != expected {
             return Err(InvalidToken::WrongIssuer {
-                found: iss.to_owned(),
+                found: iss.into(),
                 expected,
             }
             .into());
@@ -348,6 +345,15 @@ impl EntraVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let max = self.inner.config.max_token_bytes;
+        if token.len() > max {
+            // Before any work on it, the cache's hash included.
+            return Err(InvalidToken::TooLarge {
+                len: token.len(),
+                max,
+            }
+            .into());
+        }
         let now = unix_now();
         let cache_key = TokenCache::key(token);
         let generation = self.inner.keys.snapshot().generation;
@@ -371,7 +377,7 @@ impl EntraVerifier {
             if snapshot.keys.is_empty() {
                 return Err(Unavailable::NoSigningKeys.into());
             }
-            return Err(InvalidToken::UnknownSigningKey { kid: kid.to_owned() }.into());
+            return Err(InvalidToken::UnknownSigningKey { kid: kid.into() }.into());
         };
         // A key signs only for its own issuer (DESIGN §3a): checked before any RSA work.
         let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
@@ -382,9 +388,9 @@ impl EntraVerifier {
                 .find_map(|k| k.issuer.clone())
                 .unwrap_or_default();
             return Err(InvalidToken::KeyIssuerMismatch {
-                kid: kid.to_owned(),
+                kid: kid.into(),
                 key_issuer,
-                issuer: iss.to_owned(),
+                issuer: iss.into(),
             }
             .into());
         }
@@ -469,8 +475,8 @@ fn check_version(iss: &str, ver: &str) -> Result<(), InvalidToken> {
         Ok(())
     } else {
         Err(InvalidToken::VersionMismatch {
-            ver: ver.to_owned(),
-            issuer: iss.to_owned(),
+            ver: ver.into(),
+            issuer: iss.into(),
             expected,
         })
     }

@@ -50,14 +50,14 @@ impl TenantPolicy {
             TenantPolicy::Single | TenantPolicy::Consumers => metadata_issuer.to_owned(),
             TenantPolicy::Organizations | TenantPolicy::Common => {
                 if !is_guid(tid) {
-                    return Err(InvalidToken::TenantNotGuid(tid.to_owned()));
+                    return Err(InvalidToken::TenantNotGuid(tid.into()));
                 }
                 metadata_issuer.replace("{tenantid}", tid)
             }
         };
         if iss != expected {
             return Err(InvalidToken::WrongIssuer {
-                found: iss.to_owned(),
+                found: iss.into(),
                 expected,
             });
         }
@@ -69,7 +69,7 @@ impl TenantPolicy {
         let consumer = tid.eq_ignore_ascii_case(CONSUMER_TENANT_ID);
         let refuse = |hint| {
             Err(InvalidToken::TenantNotAllowed {
-                tid: tid.to_owned(),
+                tid: tid.into(),
                 hint,
             })
         };
@@ -229,7 +229,7 @@ mod tests {
             fn multi_tenant_refuses_any_non_guid_tid(tid in "\\PC{0,40}") {
                 prop_assume!(!super::super::is_guid(&tid));
                 let result = TenantPolicy::Common.check_v2(TEMPLATE, &iss(&tid), &tid, &[]);
-                prop_assert_eq!(result, Err(InvalidToken::TenantNotGuid(tid.clone())));
+                prop_assert_eq!(result, Err(InvalidToken::TenantNotGuid(tid.as_str().into())));
             }
 
             #[test]
