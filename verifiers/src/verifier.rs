@@ -17,6 +17,15 @@ pub trait TokenVerifier: Send + Sync + 'static {
     fn readiness(&self) -> Readiness {
         Readiness::Ready
     }
+
+    /// The issuer identifier of the authorization server this verifier trusts, as that server's
+    /// own metadata states it (RFC 9728 §2 `authorization_servers`; RFC 8414 §3.3: clients compare
+    /// it with the `issuer` they fetch). `None` when unknown (not discovered yet) or when no
+    /// single issuer exists (Entra's multi-tenant `{tenantid}` template); the transport then
+    /// advertises its configured authority. Defaults to `None`.
+    fn authorization_server(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Whether a verifier can accept tokens right now.
@@ -43,5 +52,9 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
 
     fn readiness(&self) -> Readiness {
         (**self).readiness()
+    }
+
+    fn authorization_server(&self) -> Option<String> {
+        (**self).authorization_server()
     }
 }

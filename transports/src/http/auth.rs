@@ -53,6 +53,7 @@ impl BearerAuthLayer {
             challenge: Arc::new(ChallengeContext {
                 resource_metadata: resource_metadata.into(),
                 scope: scopes.join(" "),
+                app_only_scope: String::new(),
             }),
             sessions,
             session_prefix: None,
@@ -65,6 +66,13 @@ impl BearerAuthLayer {
     pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.session_prefix = (!prefix.is_empty()).then(|| Arc::from(prefix));
+        self
+    }
+
+    /// Points app-only callers refused for a missing app role at `scope` (the
+    /// `<identifier-uri>/.default` URI) instead of the delegated scopes.
+    pub fn with_app_only_scope(mut self, scope: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.challenge).app_only_scope = scope.into();
         self
     }
 }

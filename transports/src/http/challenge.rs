@@ -2,7 +2,7 @@
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use verifiers::AuthError;
+use verifiers::{AuthError, ScopeProblem};
 
 use super::body::{full, Body};
 
@@ -13,6 +13,9 @@ pub(crate) struct ChallengeContext {
     pub(crate) resource_metadata: String,
     /// Full scope URIs, space-separated.
     pub(crate) scope: String,
+    /// What an app-only caller must request: `<identifier-uri>/.default` (the only scope the
+    /// client-credentials flow can ask for). Empty: `scope` is named instead.
+    pub(crate) app_only_scope: String,
 }
 
 /// The one place auth errors become responses: status, `WWW-Authenticate`, and a JSON body.
@@ -32,8 +35,17 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
             quote(&description)
         ));
     }
-    if matches!(err, AuthError::MissingToken | AuthError::InsufficientScope { .. }) && !ctx.scope.is_empty() {
-        challenge.push_str(&format!(", scope=\"{}\"", quote(&ctx.scope)));
+    // Every challenge names what to request (MCP authorization spec: clients re-authorise from
+    // it), an app-only caller refused for a missing role the `.default` scope.
+    let scope = match err {
+        AuthError::InsufficientScope {
+            problem: ScopeProblem::MissingRoles { .. },
+            ..
+        } if !ctx.app_only_scope.is_empty() => &ctx.app_only_scope,
+        _ => &ctx.scope,
+    };
+    if !scope.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", quote(scope)));
     }
     let body = serde_json::json!({
         "error": error_code.unwrap_or(match status {
@@ -69,12 +81,13 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use verifiers::{InvalidToken, ScopeProblem, Unavailable};
+    use verifiers::{InvalidToken, Unavailable};
 
     fn ctx() -> ChallengeContext {
         ChallengeContext {
             resource_metadata: "http://localhost:8000/.well-known/oauth-protected-resource/mcp".into(),
             scope: "api://x/access_as_user".into(),
+            app_only_scope: "api://x/.default".into(),
         }
     }
 
@@ -93,11 +106,32 @@ mod tests {
     }
 
     #[test]
-    fn invalid_token_names_the_reason() {
+    fn invalid_token_names_the_reason_and_the_scope() {
         let r = auth_error_response(&InvalidToken::BadSignature.into(), &ctx());
         assert_eq!(r.status(), 401);
-        assert!(challenge(&r)
-            .contains("error=\"invalid_token\", error_description=\"the token signature is invalid\""));
+        assert_eq!(
+            challenge(&r),
+            "Bearer resource_metadata=\"http://localhost:8000/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"the token signature is invalid\", scope=\"api://x/access_as_user\""
+        );
+    }
+
+    #[test]
+    fn app_only_missing_role_is_pointed_at_default_scope() {
+        let err = AuthError::InsufficientScope {
+            required: vec!["access_as_user".into()],
+            problem: ScopeProblem::MissingRoles {
+                missing: vec!["Tools.Call".into()],
+            },
+        };
+        let r = auth_error_response(&err, &ctx());
+        assert_eq!(r.status(), 403);
+        assert!(challenge(&r).ends_with(", scope=\"api://x/.default\""), "{}", challenge(&r));
+        let no_identifier = ChallengeContext {
+            app_only_scope: String::new(),
+            ..ctx()
+        };
+        let r = auth_error_response(&err, &no_identifier);
+        assert!(challenge(&r).ends_with(", scope=\"api://x/access_as_user\""));
     }
 
     #[test]

@@ -5,16 +5,19 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
-/// The MCP endpoint's path.
+/// The MCP endpoint's path, below `PUBLIC_URL`.
 pub const MCP_PATH: &str = "/mcp";
-/// The RFC 9728 metadata path for the MCP endpoint.
+/// The RFC 9728 §3.1 well-known path suffix, inserted between the host and the resource's path.
+pub const WELL_KNOWN_PATH: &str = "/.well-known/oauth-protected-resource";
+/// The RFC 9728 metadata path of the MCP endpoint when `PUBLIC_URL` has no path.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
 
 /// How the HTTP transport behaves. Build with [`HttpConfig::new`], then adjust fields.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// `PUBLIC_URL`: where clients reach this server (scheme, host, port; no path). Used for the
-    /// advertised resource and metadata URLs, and for the default allowed Host and Origin.
+    /// `PUBLIC_URL`: where clients reach this server (scheme, host, port, and the path a gateway
+    /// serves it under, if any: `https://api.contoso.com/entra`). Used for the advertised
+    /// resource and metadata URLs, and for the default allowed Host and Origin.
     pub public_url: Url,
     /// `resource_name` in the metadata document.
     pub resource_name: String,
@@ -22,6 +25,10 @@ pub struct HttpConfig {
     pub authorization_servers: Vec<String>,
     /// Full scope URIs (`api://…/access_as_user`): advertised, and named in 401/403 challenges.
     pub scopes: Vec<String>,
+    /// The Application ID URI scopes live under (`AZURE_IDENTIFIER_URI`). An app-only caller
+    /// refused for a missing app role is pointed at `<identifier_uri>/.default`, the only scope
+    /// the client-credentials flow can request. Empty: such challenges name `scopes` instead.
+    pub identifier_uri: String,
     /// `Host` values accepted on `/mcp` (`host` matches any port, `host:port` only that port).
     pub allowed_hosts: Vec<String>,
     /// `Origin` values accepted when a request carries one (`scheme://host[:port]`, `:*` for any
@@ -62,6 +69,7 @@ impl HttpConfig {
             resource_name: "mcp-server-entra".to_owned(),
             authorization_servers: Vec::new(),
             scopes: Vec::new(),
+            identifier_uri: String::new(),
             max_body_bytes: 1024 * 1024,
             legacy_sessions: true,
             session_idle_timeout: Duration::from_secs(300),
@@ -74,9 +82,14 @@ impl HttpConfig {
         }
     }
 
-    /// The `PUBLIC_URL` without a trailing slash.
-    pub(crate) fn base(&self) -> &str {
+    /// The `PUBLIC_URL` without a trailing slash: `https://api.contoso.com/entra`.
+    pub fn base(&self) -> &str {
         self.public_url.as_str().trim_end_matches('/')
+    }
+
+    /// The path `PUBLIC_URL` puts the server under, without a trailing slash: `""` or `/entra`.
+    pub fn path_prefix(&self) -> &str {
+        self.public_url.path().trim_end_matches('/')
     }
 
     /// The advertised resource: `<PUBLIC_URL>/mcp`.
@@ -84,9 +97,43 @@ impl HttpConfig {
         format!("{}{MCP_PATH}", self.base())
     }
 
-    /// Where the metadata document is: `<PUBLIC_URL>/.well-known/oauth-protected-resource/mcp`.
+    /// Where the resource's metadata is: the well-known suffix inserted between the host and
+    /// the resource's path (RFC 9728 §3.1), e.g.
+    /// `https://api.contoso.com/.well-known/oauth-protected-resource/entra/mcp`.
     pub fn metadata_url(&self) -> String {
-        format!("{}{METADATA_PATH}", self.base())
+        format!(
+            "{}{}",
+            self.public_url.origin().ascii_serialization(),
+            self.metadata_path()
+        )
+    }
+
+    /// The path part of [`metadata_url`](Self::metadata_url).
+    pub fn metadata_path(&self) -> String {
+        format!("{WELL_KNOWN_PATH}{}{MCP_PATH}", self.path_prefix())
+    }
+
+    /// Every metadata path this server answers, with the `resource` its document names. Each
+    /// `resource` is the URL the path is derived from (RFC 9728 §3.3):
+    ///
+    /// | path | `resource` |
+    /// |---|---|
+    /// | `/.well-known/oauth-protected-resource<prefix>/mcp` | `<PUBLIC_URL>/mcp` (the MCP endpoint) |
+    /// | `/.well-known/oauth-protected-resource<prefix>` (with a prefix) | `<PUBLIC_URL>` |
+    /// | `/.well-known/oauth-protected-resource` | `<PUBLIC_URL>` |
+    ///
+    /// The root document names `<PUBLIC_URL>`, not the bare origin, even under a path: the
+    /// origin belongs to the gateway and the other services behind it, and this server must not
+    /// claim it. `<PUBLIC_URL>` is a path-prefix of the MCP URL, so clients that check the
+    /// document's `resource` against the URL they were given (the MCP SDKs do) accept it.
+    pub fn metadata_documents(&self) -> Vec<(String, String)> {
+        let prefix = self.path_prefix();
+        let mut documents = vec![(self.metadata_path(), self.resource())];
+        if !prefix.is_empty() {
+            documents.push((format!("{WELL_KNOWN_PATH}{prefix}"), self.base().to_owned()));
+        }
+        documents.push((WELL_KNOWN_PATH.to_owned(), self.base().to_owned()));
+        documents
     }
 
     /// Checks the settings that could make the server unreachable or unsafe.
@@ -94,8 +141,15 @@ impl HttpConfig {
         if !matches!(self.public_url.scheme(), "http" | "https") || self.public_url.host_str().is_none() {
             return Err(HttpConfigError::PublicUrlNotHttp(self.public_url.to_string()));
         }
-        if self.public_url.path() != "/" || self.public_url.query().is_some() {
-            return Err(HttpConfigError::PublicUrlHasPath(self.public_url.to_string()));
+        if self.public_url.query().is_some()
+            || self.public_url.fragment().is_some()
+            || !self.public_url.username().is_empty()
+            || self.public_url.password().is_some()
+        {
+            return Err(HttpConfigError::PublicUrlHasQuery(self.public_url.to_string()));
+        }
+        if self.path_prefix().ends_with(MCP_PATH) {
+            return Err(HttpConfigError::PublicUrlIsEndpoint(self.public_url.to_string()));
         }
         if self.max_body_bytes == 0 {
             return Err(HttpConfigError::Zero("MAX_BODY_BYTES"));
@@ -157,9 +211,12 @@ pub enum HttpConfigError {
     /// `PUBLIC_URL` is not an http(s) URL with a host.
     #[error("PUBLIC_URL must be an http:// or https:// URL with a host, got {0:?}")]
     PublicUrlNotHttp(String),
-    /// `PUBLIC_URL` has a path or query.
-    #[error("PUBLIC_URL must be the server's origin without a path (the MCP endpoint is always <PUBLIC_URL>/mcp), got {0:?}")]
-    PublicUrlHasPath(String),
+    /// `PUBLIC_URL` has a query, a fragment or credentials.
+    #[error("PUBLIC_URL must be a base URL without query, fragment or user name (https://api.contoso.com or https://api.contoso.com/entra), got {0:?}")]
+    PublicUrlHasQuery(String),
+    /// `PUBLIC_URL` ends in `/mcp`: the endpoint, not the base it is under.
+    #[error("PUBLIC_URL is the base URL the MCP endpoint is under (the endpoint is <PUBLIC_URL>/mcp); drop the trailing /mcp, got {0:?}")]
+    PublicUrlIsEndpoint(String),
     /// A limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),

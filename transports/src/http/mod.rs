@@ -4,8 +4,8 @@
 //!
 //! | path | auth | what |
 //! |---|---|---|
-//! | `/mcp`, `/mcp/` | bearer | the MCP endpoint (both paths, no redirect) |
-//! | `/.well-known/oauth-protected-resource/mcp` (and without `/mcp`) | none | RFC 9728 metadata |
+//! | `/mcp`, `/mcp/`, and under `PUBLIC_URL`'s path (`/entra/mcp`) | bearer | the MCP endpoint (no redirect) |
+//! | `/.well-known/oauth-protected-resource<path>/mcp`, `…<path>`, and the root form | none | RFC 9728 metadata (see [`HttpConfig::metadata_documents`]) |
 //! | `/health` | none | `200 ok`, no I/O (liveness) |
 //! | `/ready` | none | `200` once the verifier can verify (readiness), else `503` |
 //!
@@ -19,6 +19,7 @@ mod challenge;
 mod config;
 mod metadata;
 mod metrics;
+mod negotiate;
 mod origin;
 mod router;
 mod server;
@@ -26,9 +27,10 @@ mod session_cap;
 mod sessions;
 
 pub use auth::{bearer_token, query_has_access_token, BearerAuth, BearerAuthLayer};
-pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH};
+pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH, WELL_KNOWN_PATH};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;
+pub use negotiate::{Negotiate, NegotiateLayer};
 pub use server::{serve, RunningServer};
 pub use session_cap::{CappedSessionError, CappedSessionManager};
 pub use sessions::{Principal, SessionBindings};

@@ -89,7 +89,9 @@ impl HostOriginPolicy {
     }
 }
 
-/// Splits `host[:port]` (IPv6 in brackets), lower-casing the host. `None` if malformed.
+/// Splits `host[:port]` (IPv6 in brackets), lower-casing the host and dropping the one trailing
+/// dot of a fully qualified name (`mcp.contoso.com.` is `mcp.contoso.com`, RFC 1034 §3.1).
+/// `None` if malformed.
 fn split_host_port(text: &str) -> Option<(String, Option<&str>)> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (v6, after) = rest.split_once(']')?;
@@ -99,10 +101,11 @@ fn split_host_port(text: &str) -> Option<(String, Option<&str>)> {
         };
         (format!("[{v6}]"), port)
     } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (text.to_owned(), None),
-        }
+        let (h, p) = match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        };
+        (h.strip_suffix('.').unwrap_or(h).to_owned(), p)
     };
     if host.is_empty() || host.contains(['/', '@', ' ']) {
         return None;
@@ -138,6 +141,26 @@ mod tests {
         assert!(!p.host_allowed("evil.example"));
         assert!(!p.host_allowed("mcp.contoso.com.evil.example"));
         assert!(!p.host_allowed("localhost:notaport"));
+    }
+
+    #[test]
+    fn a_trailing_dot_fqdn_is_the_same_name() {
+        let p = policy();
+        for (host, allowed) in [
+            ("mcp.contoso.com.", true),
+            ("MCP.contoso.com.:443", true),
+            ("localhost.:8000", true),
+            ("mcp.contoso.com..", false),
+            (".", false),
+            ("evil.example.", false),
+        ] {
+            assert_eq!(p.host_allowed(host), allowed, "{host}");
+        }
+        let trailing = HostOriginPolicy::new(&["mcp.contoso.com.".into()], &["https://mcp.contoso.com.".into()]);
+        assert!(trailing.host_allowed("mcp.contoso.com"));
+        assert!(trailing.origin_allowed("https://mcp.contoso.com"));
+        assert!(p.origin_allowed("https://app.contoso.com."));
+        assert!(!p.origin_allowed("https://app.contoso.com.."));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use verifiers::{CallerText, TokenVerifier};
 
 use super::ambiguity::{ambiguity, request_host};
 use super::body::{empty, full, Body};
-use super::config::{MCP_PATH, METADATA_PATH};
+use super::config::MCP_PATH;
+use super::metadata::MetadataDocuments;
 use super::origin::HostOriginPolicy;
 
 /// The headers a browser client may send to `/mcp`.
@@ -50,7 +51,10 @@ pub(crate) struct App<S> {
     /// The MCP service behind bearer auth.
     pub(crate) mcp: S,
     pub(crate) verifier: Arc<dyn TokenVerifier>,
-    pub(crate) metadata_json: Bytes,
+    pub(crate) metadata: MetadataDocuments,
+    /// The path of `PUBLIC_URL` (`""` or `/entra`): requests are served with it (a gateway that
+    /// keeps the prefix) and without it (a gateway that strips it).
+    pub(crate) prefix: String,
     pub(crate) policy: HostOriginPolicy,
     /// Cancelled when shutdown starts: ends open GET event streams so connections can drain.
     pub(crate) draining: CancellationToken,
@@ -75,19 +79,32 @@ where
         return Ok(response);
     }
     let path = request.uri().path();
-    let (route, response) = match path {
-        "/health" => ("health", health(request.method())),
-        "/ready" => ("ready", ready(request.method(), app.verifier.as_ref())),
-        METADATA_PATH | "/.well-known/oauth-protected-resource" => {
-            ("metadata", metadata(request.method(), &app.metadata_json))
+    let (route, response) = if let Some(json) = app.metadata.render(path, app.verifier.as_ref()) {
+        // Metadata lives at the host's well-known path (RFC 9728 §3.1), never under the prefix.
+        ("metadata", metadata(request.method(), json))
+    } else {
+        match without_prefix(path, &app.prefix) {
+            "/health" => ("health", health(request.method())),
+            "/ready" => ("ready", ready(request.method(), app.verifier.as_ref())),
+            p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => {
+                ("mcp", mcp(&app, request).await)
+            }
+            // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
+            _ => ("other", text(StatusCode::NOT_FOUND, "Not Found")),
         }
-        p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => ("mcp", mcp(&app, request).await),
-        // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
-        _ => ("other", text(StatusCode::NOT_FOUND, "Not Found")),
     };
     metrics::counter!("mcp_http_requests_total", "route" => route, "status" => status_label(response.status()))
         .increment(1);
     Ok(response)
+}
+
+/// `path` with the `PUBLIC_URL` path `prefix` removed when it starts with it (whole segments
+/// only: `/entra` strips `/entra/mcp`, not `/entrance/mcp`); otherwise `path` unchanged.
+fn without_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
+    match path.strip_prefix(prefix) {
+        Some(rest) if !prefix.is_empty() && rest.starts_with('/') => rest,
+        _ => path,
+    }
 }
 
 async fn mcp<S>(app: &App<S>, request: Request<Incoming>) -> Response<Body>
@@ -210,15 +227,16 @@ fn ready(method: &Method, verifier: &dyn TokenVerifier) -> Response<Body> {
     }
 }
 
-fn metadata(method: &Method, json: &Bytes) -> Response<Body> {
+fn metadata(method: &Method, json: Bytes) -> Response<Body> {
     let mut response = match *method {
         Method::GET | Method::HEAD => {
-            let mut r = Response::new(full(json.clone()));
+            let mut r = Response::new(full(json));
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
+                // Short: `authorization_servers` changes once the issuer is discovered.
+                HeaderValue::from_static("public, max-age=300"),
             );
             r
         }
@@ -276,5 +294,27 @@ impl hyper::body::Body for UntilCancelled {
             return Poll::Ready(None);
         }
         Pin::new(&mut self.body).poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_stripped_by_whole_segments_only() {
+        for (path, prefix, expected) in [
+            ("/mcp", "", "/mcp"),
+            ("/mcp", "/entra", "/mcp"),
+            ("/entra/mcp", "/entra", "/mcp"),
+            ("/entra/mcp/", "/entra", "/mcp/"),
+            ("/entra/health", "/entra", "/health"),
+            ("/entrance/mcp", "/entra", "/entrance/mcp"),
+            ("/entra", "/entra", "/entra"),
+            ("/a/b/mcp", "/a/b", "/mcp"),
+            ("/a/mcp", "/a/b", "/a/mcp"),
+        ] {
+            assert_eq!(without_prefix(path, prefix), expected, "{path} under {prefix:?}");
+        }
     }
 }

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,7 +19,8 @@ use tower::Layer as _;
 use verifiers::TokenVerifier;
 
 use super::auth::BearerAuthLayer;
-use super::metadata::ProtectedResourceMetadata;
+use super::metadata::MetadataDocuments;
+use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
 use super::router::{route, App, McpService};
 use super::session_cap::CappedSessionManager;
@@ -119,15 +119,20 @@ where
         &config.scopes,
         sessions.clone(),
     );
+    if !config.identifier_uri.is_empty() {
+        auth = auth.with_app_only_scope(format!(
+            "{}/.default",
+            config.identifier_uri.trim_end_matches('/')
+        ));
+    }
     if config.legacy_sessions {
         auth = auth.with_session_prefix(config.session_id_prefix.clone());
     }
-    let metadata_json =
-        serde_json::to_vec(&ProtectedResourceMetadata::from_config(&config)).unwrap_or_default();
     let app = Arc::new(App {
-        mcp: auth.layer(service),
+        mcp: auth.layer(NegotiateLayer.layer(service)),
         verifier,
-        metadata_json: Bytes::from(metadata_json),
+        metadata: MetadataDocuments::new(&config),
+        prefix: config.path_prefix().to_owned(),
         policy: HostOriginPolicy::new(&config.allowed_hosts, &config.allowed_origins),
         draining: draining.clone(),
     });

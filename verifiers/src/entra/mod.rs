@@ -442,6 +442,19 @@ impl TokenVerifier for EntraVerifier {
             Readiness::NotReady("Entra signing keys are not loaded yet".to_owned())
         }
     }
+
+    /// The `issuer` of the tenant's OpenID metadata once discovered: the GUID form for a tenant
+    /// configured as a domain, the personal-account tenant's issuer for `consumers`. `None` for
+    /// `organizations`/`common`, whose metadata states a `{tenantid}` template rather than an
+    /// issuer identifier.
+    fn authorization_server(&self) -> Option<String> {
+        self.inner
+            .keys
+            .snapshot()
+            .issuer
+            .clone()
+            .filter(|issuer| !issuer.contains("{tenantid}"))
+    }
 }
 
 fn next_refresh_delay(inner: &Inner, failures: u32) -> Duration {
