@@ -102,7 +102,7 @@ struct Raw {
     azure_client_id: Option<Text>,
     azure_tenant_id: Option<Text>,
     azure_required_scopes: List,
-    azure_identifier_uri: Option<Text>,
+    azure_identifier_uri: Option<List>,
     azure_authority_host: AbsoluteUrl,
     azure_allowed_tenants: Option<List>,
     azure_required_app_roles: Option<List>,
@@ -216,6 +216,30 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The one-line start-up warning when the advertised `resource` (`<PUBLIC_URL>/mcp`) is not
+    /// an Application ID URI of the app registration (Entra only).
+    ///
+    /// Clients following the MCP authorization spec send the metadata's `resource` (RFC 8707)
+    /// with the scopes; Entra refuses the token request unless both name the same app
+    /// registration: AADSTS9010010 (resource and scopes disagree) or AADSTS500011 (no app has
+    /// that resource). Microsoft's advice is to make the Application ID URI the server's URL.
+    pub fn resource_mismatch(&self) -> Option<String> {
+        let AuthSettings::Entra { config, .. } = &self.auth else {
+            return None;
+        };
+        let resource = self.http.resource();
+        if config
+            .identifier_uris()
+            .any(|uri| uri.trim_end_matches('/') == resource)
+        {
+            return None;
+        }
+        Some(format!(
+            "the metadata advertises resource {resource} but the Application ID URI is {}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add {resource} to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI={resource}",
+            config.identifier_uris().collect::<Vec<_>>().join(", ")
+        ))
+    }
+
     /// Loads settings from the TOML file, the process environment (after `.env`), and flags.
     pub fn load(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, ConfigError> {
         // A missing .env is normal; it never overrides variables already set.
@@ -447,8 +471,9 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let (auth, identifier_uri, authorization_servers) = if dev {
         let identifier = raw
             .azure_identifier_uri
-            .clone()
-            .map_or_else(|| "api://mcp-server-entra-dev".to_owned(), |t| t.0);
+            .as_ref()
+            .and_then(|uris| uris.0.first().cloned())
+            .unwrap_or_else(|| "api://mcp-server-entra-dev".to_owned());
         (
             AuthSettings::Dev {
                 token: raw.mcp_dev_token.clone().map(|t| t.0),
@@ -474,6 +499,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
 
     let mut http = HttpConfig::new(public_url);
     http.authorization_servers = authorization_servers;
+    http.identifier_uri = identifier_uri.clone();
     http.scopes = scopes
         .iter()
         .map(|s| format!("{}/{s}", identifier_uri.trim_end_matches('/')))
@@ -544,8 +570,13 @@ fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
         hint: "the Directory (tenant) ID from your app registration's Overview page, or organizations/common for multi-tenant",
     })?;
     let mut entra = EntraConfig::new(client_id.0.as_str(), tenant.0.as_str());
-    if let Some(uri) = &raw.azure_identifier_uri {
-        entra.identifier_uri = uri.0.clone();
+    if let Some(uris) = &raw.azure_identifier_uri {
+        // A list: the first is where scopes are advertised, every entry is accepted as audience.
+        let mut uris = uris.0.iter().cloned();
+        if let Some(first) = uris.next() {
+            entra.identifier_uri = first;
+        }
+        entra.additional_identifier_uris = uris.collect();
     }
     entra.authority_host = raw.azure_authority_host.0.clone();
     if let Some(tenants) = &raw.azure_allowed_tenants {
@@ -603,6 +634,58 @@ mod tests {
             ["https://login.microsoftonline.com/organizations/v2.0"]
         );
         assert!(matches!(s.auth, AuthSettings::Entra { .. }));
+    }
+
+    #[test]
+    fn identifier_uris_public_url_paths_and_the_resource_warning() {
+        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        let resource = "https://api.contoso.com/entra/mcp";
+        let warning = |uris: &str| {
+            format!("the metadata advertises resource {resource} but the Application ID URI is {uris}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add {resource} to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI={resource}")
+        };
+        // (PUBLIC_URL, AZURE_IDENTIFIER_URI, advertised scope, warning)
+        let rows: [(&str, Option<&str>, String, Option<String>); 5] = [
+            ("https://api.contoso.com/entra", None, format!("api://{CLIENT}/access_as_user"), Some(warning(&format!("api://{CLIENT}")))),
+            ("https://api.contoso.com/entra/", Some(resource), format!("{resource}/access_as_user"), None),
+            ("https://api.contoso.com/entra", Some("https://api.contoso.com/entra/mcp/"), format!("{resource}/access_as_user"), None),
+            ("https://api.contoso.com/entra", Some(&*format!("api://{CLIENT}, {resource}")), format!("api://{CLIENT}/access_as_user"), None),
+            ("https://api.contoso.com/other", Some(&*format!("{resource},api://{CLIENT}")), format!("{resource}/access_as_user"), Some(format!("the metadata advertises resource https://api.contoso.com/other/mcp but the Application ID URI is {resource}, api://{CLIENT}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add https://api.contoso.com/other/mcp to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI=https://api.contoso.com/other/mcp"))),
+        ];
+        for (public_url, uris, scope, expected_warning) in rows {
+            let mut pairs = base.to_vec();
+            pairs.push(("PUBLIC_URL", public_url));
+            if let Some(uris) = uris {
+                pairs.push(("AZURE_IDENTIFIER_URI", uris));
+            }
+            let s = load(&pairs).unwrap();
+            assert_eq!(s.http.scopes, [scope], "{public_url} {uris:?}");
+            assert_eq!(s.resource_mismatch(), expected_warning, "{public_url} {uris:?}");
+        }
+        let dev = Settings::from_sources(
+            &GlobalArgs {
+                dev: true,
+                ..GlobalArgs::default()
+            },
+            &ServeArgs::default(),
+            &env(&[("PUBLIC_URL", "http://localhost:8000/x")]),
+        )
+        .unwrap();
+        assert_eq!(dev.resource_mismatch(), None, "dev mode has no app registration");
+    }
+
+    #[test]
+    fn public_url_is_a_base_url() {
+        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        for (public_url, error) in [
+            ("https://api.contoso.com/entra?x=1", "PUBLIC_URL must be a base URL without query, fragment or user name (https://api.contoso.com or https://api.contoso.com/entra), got \"https://api.contoso.com/entra?x=1\""),
+            ("https://u:p@api.contoso.com", "PUBLIC_URL must be a base URL without query, fragment or user name (https://api.contoso.com or https://api.contoso.com/entra), got \"https://u:p@api.contoso.com/\""),
+            ("https://api.contoso.com/mcp", "PUBLIC_URL is the base URL the MCP endpoint is under (the endpoint is <PUBLIC_URL>/mcp); drop the trailing /mcp, got \"https://api.contoso.com/mcp\""),
+            ("https://api.contoso.com/entra/mcp/", "PUBLIC_URL is the base URL the MCP endpoint is under (the endpoint is <PUBLIC_URL>/mcp); drop the trailing /mcp, got \"https://api.contoso.com/entra/mcp/\""),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push(("PUBLIC_URL", public_url));
+            assert_eq!(load(&pairs).unwrap_err().to_string(), error, "{public_url}");
+        }
     }
 
     #[test]

@@ -134,6 +134,9 @@ async fn serve_http(settings: Settings) -> Result<(), RunError> {
             http.resource()
         );
     }
+    if let Some(warning) = settings.resource_mismatch() {
+        tracing::warn!("{warning}");
+    }
     let server = transports::http::serve(listener, http.clone(), verifier, EntraMcpServer::new)?;
     tracing::info!(
         address = %server.local_addr(),

@@ -23,7 +23,7 @@ settings! {
     "AZURE_CLIENT_ID" = "": "App registration's Application (client) ID (a GUID). Required unless --dev.";
     "AZURE_TENANT_ID" = "": "Directory (tenant) ID or domain; or organizations, common, consumers for multi-tenant. Required unless --dev.";
     "AZURE_REQUIRED_SCOPES" = "access_as_user": "Comma-separated scopes a user's token must carry (short names, as under Expose an API).";
-    "AZURE_IDENTIFIER_URI" = "": "Application ID URI, accepted as audience and used to build scope URIs. Default: api://<client-id>.";
+    "AZURE_IDENTIFIER_URI" = "": "Comma-separated Application ID URIs, all accepted as audience; scopes are advertised under the first. Best: <PUBLIC_URL>/mcp. Default: api://<client-id>.";
     "AZURE_AUTHORITY_HOST" = "https://login.microsoftonline.com": "Entra authority host (sovereign clouds: https://login.microsoftonline.us, https://login.partner.microsoftonline.cn).";
     "AZURE_ALLOWED_TENANTS" = "": "Comma-separated tenant GUIDs allowed to call a multi-tenant (organizations/common) server. Empty: any tenant.";
     "AZURE_REQUIRED_APP_ROLES" = "": "Comma-separated app roles an app-only (client-credentials) token must carry. Empty: app-only tokens are refused.";
@@ -33,7 +33,7 @@ settings! {
     "AZURE_KEY_MIN_REFRESH_SECS" = "30": "Minimum seconds between two refreshes caused by a token with an unknown key id.";
     "AZURE_TOKEN_CACHE_ENTRIES" = "10000": "Verified tokens remembered (by SHA-256 digest, until they expire) so repeat calls skip the signature check. 0 disables.";
     "AZURE_TOKEN_CACHE_BYTES" = "33554432": "Most memory the verified-token cache may hold (bytes, estimated from each token's claims), so large tokens cannot grow it. 0 disables.";
-    "PUBLIC_URL" = "": "Where clients reach this server, without a path (https://mcp.contoso.com). Default: http://localhost:<PORT>.";
+    "PUBLIC_URL" = "": "Where clients reach this server, with the gateway's path if any (https://api.contoso.com/entra); the endpoint is <PUBLIC_URL>/mcp. Default: http://localhost:<PORT>.";
     "HOST" = "127.0.0.1": "Address to listen on. Use 0.0.0.0 in a container.";
     "PORT" = "8000": "TCP port to listen on.";
     "ALLOWED_HOSTS" = "": "Comma-separated Host header values accepted on /mcp. Default: the PUBLIC_URL host and localhost.";

@@ -18,9 +18,15 @@ pub struct EntraConfig {
     /// `AZURE_TENANT_ID`: a tenant GUID or domain (single tenant), or `organizations`, `common`,
     /// `consumers`.
     pub tenant: String,
-    /// `AZURE_IDENTIFIER_URI`: the Application ID URI. Also accepted as audience. Defaults to
-    /// `api://<client-id>`.
+    /// `AZURE_IDENTIFIER_URI` (its first entry): the Application ID URI scopes are advertised
+    /// under. Also accepted as audience. Defaults to `api://<client-id>`. May be an `https://`
+    /// URL on a verified domain of the tenant, such as the MCP endpoint itself — Microsoft's
+    /// advice, so that the RFC 8707 `resource` clients send and the scopes name one app
+    /// registration (otherwise Entra answers AADSTS9010010 or AADSTS500011).
     pub identifier_uri: String,
+    /// `AZURE_IDENTIFIER_URI` (later entries): more Application ID URIs of the same app
+    /// registration, accepted as audience too (an app may list several). Empty by default.
+    pub additional_identifier_uris: Vec<String>,
     /// `AZURE_AUTHORITY_HOST`: where Entra lives. Defaults to `https://login.microsoftonline.com`;
     /// sovereign clouds and tests change it. Plain `http://` is accepted only for loopback hosts.
     pub authority_host: Url,
@@ -58,6 +64,7 @@ impl EntraConfig {
         let client_id = client_id.into();
         EntraConfig {
             identifier_uri: format!("api://{client_id}"),
+            additional_identifier_uris: Vec::new(),
             client_id,
             tenant: tenant.into(),
             #[allow(clippy::expect_used)] // a constant that parses
@@ -86,7 +93,7 @@ impl EntraConfig {
         if !self.allowed_tenants.is_empty() && !policy.is_multi_tenant() {
             return Err(EntraConfigError::AllowListNeedsMultiTenant);
         }
-        if self.identifier_uri.trim().is_empty() {
+        if self.identifier_uris().any(|uri| uri.trim().is_empty()) {
             return Err(EntraConfigError::EmptyIdentifierUri);
         }
         let host = self.authority_host.host_str().unwrap_or_default();
@@ -118,18 +125,41 @@ impl EntraConfig {
         lower_guid(&mut self.client_id);
         lower_guid(&mut self.tenant);
         self.allowed_tenants.iter_mut().for_each(lower_guid);
-        if let Some(rest) = self.identifier_uri.strip_prefix("api://") {
-            let guid_end = rest.find('/').unwrap_or(rest.len());
-            if is_guid(&rest[..guid_end]) {
-                let lowered = format!(
-                    "api://{}{}",
-                    rest[..guid_end].to_ascii_lowercase(),
-                    &rest[guid_end..]
-                );
-                self.identifier_uri = lowered;
+        let lower_api_guid = |uri: &mut String| {
+            if let Some(rest) = uri.strip_prefix("api://") {
+                let guid_end = rest.find('/').unwrap_or(rest.len());
+                if is_guid(&rest[..guid_end]) {
+                    let lowered = format!(
+                        "api://{}{}",
+                        rest[..guid_end].to_ascii_lowercase(),
+                        &rest[guid_end..]
+                    );
+                    *uri = lowered;
+                }
             }
-        }
+        };
+        lower_api_guid(&mut self.identifier_uri);
+        self.additional_identifier_uris.iter_mut().for_each(lower_api_guid);
         self
+    }
+
+    /// Every Application ID URI accepted as audience: [`identifier_uri`](Self::identifier_uri)
+    /// first, then the additional ones.
+    pub fn identifier_uris(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.identifier_uri.as_str())
+            .chain(self.additional_identifier_uris.iter().map(String::as_str))
+    }
+
+    /// `true` when `aud` names this app: its client id (case-insensitively, RFC 4122 §3), or one
+    /// of its identifier URIs, a
+    /// trailing slash on either side ignored (Entra writes the URI as it was requested, and
+    /// `https://api.contoso.com/mcp/` is the same registration as `https://api.contoso.com/mcp`).
+    pub fn is_audience(&self, aud: &str) -> bool {
+        let aud_trimmed = aud.trim_end_matches('/');
+        aud.eq_ignore_ascii_case(&self.client_id)
+            || self
+                .identifier_uris()
+                .any(|uri| !aud_trimmed.is_empty() && uri.trim_end_matches('/') == aud_trimmed)
     }
 
     /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
@@ -268,6 +298,29 @@ mod tests {
         let mut cfg = EntraConfig::new(CLIENT, CLIENT);
         cfg.identifier_uri = "https://Contoso.example/API".into();
         assert_eq!(cfg.normalized().identifier_uri, "https://Contoso.example/API");
+    }
+
+    #[test]
+    fn audience_is_the_client_id_or_any_identifier_uri_whatever_the_trailing_slash() {
+        let mut cfg = EntraConfig::new(CLIENT, "organizations");
+        cfg.identifier_uri = "https://api.contoso.com/entra/mcp".into();
+        cfg.additional_identifier_uris = vec![format!("api://{CLIENT}/")];
+        for (aud, ok) in [
+            (CLIENT, true),
+            ("https://api.contoso.com/entra/mcp", true),
+            ("https://api.contoso.com/entra/mcp/", true),
+            (&*format!("api://{CLIENT}"), true),
+            (&*format!("api://{CLIENT}/"), true),
+            ("https://api.contoso.com/entra", false),
+            ("https://api.contoso.com/entra/mcp/x", false),
+            ("HTTPS://API.CONTOSO.COM/entra/mcp", false),
+            ("/", false),
+            ("", false),
+        ] {
+            assert_eq!(cfg.is_audience(aud), ok, "{aud}");
+        }
+        cfg.additional_identifier_uris.push(" ".into());
+        assert!(matches!(cfg.validate(), Err(EntraConfigError::EmptyIdentifierUri)));
     }
 
     #[test]

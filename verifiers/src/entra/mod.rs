@@ -134,7 +134,10 @@ impl EntraVerifier {
     ) -> Result<Self, EntraConfigError> {
         let tenant_policy = config.validate()?;
         let config = config.normalized();
-        let expected_audience = format!("{} or {}", config.client_id, config.identifier_uri);
+        let expected_audience = std::iter::once(config.client_id.as_str())
+            .chain(config.identifier_uris())
+            .collect::<Vec<_>>()
+            .join(" or ");
         let cache = TokenCache::new(config.token_cache_entries, config.token_cache_bytes);
         Ok(EntraVerifier {
             inner: Arc::new(Inner {
@@ -277,7 +280,7 @@ impl EntraVerifier {
         let cfg = &self.inner.config;
         // GUIDs compare case-insensitively (RFC 4122 §3); the configuration is normalised to
         // lower case at load, as Entra writes them.
-        if aud.eq_ignore_ascii_case(&cfg.client_id) || aud == &cfg.identifier_uri {
+        if cfg.is_audience(aud) {
             return Ok(());
         }
         let expected = self.inner.expected_audience.clone();
