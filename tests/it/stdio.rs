@@ -362,3 +362,50 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
         );
     }
 }
+
+#[tokio::test]
+async fn a_token_command_that_cannot_be_found_fails_fast_naming_the_setting_program_and_fix() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let fix = "give its absolute path (e.g. /usr/bin/az, /opt/homebrew/bin/az), or on Windows start it through the shell: cmd /c az account get-access-token ...";
+    // (PATH passed to the binary, command line, expected reason)
+    let rows = [
+        (
+            None,
+            "az account get-access-token --query accessToken -o tsv",
+            "`az` not found (PATH is not set: desktop hosts may pass only their env block)",
+        ),
+        (
+            Some("/nonexistent-bin"),
+            "az account get-access-token",
+            "`az` not found (not on PATH)",
+        ),
+        (
+            Some("/nonexistent-bin"),
+            "/nonexistent-bin/az.cmd account get-access-token",
+            "`/nonexistent-bin/az.cmd` not found (no such file)",
+        ),
+    ];
+    for (path, line, reason) in rows {
+        let dir = scratch("notfound");
+        let mut cmd = tokio::process::Command::new(EXE);
+        cmd.arg("stdio").current_dir(&dir).env_clear();
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        for (k, v) in entra_vars(&fake) {
+            cmd.env(k, v);
+        }
+        cmd.env("MCP_ACCESS_TOKEN_COMMAND", line);
+        let started = Instant::now();
+        let (code, stdout, stderr) = run_to_exit(cmd).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "{line}: fails fast");
+        assert_eq!(code, 2, "{line}: {stderr}");
+        assert_eq!(stdout, "", "{line}");
+        assert_eq!(
+            stderr,
+            format!("mcp-server-entra: MCP_ACCESS_TOKEN_COMMAND: program {reason}; {fix}\n"),
+            "{line}"
+        );
+    }
+}

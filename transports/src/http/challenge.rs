@@ -125,7 +125,11 @@ mod tests {
         };
         let r = auth_error_response(&err, &ctx());
         assert_eq!(r.status(), 403);
-        assert!(challenge(&r).ends_with(", scope=\"api://x/.default\""), "{}", challenge(&r));
+        assert!(
+            challenge(&r).ends_with(", scope=\"api://x/.default\""),
+            "{}",
+            challenge(&r)
+        );
         let no_identifier = ChallengeContext {
             app_only_scope: String::new(),
             ..ctx()

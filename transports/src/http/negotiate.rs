@@ -142,9 +142,7 @@ where
 /// Decides how a request with this `method` and `Accept` value (`None`: no header) is answered.
 /// An empty value counts as no header (some HTTP libraries send one).
 pub(crate) fn negotiate(method: &Method, accept: Option<&str>) -> Answer {
-    let ranges = accept
-        .filter(|a| !a.trim().is_empty())
-        .map(MediaRanges::parse);
+    let ranges = accept.filter(|a| !a.trim().is_empty()).map(MediaRanges::parse);
     let quality = |media: &str| ranges.as_ref().map_or(1.0, |r| r.quality(media));
     match *method {
         Method::POST => {
@@ -251,7 +249,9 @@ async fn into_json(response: Response<Body>) -> Response<Body> {
             }
         }
         if buffer.len() > MAX_BUFFERED_BYTES {
-            tracing::warn!("a streamed answer grew past 16 MiB before its response; giving up on a JSON-only client");
+            tracing::warn!(
+                "a streamed answer grew past 16 MiB before its response; giving up on a JSON-only client"
+            );
             return server_error();
         }
         match body.frame().await {
@@ -342,7 +342,11 @@ mod tests {
             (&post, Some("application/json, text/event-stream"), AsIs),
             (&post, Some("text/event-stream, */*"), AsIs),
             (&post, Some("application/json, text/event-stream;q=0"), Json),
-            (&post, Some("application/json;q=0.5, text/event-stream;q=0.9"), AsIs),
+            (
+                &post,
+                Some("application/json;q=0.5, text/event-stream;q=0.9"),
+                AsIs,
+            ),
             (&post, Some("*/*, text/*"), Json),
             (&post, Some("text/event-stream"), NotAcceptable("")),
             (&post, Some("text/html"), NotAcceptable("")),
@@ -380,7 +384,9 @@ mod tests {
     #[test]
     fn only_responses_and_errors_end_the_wait() {
         assert!(jsonrpc_response(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_some());
-        assert!(jsonrpc_response(br#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"x"}}"#).is_some());
+        assert!(
+            jsonrpc_response(br#"{"jsonrpc":"2.0","id":"a","error":{"code":1,"message":"x"}}"#).is_some()
+        );
         assert!(jsonrpc_response(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#).is_none());
         assert!(jsonrpc_response(br#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create"}"#).is_none());
         assert!(jsonrpc_response(b"").is_none());

@@ -156,7 +156,8 @@ mod tests {
         ] {
             assert_eq!(p.host_allowed(host), allowed, "{host}");
         }
-        let trailing = HostOriginPolicy::new(&["mcp.contoso.com.".into()], &["https://mcp.contoso.com.".into()]);
+        let trailing =
+            HostOriginPolicy::new(&["mcp.contoso.com.".into()], &["https://mcp.contoso.com.".into()]);
         assert!(trailing.host_allowed("mcp.contoso.com"));
         assert!(trailing.origin_allowed("https://mcp.contoso.com"));
         assert!(p.origin_allowed("https://app.contoso.com."));

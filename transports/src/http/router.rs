@@ -86,9 +86,7 @@ where
         match without_prefix(path, &app.prefix) {
             "/health" => ("health", health(request.method())),
             "/ready" => ("ready", ready(request.method(), app.verifier.as_ref())),
-            p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => {
-                ("mcp", mcp(&app, request).await)
-            }
+            p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => ("mcp", mcp(&app, request).await),
             // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
             _ => ("other", text(StatusCode::NOT_FOUND, "Not Found")),
         }

@@ -89,6 +89,16 @@ pub enum TokenSourceError {
     /// The source produced an empty token.
     #[error("{0} is empty")]
     Empty(&'static str),
+    /// The command's program cannot be found. Desktop hosts (Claude Desktop, VS Code) often start
+    /// the server with only their `env` block, so `PATH` lacks the shell's entries; on Windows
+    /// `az` is `az.cmd`, which only a shell finds.
+    #[error("MCP_ACCESS_TOKEN_COMMAND: program `{program}` not found ({reason}); give its absolute path (e.g. /usr/bin/az, /opt/homebrew/bin/az), or on Windows start it through the shell: cmd /c az account get-access-token ...")]
+    ProgramNotFound {
+        /// The program, as written in the command line.
+        program: String,
+        /// Why it was not found: no such file, not on `PATH`, or no `PATH` at all.
+        reason: &'static str,
+    },
     /// The command could not be started.
     #[error("cannot run MCP_ACCESS_TOKEN_COMMAND `{line}`: {cause}")]
     Spawn {
@@ -255,9 +265,21 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|cause| TokenSourceError::Spawn {
-            line: line.to_owned(),
-            cause,
+        .map_err(|cause| match cause.kind() {
+            std::io::ErrorKind::NotFound => TokenSourceError::ProgramNotFound {
+                program: program.to_owned(),
+                reason: if program.contains(['/', '\\']) {
+                    "no such file"
+                } else if std::env::var_os("PATH").is_some_and(|p| !p.is_empty()) {
+                    "not on PATH"
+                } else {
+                    "PATH is not set: desktop hosts may pass only their env block"
+                },
+            },
+            _ => TokenSourceError::Spawn {
+                line: line.to_owned(),
+                cause,
+            },
         })?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(TokenSourceError::Spawn {

@@ -139,7 +139,9 @@ impl EntraConfig {
             }
         };
         lower_api_guid(&mut self.identifier_uri);
-        self.additional_identifier_uris.iter_mut().for_each(lower_api_guid);
+        self.additional_identifier_uris
+            .iter_mut()
+            .for_each(lower_api_guid);
         self
     }
 
@@ -320,7 +322,10 @@ mod tests {
             assert_eq!(cfg.is_audience(aud), ok, "{aud}");
         }
         cfg.additional_identifier_uris.push(" ".into());
-        assert!(matches!(cfg.validate(), Err(EntraConfigError::EmptyIdentifierUri)));
+        assert!(matches!(
+            cfg.validate(),
+            Err(EntraConfigError::EmptyIdentifierUri)
+        ));
     }
 
     #[test]
