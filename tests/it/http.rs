@@ -117,7 +117,7 @@ async fn bad_token_gets_401_invalid_token_with_a_reason() {
         p["resource_metadata"],
         format!("{}/.well-known/oauth-protected-resource/mcp", server.base)
     );
-    assert!(!p.contains_key("scope"));
+    assert_eq!(p["scope"], format!("api://{CLIENT_ID}/access_as_user"));
 }
 
 #[tokio::test]
@@ -189,9 +189,10 @@ async fn bearer_scheme_is_case_insensitive() {
 #[tokio::test]
 async fn metadata_document_has_exactly_the_rfc9728_fields() {
     let server = spawn_http(static_verifier(), |_| {}).await;
-    for path in [
-        "/.well-known/oauth-protected-resource/mcp",
-        "/.well-known/oauth-protected-resource",
+    for (path, resource) in [
+        ("/.well-known/oauth-protected-resource/mcp", format!("{}/mcp", server.base)),
+        // RFC 9728 §3.3: the root document describes the resource it is derived from.
+        ("/.well-known/oauth-protected-resource", server.base.clone()),
     ] {
         let r = http().get(format!("{}{path}", server.base)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -200,7 +201,7 @@ async fn metadata_document_has_exactly_the_rfc9728_fields() {
         assert_eq!(
             doc,
             json!({
-                "resource": format!("{}/mcp", server.base),
+                "resource": resource,
                 "authorization_servers": [format!("https://login.microsoftonline.com/{TENANT}/v2.0")],
                 "scopes_supported": [format!("api://{CLIENT_ID}/access_as_user")],
                 "bearer_methods_supported": ["header"],

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod deploy;
+mod deployments;
 mod entra;
 mod hostile;
 mod http;
