@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Interoperability with MCP clients nobody here wrote: the Python SDK 2.x, the TypeScript SDK 1.x,
+# curl (Accept: */*), real nginx in front under a path (both proxy_pass styles),
 # the MCP Inspector CLI and the official conformance suite, over HTTP (bearer tokens, against the
 # dev verifier and against the Entra verifier with a fake Entra) and over stdio.
 #
@@ -96,6 +97,15 @@ expect inspector-resources-read '"mimeType": "text/html;profile=mcp-app"' \
 expect inspector-missing-token-is-an-auth-error 'auth_required|401|[Uu]nauthorized' \
   "${INSPECTOR[@]}" "$dev_url" --method tools/list --stored-auth-only
 
+echo "== a client that sends Accept: */* (curl's default) gets JSON answers"
+init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+current='{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
+curl_any=(curl -sS -i -H "Authorization: Bearer $DEV_TOKEN" -H "Content-Type: application/json")
+expect curl-accept-any-initialize-is-json '^content-type: application/json' "${curl_any[@]}" --data "$init" "$dev_url"
+expect curl-accept-any-2026-call-is-json '"name":"Dev User"' \
+  "${curl_any[@]}" -H "Mcp-Protocol-Version: 2026-07-28" -H "Mcp-Method: tools/call" -H "Mcp-Name: whoami" --data "$current" "$dev_url"
+expect curl-accept-html-is-406 '^HTTP/1.1 406' "${curl_any[@]}" -H "Accept: text/html" --data "$init" "$dev_url"
+
 echo "== conformance suite (through a loopback proxy that adds the bearer token)"
 "$NODE" "$work/auth_proxy.mjs" "${dev_url%/mcp}" $DEV_TOKEN >"$work/proxy.out" 2>&1 &
 pids+=($!)
@@ -130,6 +140,63 @@ expect inspector-whoami-entra '"name": "Alice Example"' \
   "${INSPECTOR[@]}" "$entra_url" --header "Authorization: Bearer $token" --method tools/call --tool-name whoami
 expect inspector-bad-token-entra '401|invalid_token|auth' \
   "${INSPECTOR[@]}" "$entra_url" --header "Authorization: Bearer ${token}x" --method tools/list --stored-auth-only
+
+echo "== behind real nginx under a path (PUBLIC_URL=http://127.0.0.1:<port>/entra), both proxy_pass styles"
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  (apt-get install -y -q nginx-light >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }) \
+    || fatal "nginx is missing and could not be installed"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# strip: `proxy_pass http://up/;` turns /entra/mcp into /mcp. keep: `proxy_pass http://up;` passes
+# /entra/mcp as is. The RFC 9728 metadata lives at the host's well-known path in both.
+for style in strip keep; do
+  nport=$(free_port)
+  start_server "$work/nginx-$style-server.log" --dev -- MCP_DEV_TOKEN=$DEV_TOKEN "PUBLIC_URL=http://127.0.0.1:$nport/entra"
+  upstream=${url%/mcp}
+  if [ "$style" = strip ]; then target="$upstream/"; else target="$upstream"; fi
+  mkdir -p "$work/nginx-$style"
+  cat >"$work/nginx-$style/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx-$style/nginx.pid;
+error_log $work/nginx-$style/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-$style/body;
+  proxy_temp_path $work/nginx-$style/proxy;
+  fastcgi_temp_path $work/nginx-$style/fastcgi;
+  uwsgi_temp_path $work/nginx-$style/uwsgi;
+  scgi_temp_path $work/nginx-$style/scgi;
+  server {
+    listen 127.0.0.1:$nport;
+    location /entra/ {
+      proxy_pass $target;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$http_host;
+      proxy_buffering off;
+    }
+    location /.well-known/oauth-protected-resource {
+      proxy_pass $upstream;
+      proxy_set_header Host \$http_host;
+    }
+  }
+}
+CONF
+  "$NGINX" -c "$work/nginx-$style/nginx.conf" -g 'daemon off;' >"$work/nginx-$style/out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$nport/entra/health" >/dev/null && break; sleep 0.05; done
+  prefixed="http://127.0.0.1:$nport/entra/mcp"
+  client "python-auto-nginx-$style" "$PY" "$here/py_client.py" http auto "$prefixed" $DEV_TOKEN
+  client "python-legacy-nginx-$style" "$PY" "$here/py_client.py" http legacy "$prefixed" $DEV_TOKEN
+  client "typescript-nginx-$style" "$NODE" "$work/ts_client.mjs" http "$prefixed" $DEV_TOKEN
+  expect "nginx-$style-metadata-names-the-prefixed-resource" "\"resource\":\"http://127.0.0.1:$nport/entra/mcp\"" \
+    curl -sS "http://127.0.0.1:$nport/.well-known/oauth-protected-resource/entra/mcp"
+  expect "nginx-$style-challenge-points-at-the-prefixed-metadata" \
+    "resource_metadata=\"http://127.0.0.1:$nport/.well-known/oauth-protected-resource/entra/mcp\"" \
+    curl -sS -i -X POST -H "Content-Type: application/json" --data "$init" "$prefixed"
+  expect "nginx-$style-accept-any-is-json" '^content-type: application/json' "${curl_any[@]}" --data "$init" "$prefixed"
+done
 
 echo "== stdio"
 client python-auto-stdio-dev "$PY" "$here/py_client.py" stdio auto "$BIN" DEV=1 "PATH=$PATH"
