@@ -118,12 +118,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub port: Option<String>,
 
-    /// Advertise this URL, without a path, as where clients reach the server (HTTP). Overrides
-    /// PUBLIC_URL; default `http://localhost:<PORT>`.
+    /// Advertise this URL as where clients reach the server (HTTP), with the path a gateway
+    /// serves it under, if any. Overrides PUBLIC_URL; default `http://localhost:<PORT>`.
     ///
     /// It names the protected resource (`<URL>/mcp`) in the RFC 9728 metadata and in every
     /// `WWW-Authenticate` challenge, and its host is accepted in the Host header. Set it behind a
-    /// reverse proxy or load balancer (`https://mcp.contoso.com`).
+    /// reverse proxy or load balancer (`https://mcp.contoso.com`, `https://api.contoso.com/entra`).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
 }

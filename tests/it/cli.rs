@@ -225,4 +225,54 @@ async fn the_example_toml_file_serves_with_the_dev_identity() {
         metadata["scopes_supported"],
         serde_json::json!(["api://mcp-server-entra-dev/access_as_user"])
     );
+
+/// The resource/identifier-URI warning comes from the real binary, once, at start-up.
+#[tokio::test]
+async fn start_up_warns_once_when_the_resource_is_not_an_identifier_uri() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    let key = crate::common::key1();
+    let fake = crate::common::FakeEntra::start(&[&key]).await;
+    let resource = "https://api.contoso.com/entra/mcp";
+    let expected = format!(
+        "the metadata advertises resource {resource} but the Application ID URI is api://{client}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add {resource} to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI={resource}",
+        client = crate::common::CLIENT_ID
+    );
+    // (AZURE_IDENTIFIER_URI, warned)
+    for (identifier, warned) in [(None, true), (Some(format!("{resource}/")), false)] {
+        let mut cmd = tokio::process::Command::new(EXE);
+        cmd.args(["serve", "--port", "0"])
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("AZURE_CLIENT_ID", crate::common::CLIENT_ID)
+            .env("AZURE_TENANT_ID", crate::common::TENANT)
+            .env("AZURE_AUTHORITY_HOST", &fake.base)
+            .env("PUBLIC_URL", "https://api.contoso.com/entra")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(identifier) = &identifier {
+            cmd.env("AZURE_IDENTIFIER_URI", identifier);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut warnings = 0;
+        // Read until the server says it is serving: the warning comes before that line.
+        let serving = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("the metadata advertises resource") {
+                    assert!(line.contains(&expected), "{line}");
+                    warnings += 1;
+                }
+                if line.contains("serving MCP over streamable HTTP") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(serving, Ok(true), "{identifier:?}: the server started");
+        assert_eq!(warnings, usize::from(warned), "{identifier:?}");
+        child.kill().await.unwrap();
+    }
 }
