@@ -101,7 +101,7 @@ echo "== a client that sends Accept: */* (curl's default) gets JSON answers"
 init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
 current='{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
 curl_any=(curl -sS -i -H "Authorization: Bearer $DEV_TOKEN" -H "Content-Type: application/json")
-expect curl-accept-any-initialize-is-json '^content-type: application/json' "${curl_any[@]}" --data "$init" "$dev_url"
+expect curl-accept-any-initialize-is-json '^[Cc]ontent-[Tt]ype: application/json' "${curl_any[@]}" --data "$init" "$dev_url"
 expect curl-accept-any-2026-call-is-json '"name":"Dev User"' \
   "${curl_any[@]}" -H "Mcp-Protocol-Version: 2026-07-28" -H "Mcp-Method: tools/call" -H "Mcp-Name: whoami" --data "$current" "$dev_url"
 expect curl-accept-html-is-406 '^HTTP/1.1 406' "${curl_any[@]}" -H "Accept: text/html" --data "$init" "$dev_url"
@@ -195,7 +195,7 @@ CONF
   expect "nginx-$style-challenge-points-at-the-prefixed-metadata" \
     "resource_metadata=\"http://127.0.0.1:$nport/.well-known/oauth-protected-resource/entra/mcp\"" \
     curl -sS -i -X POST -H "Content-Type: application/json" --data "$init" "$prefixed"
-  expect "nginx-$style-accept-any-is-json" '^content-type: application/json' "${curl_any[@]}" --data "$init" "$prefixed"
+  expect "nginx-$style-accept-any-is-json" '^[Cc]ontent-[Tt]ype: application/json' "${curl_any[@]}" --data "$init" "$prefixed"
 done
 
 echo "== stdio"
