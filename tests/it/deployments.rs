@@ -46,13 +46,59 @@ async fn a_path_in_public_url_serves_prefixed_and_stripped_paths_and_self_consis
     let rows: &[(Method, &str, Option<&str>, &[(&str, &str)], u16, Option<&str>)] = &[
         // RFC 9728 §3.1 path-inserted form, the prefix form, the root form: each names the URL it
         // was derived from (§3.3). The unprefixed endpoint form belongs to no resource here.
-        (Method::GET, "/.well-known/oauth-protected-resource/entra/mcp", None, &[], 200, Some("https://api.contoso.com/entra/mcp")),
-        (Method::GET, "/.well-known/oauth-protected-resource/entra", None, &[], 200, Some("https://api.contoso.com/entra")),
-        (Method::GET, "/.well-known/oauth-protected-resource", None, &[], 200, Some("https://api.contoso.com/entra")),
-        (Method::GET, "/.well-known/oauth-protected-resource/mcp", None, &[], 404, None),
-        (Method::GET, "/entra/.well-known/oauth-protected-resource/entra/mcp", None, &[], 404, None),
+        (
+            Method::GET,
+            "/.well-known/oauth-protected-resource/entra/mcp",
+            None,
+            &[],
+            200,
+            Some("https://api.contoso.com/entra/mcp"),
+        ),
+        (
+            Method::GET,
+            "/.well-known/oauth-protected-resource/entra",
+            None,
+            &[],
+            200,
+            Some("https://api.contoso.com/entra"),
+        ),
+        (
+            Method::GET,
+            "/.well-known/oauth-protected-resource",
+            None,
+            &[],
+            200,
+            Some("https://api.contoso.com/entra"),
+        ),
+        (
+            Method::GET,
+            "/.well-known/oauth-protected-resource/mcp",
+            None,
+            &[],
+            404,
+            None,
+        ),
+        (
+            Method::GET,
+            "/entra/.well-known/oauth-protected-resource/entra/mcp",
+            None,
+            &[],
+            404,
+            None,
+        ),
         // Forwarded headers change nothing: the document follows PUBLIC_URL only.
-        (Method::GET, "/.well-known/oauth-protected-resource/entra/mcp", None, &[("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "http"), ("forwarded", "host=evil.example")], 200, Some("https://api.contoso.com/entra/mcp")),
+        (
+            Method::GET,
+            "/.well-known/oauth-protected-resource/entra/mcp",
+            None,
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "http"),
+                ("forwarded", "host=evil.example"),
+            ],
+            200,
+            Some("https://api.contoso.com/entra/mcp"),
+        ),
         // The endpoint with and without the prefix, with and without the trailing slash.
         (Method::POST, "/entra/mcp", None, &[], 401, None),
         (Method::POST, "/entra/mcp/", None, &[], 401, None),
@@ -62,20 +108,83 @@ async fn a_path_in_public_url_serves_prefixed_and_stripped_paths_and_self_consis
         (Method::POST, "/entra/mcp/", Some(ALICE), &[], 200, None),
         (Method::POST, "/mcp", Some(ALICE), &[], 200, None),
         (Method::POST, "/mcp/", Some(ALICE), &[], 200, None),
-        (Method::POST, "/entrance/mcp", Some(ALICE), &[], 404, Some("Not Found")),
+        (
+            Method::POST,
+            "/entrance/mcp",
+            Some(ALICE),
+            &[],
+            404,
+            Some("Not Found"),
+        ),
         (Method::POST, "/entra", Some(ALICE), &[], 404, Some("Not Found")),
-        (Method::POST, "/other/mcp", Some(ALICE), &[], 404, Some("Not Found")),
+        (
+            Method::POST,
+            "/other/mcp",
+            Some(ALICE),
+            &[],
+            404,
+            Some("Not Found"),
+        ),
         (Method::GET, "/entra/health", None, &[], 200, Some("ok")),
         (Method::GET, "/health", None, &[], 200, Some("ok")),
         // Host and Origin follow PUBLIC_URL; a trailing-dot FQDN is the same name; forwarded
         // headers never stand in for Host.
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("host", "api.contoso.com.")], 200, None),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("host", "API.contoso.com:443")], 200, None),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("host", "evil.example")], 403, Some("Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)")),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("host", "evil.example"), ("x-forwarded-host", "api.contoso.com")], 403, Some("Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)")),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("origin", "https://api.contoso.com")], 200, None),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("origin", "https://api.contoso.com.")], 200, None),
-        (Method::POST, "/entra/mcp", Some(ALICE), &[("origin", "http://api.contoso.com")], 403, Some("Forbidden: Origin not allowed (see ALLOWED_ORIGINS)")),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("host", "api.contoso.com.")],
+            200,
+            None,
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("host", "API.contoso.com:443")],
+            200,
+            None,
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("host", "evil.example")],
+            403,
+            Some("Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)"),
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("host", "evil.example"), ("x-forwarded-host", "api.contoso.com")],
+            403,
+            Some("Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)"),
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("origin", "https://api.contoso.com")],
+            200,
+            None,
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("origin", "https://api.contoso.com.")],
+            200,
+            None,
+        ),
+        (
+            Method::POST,
+            "/entra/mcp",
+            Some(ALICE),
+            &[("origin", "http://api.contoso.com")],
+            403,
+            Some("Forbidden: Origin not allowed (see ALLOWED_ORIGINS)"),
+        ),
     ];
     for (method, path, token, headers, status, expected) in rows {
         let host = headers
@@ -118,13 +227,20 @@ async fn a_path_in_public_url_serves_prefixed_and_stripped_paths_and_self_consis
 async fn metadata_without_a_prefix_names_the_endpoint_and_the_root_names_the_origin() {
     let server = spawn_http(static_verifier(), |_| {}).await;
     for (path, resource) in [
-        ("/.well-known/oauth-protected-resource/mcp", format!("{}/mcp", server.base)),
+        (
+            "/.well-known/oauth-protected-resource/mcp",
+            format!("{}/mcp", server.base),
+        ),
         ("/.well-known/oauth-protected-resource", server.base.clone()),
     ] {
         let r = http().get(format!("{}{path}", server.base)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], "application/json");
-        assert_eq!(r.json::<Value>().await.unwrap(), metadata_document(&resource), "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            metadata_document(&resource),
+            "{path}"
+        );
     }
 }
 
@@ -132,7 +248,10 @@ async fn metadata_without_a_prefix_names_the_endpoint_and_the_root_names_the_ori
 async fn rmcp_clients_work_through_the_prefixed_endpoint() {
     let server = behind_gateway().await;
     let url = format!("{}/entra/mcp", server.base);
-    for client in [legacy_client(&url, ALICE).await, discover_client(&url, ALICE).await] {
+    for client in [
+        legacy_client(&url, ALICE).await,
+        discover_client(&url, ALICE).await,
+    ] {
         let who = client
             .call_tool(CallToolRequestParams::new("whoami"))
             .await
@@ -230,7 +349,11 @@ async fn json_only_clients_get_json_sse_clients_get_sse_and_only_excluding_json_
         c.json_response = false;
     })
     .await;
-    let servers = [("sessions", &sessions), ("stateless", &stateless), ("stateless+sse", &streaming)];
+    let servers = [
+        ("sessions", &sessions),
+        ("stateless", &stateless),
+        ("stateless+sse", &streaming),
+    ];
     for (mode, server) in servers {
         for call in [Call::Initialize, Call::InSession, Call::CurrentSpec] {
             if matches!(call, Call::InSession) && mode != "sessions" {
@@ -249,16 +372,28 @@ async fn json_only_clients_get_json_sse_clients_get_sse_and_only_excluding_json_
                 (Some("application/*;q=0.8"), 200, "application/json"),
                 (Some("application/json, text/event-stream"), 200, both),
                 (Some("text/event-stream, */*"), 200, both),
-                (Some("application/json, text/event-stream;q=0"), 200, "application/json"),
+                (
+                    Some("application/json, text/event-stream;q=0"),
+                    200,
+                    "application/json",
+                ),
                 (Some("text/event-stream"), 406, "text/plain; charset=utf-8"),
                 (Some("text/html"), 406, "text/plain; charset=utf-8"),
-                (Some("*/*, application/json;q=0"), 406, "text/plain; charset=utf-8"),
+                (
+                    Some("*/*, application/json;q=0"),
+                    406,
+                    "text/plain; charset=utf-8",
+                ),
                 (Some("application/json;q=0"), 406, "text/plain; charset=utf-8"),
             ];
             for (accept, status, content_type) in rows {
                 let row = format!("{mode} {call:?} Accept: {accept:?}");
                 let (got_status, got_type, body) = send(server, call, accept).await;
-                assert_eq!((got_status, got_type.as_str()), (status, content_type), "{row}: {body}");
+                assert_eq!(
+                    (got_status, got_type.as_str()),
+                    (status, content_type),
+                    "{row}: {body}"
+                );
                 match (status, content_type) {
                     (406, _) => assert_eq!(body, NOT_ACCEPTABLE, "{row}"),
                     (_, "application/json") => {
@@ -373,10 +508,16 @@ async fn authorization_servers_lists_the_discovered_issuer() {
     let cfg = fake.config("contoso.example");
     let authority = cfg.authority();
     let verifier = fake.verifier(cfg).await;
-    let server = spawn_http(Arc::new(verifier), |c| c.authorization_servers = vec![authority.clone()]).await;
+    let server = spawn_http(Arc::new(verifier), |c| {
+        c.authorization_servers = vec![authority.clone()]
+    })
+    .await;
     let metadata = || async {
         http()
-            .get(format!("{}/.well-known/oauth-protected-resource/mcp", server.base))
+            .get(format!(
+                "{}/.well-known/oauth-protected-resource/mcp",
+                server.base
+            ))
             .send()
             .await
             .unwrap()
@@ -389,10 +530,16 @@ async fn authorization_servers_lists_the_discovered_issuer() {
     fake.set_down(false);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while metadata().await != json!([tenant_issuer]) {
-        assert!(std::time::Instant::now() < deadline, "the issuer never replaced the authority");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the issuer never replaced the authority"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Token (none: no header), status, `error`, `error_description`, `scope`.
+type ChallengeRow<'a> = (Option<String>, u16, Option<&'a str>, String, &'a str);
 
 #[tokio::test]
 async fn every_401_and_403_names_the_metadata_and_what_to_request() {
@@ -431,7 +578,7 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
     }
     .to_string();
     // (token, status, error, error_description, scope)
-    let rows: Vec<(Option<String>, u16, Option<&str>, String, &str)> = vec![
+    let rows: Vec<ChallengeRow> = vec![
         (None, 401, None, String::new(), &delegated),
         (Some(with(json!({"exp": expired_at}))), 401, Some("invalid_token"), expired_text, &delegated),
         (Some(with(json!({"aud": "api://someone-else"}))), 401, Some("invalid_token"),
@@ -445,7 +592,12 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
         (Some(with(json!({"aud": identifier}))), 200, None, String::new(), ""),
     ];
     for (token, status, error, description, scope) in rows {
-        let r = post_mcp(&format!("{}/entra/mcp", server.base), token.as_deref(), &initialize_body()).await;
+        let r = post_mcp(
+            &format!("{}/entra/mcp", server.base),
+            token.as_deref(),
+            &initialize_body(),
+        )
+        .await;
         let row = format!("{status} {error:?} {description}");
         assert_eq!(r.status().as_u16(), status, "{row}");
         if status == 200 {
@@ -453,7 +605,9 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
         }
         let mut expected = format!("Bearer resource_metadata=\"{PREFIXED_METADATA}\"");
         if let Some(error) = error {
-            expected.push_str(&format!(", error=\"{error}\", error_description=\"{description}\""));
+            expected.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{description}\""
+            ));
         }
         expected.push_str(&format!(", scope=\"{scope}\""));
         assert_eq!(r.headers()["www-authenticate"], expected.as_str(), "{row}");

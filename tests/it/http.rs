@@ -190,7 +190,10 @@ async fn bearer_scheme_is_case_insensitive() {
 async fn metadata_document_has_exactly_the_rfc9728_fields() {
     let server = spawn_http(static_verifier(), |_| {}).await;
     for (path, resource) in [
-        ("/.well-known/oauth-protected-resource/mcp", format!("{}/mcp", server.base)),
+        (
+            "/.well-known/oauth-protected-resource/mcp",
+            format!("{}/mcp", server.base),
+        ),
         // RFC 9728 §3.3: the root document describes the resource it is derived from.
         ("/.well-known/oauth-protected-resource", server.base.clone()),
     ] {
