@@ -1,24 +1,5 @@
-//! Content negotiation on the MCP endpoint (RFC 9110 §12.5.1), in front of rmcp.
-//!
-//! rmcp's `StreamableHttpService` answers `406` to a POST whose `Accept` does not name both
-//! `application/json` and `text/event-stream` literally, and to a GET that does not name
-//! `text/event-stream`; wildcards and an absent header count for nothing there. Clients in the
-//! field send `Accept: */*`, `Accept: application/json` or no `Accept` at all, and RFC 9110
-//! says those accept JSON. [`NegotiateLayer`] therefore:
-//!
-//! | request | what rmcp sees | answer |
-//! |---|---|---|
-//! | POST naming `text/event-stream` (q > 0) and allowing JSON | `application/json, text/event-stream` | as rmcp answers (SSE or JSON) |
-//! | POST allowing JSON (`*/*`, `application/*`, `application/json`, no header) | `application/json, text/event-stream` | `application/json`: an SSE answer is read up to the JSON-RPC response, which becomes the body |
-//! | POST whose `Accept` excludes JSON | nothing | `406` |
-//! | GET allowing `text/event-stream` (also `*/*`, `text/*`, no header) | `text/event-stream` | rmcp's stream |
-//! | GET excluding it | nothing | `406` |
-//!
-//! rmcp cannot answer a request inside a legacy session with JSON (it always streams), so the
-//! JSON answer is made here from the stream. Notifications the server sends before its response
-//! (progress, logs) cannot reach a client that reads only JSON and are dropped; a server-to-client
-//! request in that position (sampling, elicitation) would wait for an answer that cannot come,
-//! so tools that make one need clients that accept SSE.
+//! Content negotiation on the MCP endpoint (RFC 9110 §12.5.1), in front of rmcp: see
+//! [`NegotiateLayer`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +21,26 @@ const RMCP_POST_ACCEPT: &str = "application/json, text/event-stream";
 const MAX_BUFFERED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Layer that applies [`Negotiate`] to a service.
+///
+/// rmcp's `StreamableHttpService` answers `406` to a POST whose `Accept` does not name both
+/// `application/json` and `text/event-stream` literally, and to a GET that does not name
+/// `text/event-stream`; wildcards and an absent header count for nothing there. Clients in the
+/// field send `Accept: */*`, `Accept: application/json` or no `Accept` at all, and RFC 9110
+/// says those accept JSON. This layer therefore:
+///
+/// | request | what rmcp sees | answer |
+/// |---|---|---|
+/// | POST naming `text/event-stream` (q > 0) and allowing JSON | `application/json, text/event-stream` | as rmcp answers (SSE or JSON) |
+/// | POST allowing JSON (`*/*`, `application/*`, `application/json`, no header) | `application/json, text/event-stream` | `application/json`: an SSE answer is read up to the JSON-RPC response, which becomes the body |
+/// | POST whose `Accept` excludes JSON | nothing | `406` |
+/// | GET allowing `text/event-stream` (also `*/*`, `text/*`, no header) | `text/event-stream` | rmcp's stream |
+/// | GET excluding it | nothing | `406` |
+///
+/// rmcp cannot answer a request inside a legacy session with JSON (it always streams), so the
+/// JSON answer is made here from the stream. Notifications the server sends before its response
+/// (progress, logs) cannot reach a client that reads only JSON and are dropped; a server-to-client
+/// request in that position (sampling, elicitation) would wait for an answer that cannot come,
+/// so tools that make one need clients that accept SSE.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NegotiateLayer;
 
@@ -52,7 +53,7 @@ impl<S> Layer<S> for NegotiateLayer {
 }
 
 /// Middleware that serves clients accepting only JSON and refuses only those that exclude it
-/// (see the [module docs](self)).
+/// (see [`NegotiateLayer`]).
 #[derive(Debug, Clone)]
 pub struct Negotiate<S> {
     inner: S,
