@@ -225,6 +225,7 @@ async fn the_example_toml_file_serves_with_the_dev_identity() {
         metadata["scopes_supported"],
         serde_json::json!(["api://mcp-server-entra-dev/access_as_user"])
     );
+}
 
 /// The resource/identifier-URI warning comes from the real binary, once, at start-up.
 #[tokio::test]
