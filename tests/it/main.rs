@@ -11,4 +11,5 @@ mod limits;
 mod log_hygiene;
 mod metrics;
 mod stdio;
+mod tool_access;
 mod tools;

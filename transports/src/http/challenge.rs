@@ -54,6 +54,16 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
     response
 }
 
+/// The `403 insufficient_scope` step-up challenge for a forbidden tool call: the same answer as
+/// any missing scope, naming the scopes this call needs.
+pub(crate) fn tool_refusal_response(refusal: &crate::ToolRefusal, ctx: &ChallengeContext) -> Response<Body> {
+    let ctx = ChallengeContext {
+        resource_metadata: ctx.resource_metadata.clone(),
+        scope: refusal.scope.clone(),
+    };
+    auth_error_response(&refusal.error, &ctx)
+}
+
 /// Makes `text` safe inside a quoted-string (RFC 9110 §5.6.4): no `"` or `\`, visible ASCII only.
 fn quote(text: &str) -> String {
     text.chars()

@@ -119,6 +119,9 @@ where
         &config.scopes,
         sessions.clone(),
     );
+    if let Some(gate) = &config.tool_gate {
+        auth = auth.with_tool_gate(gate.clone(), config.max_body_bytes);
+    }
     if config.legacy_sessions {
         auth = auth.with_session_prefix(config.session_id_prefix.clone());
     }
