@@ -203,11 +203,10 @@ where
             if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
                 value.set_sensitive(true);
             }
-            let request = match gate_tool_call(&layer, request, &identity).await {
+            let mut request = match gate_tool_call(&layer, request, &identity).await {
                 Ok(request) => request,
                 Err(response) => return Ok(response),
             };
-            let mut request = request;
             request.extensions_mut().insert(identity);
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
