@@ -166,7 +166,7 @@ impl ToolAccess {
 
     /// `Ok` when `identity` may call the tool `name`, and for names the server does not have
     /// (the MCP layer answers those); otherwise what is missing and what to request.
-    pub fn check(&self, name: &str, identity: &Identity) -> Result<(), ToolDenied> {
+    pub fn check(&self, name: &str, identity: &Identity) -> Result<(), Box<ToolDenied>> {
         let Some(requirement) = self.tools.get(name) else {
             return Ok(());
         };
@@ -185,11 +185,11 @@ impl ToolAccess {
             }
             uris.join(" ")
         };
-        Err(ToolDenied {
+        Err(Box::new(ToolDenied {
             tool: name.to_owned(),
             refusal: ToolRefusal { error, scope },
             app_only: identity.app_only,
-        })
+        }))
     }
 }
 
@@ -283,6 +283,12 @@ impl ToolDenied {
             reason = %self.refusal.error,
             "tool call refused"
         );
+    }
+}
+
+impl From<Box<ToolDenied>> for McpError {
+    fn from(denied: Box<ToolDenied>) -> McpError {
+        McpError::from(*denied)
     }
 }
 
