@@ -46,5 +46,29 @@ fn tool_call(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tool_call);
+/// The per-tool check alone (DESIGN §9): what every allowed `tools/call` pays on top, once in
+/// the handler and, over HTTP, once in the auth layer.
+fn tool_check(c: &mut Criterion) {
+    use mcp_server_entra::access::{ToolAccess, ToolOverride, ToolOverrides};
+    let mut overrides = ToolOverrides::new();
+    overrides.insert(
+        "roll_dice".into(),
+        ToolOverride {
+            scopes: Some(vec!["Dice.Roll".into()]),
+            app_roles: Some(vec!["Dice.Roll.All".into()]),
+        },
+    );
+    let access = ToolAccess::new("api://bench", &["access_as_user".into()], &overrides).unwrap();
+    let user = Identity::builder("oid", "tid")
+        .scopes(["openid", "access_as_user", "Dice.Roll"])
+        .build();
+    c.bench_function("ToolAccess::check roll_dice (configured scope, allowed)", |b| {
+        b.iter(|| access.check(std::hint::black_box("roll_dice"), &user))
+    });
+    c.bench_function("ToolAccess::check whoami (declared floor, allowed)", |b| {
+        b.iter(|| access.check(std::hint::black_box("whoami"), &user))
+    });
+}
+
+criterion_group!(benches, tool_call, tool_check);
 criterion_main!(benches);

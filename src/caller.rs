@@ -22,3 +22,43 @@ pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<&Identity, McpError> {
         // rather than a panic if someone mounts the server without them.
         .ok_or_else(|| McpError::invalid_request("this request carries no verified caller identity", None))
 }
+
+/// The verified caller, if its token carries the app role `role` in `roles` (a user assigned
+/// to the role, or an application granted it); otherwise the same JSON-RPC error a forbidden
+/// tool gets (code `-32600`, `data.error` = `insufficient_scope`, `data.missing_roles`), saying
+/// how to obtain the role.
+///
+/// For checks inside a tool, beyond what its declared requirement says (e.g. only admins may
+/// pass a certain argument):
+///
+/// ```ignore
+/// let who = require_role(&ctx, "Notes.Admin")?;
+/// ```
+pub fn require_role<'a>(ctx: &'a RequestContext<RoleServer>, role: &str) -> Result<&'a Identity, McpError> {
+    let who = caller(ctx)?;
+    if who.has_role(role) {
+        return Ok(who);
+    }
+    let error = verifiers::AuthError::InsufficientScope {
+        required: Vec::new(),
+        problem: verifiers::ScopeProblem::MissingRoles {
+            missing: vec![role.to_owned()],
+        },
+    };
+    let how = if who.app_only {
+        "grant it to the calling application (API permissions → Application permissions, then admin consent) and request a new token"
+    } else {
+        "ask an administrator to assign it to you (Enterprise applications → Users and groups) and sign in again"
+    };
+    tracing::info!(
+        kind = "missing_role",
+        role,
+        app_only = who.app_only,
+        "in-tool check refused the caller"
+    );
+    Err(crate::access::insufficient_scope(
+        format!("this needs the app role {role}, which the token lacks; {how}"),
+        None,
+        &error,
+    ))
+}

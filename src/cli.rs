@@ -80,6 +80,12 @@ pub struct GlobalArgs {
 
     /// Read settings from this TOML file (keys are the setting names in lower case, e.g.
     /// `azure_client_id = "…"`). Environment variables and flags override it.
+    ///
+    /// The file may also set what a caller needs for one tool, replacing the tool's own
+    /// declaration: a `[tools.<tool_name>]` table with `scopes = ["Dice.Roll"]` (a user's token
+    /// needs all of them) and/or `app_roles = ["Dice.Roll.All"]` (an application's token needs
+    /// all of them); a key left out refuses that kind of caller. Unknown tool names and empty
+    /// tables stop start-up.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -213,6 +213,9 @@ pub struct Settings {
     /// Per-tool overrides from `[tools.<name>]` in the TOML file, by tool name; empty without a
     /// file. Not validated here (unknown names, empty lists): the tools' owner checks them.
     pub tools: HashMap<String, ToolOverride>,
+    /// The Application ID URI (`AZURE_IDENTIFIER_URI`, default `api://<client-id>`) without a
+    /// trailing slash: the prefix of every scope URI a client requests.
+    pub identifier_uri: String,
 }
 
 impl Settings {
@@ -557,6 +560,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         stdio,
         log_format: raw.log_format.0,
         tools: raw.tools,
+        identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
     })
 }
 

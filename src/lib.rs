@@ -3,7 +3,10 @@
 //!
 //! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`);
 //! - [`card`]: the greeting card's `ui://` HTML (an MCP App);
-//! - [`caller()`]: how a tool learns who is calling, over either transport;
+//! - [`caller()`]: how a tool learns who is calling, over either transport, and
+//!   [`require_role`] for a tool's own check;
+//! - [`access`]: who may call which tool (declared beside each tool, overridable in the
+//!   configuration file), enforced the same way over HTTP and stdio;
 //! - [`config`], [`settings`] and [`cli`]: settings and the command line;
 //! - [`dev`]: the local dev identity.
 //!
@@ -12,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(clippy::print_stdout)]
 
+pub mod access;
 mod caller;
 pub mod card;
 pub mod cli;
@@ -22,5 +26,5 @@ mod server;
 pub mod settings;
 pub mod tools;
 
-pub use caller::caller;
+pub use caller::{caller, require_role};
 pub use tools::EntraMcpServer;

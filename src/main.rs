@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
+use mcp_server_entra::access::{ToolAccess, ToolConfigError};
 use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
 use mcp_server_entra::{dev, logging, EntraMcpServer};
@@ -26,6 +27,8 @@ enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Entra(#[from] EntraConfigError),
+    #[error(transparent)]
+    Tools(#[from] ToolConfigError),
     #[error("cannot listen on {addr}: {cause}; is another server using the port? (set PORT or --port)")]
     Bind {
         addr: std::net::SocketAddr,
@@ -63,6 +66,16 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         Command::Stdio => ServeArgs::default(),
     };
     let settings = Settings::load(&global, &serve_args)?;
+    // Who may call which tool: the declarations in tools.rs with the file's [tools.<name>]
+    // tables, checked against the server's tools before anything starts.
+    let floor_scopes = match &settings.auth {
+        AuthSettings::Entra { policy, .. } | AuthSettings::Dev { policy, .. } => &policy.required_scopes,
+    };
+    let access = Arc::new(ToolAccess::new(
+        &settings.identifier_uri,
+        floor_scopes,
+        &settings.tools,
+    )?);
     let default_filter = match command {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         Command::Stdio => logging::STDIO_DEFAULT,
@@ -74,8 +87,8 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         .map_err(RunError::Runtime)?;
     runtime.block_on(async move {
         match command {
-            Command::Serve(_) => serve_http(settings).await,
-            Command::Stdio => serve_stdio(settings).await,
+            Command::Serve(_) => serve_http(settings, access).await,
+            Command::Stdio => serve_stdio(settings, access).await,
         }
     })
 }
@@ -111,7 +124,7 @@ async fn build_verifier(
     }
 }
 
-async fn serve_http(settings: Settings) -> Result<(), RunError> {
+async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), RunError> {
     let listener = TcpListener::bind(settings.bind)
         .await
         .map_err(|cause| RunError::Bind {
@@ -137,7 +150,10 @@ async fn serve_http(settings: Settings) -> Result<(), RunError> {
     if let Some(warning) = settings.resource_mismatch() {
         tracing::warn!("{warning}");
     }
-    let server = transports::http::serve(listener, http.clone(), verifier, EntraMcpServer::new)?;
+    http.tool_gate = Some(access.clone());
+    let server = transports::http::serve(listener, http.clone(), verifier, move || {
+        EntraMcpServer::with_access(access.clone())
+    })?;
     tracing::info!(
         address = %server.local_addr(),
         endpoint = %http.resource(),
@@ -179,7 +195,7 @@ async fn start_metrics(
     Ok(())
 }
 
-async fn serve_stdio(settings: Settings) -> Result<(), RunError> {
+async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), RunError> {
     let (verifier, dev_token) = build_verifier(&settings, false).await?;
     let stdio = &settings.stdio;
     let source = match (dev_token, &stdio.token, &stdio.token_file, &stdio.token_command) {
@@ -193,7 +209,8 @@ async fn serve_stdio(settings: Settings) -> Result<(), RunError> {
         )?,
     };
     let auth = Arc::new(StdioAuth::new(verifier, source));
-    transports::stdio::serve(EntraMcpServer::new(), auth, rmcp::transport::stdio()).await?;
+    let server = EntraMcpServer::with_access(access);
+    transports::stdio::serve(server, auth, rmcp::transport::stdio()).await?;
     Ok(())
 }
 

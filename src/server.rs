@@ -5,16 +5,21 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt as _;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorData as McpError, ExtensionCapabilities, Implementation,
-    ListResourcesResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, ErrorData as McpError, ExtensionCapabilities,
+    Implementation, ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
+use crate::caller::caller;
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
 use crate::tools::{shared_router, EntraMcpServer};
+
+/// The tool whose MCP App the card resource is: who may not call it does not see the card.
+const CARD_TOOL: &str = "greeting_card";
 
 /// The MCP Apps extension id, advertised so hosts know we ship `ui://` resources.
 const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
@@ -36,6 +41,11 @@ impl ServerHandler for EntraMcpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // Refused before the tool runs: the same gate the HTTP layer asks for its 403.
+        if let Err(denied) = self.access().check(&request.name, caller(&context)?) {
+            denied.log();
+            return Err(denied.into());
+        }
         let name = request.name.clone();
         let call = shared_router().call(ToolCallContext::new(self, request, context));
         // Tools must not panic (clippy denies unwrap/expect/panic), but if one ever does, the
@@ -50,6 +60,27 @@ impl ServerHandler for EntraMcpServer {
                 ))
             }
         }
+    }
+
+    /// Only the tools the caller may call. The list depends on the token, so 2026-07-28 clients
+    /// are told it is private to them.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let who = caller(&context)?;
+        let mut tools = shared_router().list_all();
+        tools.retain(|tool| self.access().allows(&tool.name, who));
+        let mut result = ListToolsResult::with_all_items(tools);
+        if context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28)
+        {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Private);
+        }
+        Ok(result)
     }
 
     fn get_info(&self) -> ServerConfig {
@@ -73,8 +104,12 @@ impl ServerHandler for EntraMcpServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        // The card belongs to greeting_card: a caller who may not call the tool does not see it.
+        if !self.access().allows(CARD_TOOL, caller(&ctx)?) {
+            return Ok(ListResourcesResult::with_all_items(Vec::new()));
+        }
         let card = Resource::new(CARD_URI, "greeting-card")
             .with_title("Greeting card")
             .with_description("The HTML template of the greeting_card tool's MCP App")
@@ -86,13 +121,17 @@ impl ServerHandler for EntraMcpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         if request.uri != CARD_URI {
             return Err(McpError::resource_not_found(
                 format!("no resource {}; this server has only {CARD_URI}", request.uri),
                 None,
             ));
+        }
+        if let Err(denied) = self.access().check(CARD_TOOL, caller(&ctx)?) {
+            denied.log();
+            return Err(denied.into());
         }
         let html = card::render("you", DEFAULT_MESSAGE);
         let contents = ResourceContents::text(html, CARD_URI)

@@ -3,8 +3,11 @@
 //! Each reads the verified caller with [`caller`] and answers with a text part for people and
 //! structured content (matching its output schema) for programs. Bad input is a tool error
 //! (`isError: true`) with a sentence saying what was wrong, never a silent clamp.
+//!
+//! Who may call each tool is declared beside it (a `*_requirement` function, collected by
+//! [`declared_requirements`]); see [`crate::access`] for how it is enforced and overridden.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng as _;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -16,7 +19,9 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use verifiers::Requirement;
 
+use crate::access::ToolAccess;
 use crate::caller::caller;
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE, MAX_MESSAGE_CHARS};
 
@@ -27,10 +32,42 @@ pub const MAX_SIDES: i64 = 1000;
 
 /// The MCP server: the tools below plus the greeting-card resource (see `server.rs`).
 ///
-/// It holds no state: rmcp makes one per session (legacy) or per request (stateless), so it must
-/// cost nothing to create. The tool table, with its JSON schemas, is built once for the process.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EntraMcpServer;
+/// rmcp makes one per session (legacy) or per request (stateless), so it must cost nothing to
+/// create: it holds only a shared handle to who may call which tool ([`ToolAccess`]). The tool
+/// table, with its JSON schemas, is built once for the process.
+#[derive(Clone, Debug)]
+pub struct EntraMcpServer {
+    access: Arc<ToolAccess>,
+}
+
+impl Default for EntraMcpServer {
+    fn default() -> Self {
+        EntraMcpServer::new()
+    }
+}
+
+impl EntraMcpServer {
+    /// A server enforcing `access` (the declared requirements with the configuration's
+    /// `[tools.<name>]` overrides; build it once and share it with the HTTP transport).
+    pub fn with_access(access: Arc<ToolAccess>) -> Self {
+        EntraMcpServer { access }
+    }
+
+    /// Who may call which tool.
+    pub fn access(&self) -> &Arc<ToolAccess> {
+        &self.access
+    }
+}
+
+/// Every tool's requirement as declared beside it. [`ToolAccess::new`] refuses to start if a
+/// tool of the router is missing here.
+pub fn declared_requirements() -> Vec<(&'static str, Requirement)> {
+    vec![
+        ("whoami", EntraMcpServer::whoami_requirement()),
+        ("roll_dice", EntraMcpServer::roll_dice_requirement()),
+        ("greeting_card", EntraMcpServer::greeting_card_requirement()),
+    ]
+}
 
 /// The tool table shared by every instance.
 pub(crate) fn shared_router() -> &'static ToolRouter<EntraMcpServer> {
@@ -114,9 +151,18 @@ fn greeting_card_meta() -> MetaObject {
 
 #[tool_router]
 impl EntraMcpServer {
-    /// A server with the three tools.
+    /// A server with the three tools and their declared requirements (no configuration
+    /// overrides).
     pub fn new() -> Self {
-        EntraMcpServer
+        EntraMcpServer {
+            access: ToolAccess::declared(),
+        }
+    }
+
+    /// Who may call `whoami`: any caller the server accepts (`AZURE_REQUIRED_SCOPES`, by
+    /// default `access_as_user`; app-only callers with `AZURE_REQUIRED_APP_ROLES`).
+    fn whoami_requirement() -> Requirement {
+        Requirement::floor()
     }
 
     /// Tells the caller who the token says they are.
@@ -144,6 +190,13 @@ impl EntraMcpServer {
                 app_id: who.client_app.clone(),
             },
         )
+    }
+
+    /// Who may call `roll_dice`: any caller the server accepts. A deployment that wants
+    /// rolling to need its own scope says so in the configuration file
+    /// (`[tools.roll_dice] scopes = ["Dice.Roll"]`).
+    fn roll_dice_requirement() -> Requirement {
+        Requirement::floor()
     }
 
     /// Rolls a fair die with a cryptographically secure generator.
@@ -176,6 +229,11 @@ impl EntraMcpServer {
                 roll,
             },
         )
+    }
+
+    /// Who may call `greeting_card`: any caller the server accepts.
+    fn greeting_card_requirement() -> Requirement {
+        Requirement::floor()
     }
 
     /// Makes a greeting card for the caller, as text and as an MCP App.

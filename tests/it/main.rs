@@ -12,4 +12,5 @@ mod limits;
 mod log_hygiene;
 mod metrics;
 mod stdio;
+mod tool_access;
 mod tools;

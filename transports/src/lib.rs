@@ -10,6 +10,9 @@
 //!   graceful shutdown. Legacy sessions are bound to the identity that opened them.
 //! - [`stdio`]: JSON-RPC on stdin/stdout for desktop hosts, the token taken from the environment
 //!   (a variable, a file, or a credential command) and re-checked before each request.
+//!
+//! Per-tool authorization is the server's: it implements [`ToolGate`], which the HTTP transport
+//! consults to answer a forbidden `tools/call` with a `403` step-up challenge.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -17,3 +20,6 @@
 
 pub mod http;
 pub mod stdio;
+mod tool_gate;
+
+pub use tool_gate::{ToolGate, ToolRefusal};

@@ -377,6 +377,29 @@ pub enum ScopeProblem {
         /// The required roles the token does not carry.
         missing: Vec<String>,
     },
+    /// A delegated token with none of the scopes of which one is required.
+    #[error("the token carries none of the scopes {}; request a token for one of them", any_of.join(" "))]
+    MissingAnyScope {
+        /// The alternatives.
+        any_of: Vec<String>,
+    },
+    /// An app-only token with none of the app roles of which one is required.
+    #[error("the app-only token carries none of the app roles {}; grant one of them to the calling application", any_of.join(" "))]
+    MissingAnyRole {
+        /// The alternatives.
+        any_of: Vec<String>,
+    },
+    /// An app-only token where only users' delegated tokens are accepted.
+    #[error(
+        "this operation accepts only a user's delegated token, not an app-only token (client credentials)"
+    )]
+    DelegatedOnly,
+    /// A user's delegated token where only app-only tokens are accepted.
+    #[error("this operation accepts only an application's own token (client credentials) with the app role(s) {}, not a user's token", roles.join(" "))]
+    AppOnly {
+        /// The app roles an application's token needs.
+        roles: Vec<String>,
+    },
 }
 
 /// Why nothing can be verified right now. Sent to callers as a 503.

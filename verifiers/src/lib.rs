@@ -52,6 +52,6 @@ pub use entra::{
 };
 pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
 pub use identity::{Identity, IdentityBuilder};
-pub use policy::AccessPolicy;
+pub use policy::{AccessPolicy, Grants, Requirement};
 pub use static_verifier::StaticVerifier;
 pub use verifier::{Readiness, TokenVerifier};

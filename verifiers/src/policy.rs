@@ -1,4 +1,14 @@
-//! The authorization rule shared by every verifier: which scopes or app roles a token must carry.
+//! Authorization rules over a verified [`Identity`]:
+//!
+//! - [`AccessPolicy`], the server-wide floor every verifier applies to every token
+//!   (`AZURE_REQUIRED_SCOPES`, `AZURE_REQUIRED_APP_ROLES`);
+//! - [`Requirement`], what one operation (an MCP tool, in the server) needs on top of the floor:
+//!   all-of or any-of scopes for delegated tokens, all-of or any-of app roles for app-only
+//!   tokens, and whether each kind of caller is accepted at all.
+//!
+//! Both speak only of tokens (Entra's `scp` and `roles` claims), never of MCP, so both transports
+//! and the server can share them. Absence never grants: a requirement that does not name a kind
+//! of caller refuses it.
 
 use crate::{AuthError, Identity, ScopeProblem};
 
@@ -72,6 +82,194 @@ impl AccessPolicy {
             }),
         }
     }
+}
+
+/// A set of scopes or app roles, matched in one of two ways. Names are whole words, compared
+/// case-sensitively, as Entra writes them in `scp` and `roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grants {
+    /// Every one of these. An empty list asks for nothing beyond the server-wide
+    /// [`AccessPolicy`].
+    AllOf(Vec<String>),
+    /// At least one of these. An empty list is never satisfied.
+    AnyOf(Vec<String>),
+}
+
+impl Grants {
+    /// The names, in the order given.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Grants::AllOf(names) | Grants::AnyOf(names) => names,
+        }
+    }
+
+    /// `None` when `has` grants what is asked; otherwise the names that are missing (all-of) or
+    /// the alternatives (any-of).
+    fn unmet(&self, has: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+        match self {
+            Grants::AllOf(names) => {
+                let missing = missing(names, has);
+                (!missing.is_empty()).then_some(missing)
+            }
+            Grants::AnyOf(names) => (!names.iter().any(|n| has(n))).then(|| names.clone()),
+        }
+    }
+}
+
+/// What a caller needs for one operation (in the server: one MCP tool), on top of the
+/// server-wide [`AccessPolicy`] that the verifier has already applied.
+///
+/// Entra gives two kinds of access token (Microsoft identity platform, "Scopes and
+/// permissions" and "App roles"): a user's delegated token carries the scopes the user
+/// consented to in `scp`; an application's own (client-credentials) token carries the app roles
+/// granted to it in `roles`. A requirement says what each kind must carry, or that it is not
+/// accepted (`None`).
+///
+/// ```
+/// use verifiers::{Identity, Requirement};
+///
+/// // Users need Notes.Write; daemons need the Notes.Write.All app role.
+/// let write = Requirement::scopes(["Notes.Write"]).or_app_roles(["Notes.Write.All"]);
+/// let user = Identity::builder("oid", "tid").scopes(["access_as_user", "Notes.Write"]).build();
+/// assert!(write.check(&user).is_ok());
+/// let reader = Identity::builder("oid", "tid").scopes(["access_as_user"]).build();
+/// assert!(write.check(&reader).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// What a delegated (user) token must carry in `scp`. `None`: user tokens are refused.
+    pub scopes: Option<Grants>,
+    /// What an app-only token must carry in `roles`. `None`: app-only tokens are refused
+    /// (delegated-only).
+    pub app_roles: Option<Grants>,
+}
+
+impl Requirement {
+    /// Nothing beyond the server-wide [`AccessPolicy`]: every caller the verifier accepted,
+    /// users and (when the server accepts them) app-only callers alike.
+    pub fn floor() -> Self {
+        Requirement {
+            scopes: Some(Grants::AllOf(Vec::new())),
+            app_roles: Some(Grants::AllOf(Vec::new())),
+        }
+    }
+
+    /// Users whose token carries every one of `scopes`; app-only tokens are refused until
+    /// [`or_app_roles`](Self::or_app_roles) or [`or_any_app_role`](Self::or_any_app_role) says
+    /// which roles admit them.
+    pub fn scopes<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Requirement {
+            scopes: Some(Grants::AllOf(names(scopes))),
+            app_roles: None,
+        }
+    }
+
+    /// Users whose token carries at least one of `scopes`; app-only tokens are refused unless
+    /// roles are added.
+    pub fn any_scope<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Requirement {
+            scopes: Some(Grants::AnyOf(names(scopes))),
+            app_roles: None,
+        }
+    }
+
+    /// App-only callers whose token carries every one of `roles`; user tokens are refused.
+    pub fn app_roles<I, S>(roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Requirement {
+            scopes: None,
+            app_roles: Some(Grants::AllOf(names(roles))),
+        }
+    }
+
+    /// Also admits app-only callers whose token carries every one of `roles`.
+    pub fn or_app_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.app_roles = Some(Grants::AllOf(names(roles)));
+        self
+    }
+
+    /// Also admits app-only callers whose token carries at least one of `roles`.
+    pub fn or_any_app_role<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.app_roles = Some(Grants::AnyOf(names(roles)));
+        self
+    }
+
+    /// Checks `identity` (already accepted by the server-wide [`AccessPolicy`]) against this
+    /// requirement. A refusal is [`AuthError::InsufficientScope`] whose `required` lists the
+    /// scopes a user needs here (empty when users are not accepted) and whose problem names what
+    /// is missing.
+    pub fn check(&self, identity: &Identity) -> Result<(), AuthError> {
+        let problem = if identity.app_only {
+            match &self.app_roles {
+                None => Some(ScopeProblem::DelegatedOnly),
+                Some(roles @ Grants::AllOf(_)) => roles
+                    .unmet(|r| identity.has_role(r))
+                    .map(|missing| ScopeProblem::MissingRoles { missing }),
+                Some(roles @ Grants::AnyOf(_)) => roles
+                    .unmet(|r| identity.has_role(r))
+                    .map(|any_of| ScopeProblem::MissingAnyRole { any_of }),
+            }
+        } else {
+            match &self.scopes {
+                None => Some(ScopeProblem::AppOnly {
+                    roles: self
+                        .app_roles
+                        .as_ref()
+                        .map(|r| r.names().to_vec())
+                        .unwrap_or_default(),
+                }),
+                Some(scopes @ Grants::AllOf(_)) => scopes
+                    .unmet(|s| identity.has_scope(s))
+                    .map(|missing| ScopeProblem::MissingScopes { missing }),
+                Some(scopes @ Grants::AnyOf(_)) => scopes
+                    .unmet(|s| identity.has_scope(s))
+                    .map(|any_of| ScopeProblem::MissingAnyScope { any_of }),
+            }
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(AuthError::InsufficientScope {
+                required: self
+                    .scopes
+                    .as_ref()
+                    .map(|s| s.names().to_vec())
+                    .unwrap_or_default(),
+                problem,
+            }),
+        }
+    }
+
+    /// `true` when [`check`](Self::check) passes.
+    pub fn allows(&self, identity: &Identity) -> bool {
+        self.check(identity).is_ok()
+    }
+}
+
+fn names<I, S>(items: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    items.into_iter().map(Into::into).collect()
 }
 
 fn missing(required: &[String], has: impl Fn(&str) -> bool) -> Vec<String> {
@@ -210,6 +408,164 @@ mod tests {
             problem(policy.authorize(&id)),
             ScopeProblem::MissingScopes { .. }
         ));
+    }
+
+    /// One row per rule of [`Requirement::check`]: the requirement, the caller, the outcome.
+    #[test]
+    fn requirement_rules() {
+        let users_dice = || Requirement::scopes(["Dice.Roll"]);
+        let dice_or_app = || Requirement::scopes(["Dice.Roll"]).or_app_roles(["Dice.Roll.All"]);
+        let rows: Vec<(&str, Requirement, Identity, Result<(), ScopeProblem>)> = vec![
+            (
+                "floor admits a user",
+                Requirement::floor(),
+                user(&["access_as_user"]),
+                Ok(()),
+            ),
+            ("floor admits an app", Requirement::floor(), app(&[]), Ok(())),
+            (
+                "all-of: user with it",
+                users_dice(),
+                user(&["access_as_user", "Dice.Roll"]),
+                Ok(()),
+            ),
+            (
+                "all-of: user without it",
+                users_dice(),
+                user(&["access_as_user"]),
+                Err(ScopeProblem::MissingScopes {
+                    missing: vec!["Dice.Roll".into()],
+                }),
+            ),
+            (
+                "all-of: a longer word is not the scope",
+                users_dice(),
+                user(&["Dice.Roll.All"]),
+                Err(ScopeProblem::MissingScopes {
+                    missing: vec!["Dice.Roll".into()],
+                }),
+            ),
+            (
+                "all-of: every one is needed",
+                Requirement::scopes(["a", "b", "c"]),
+                user(&["b"]),
+                Err(ScopeProblem::MissingScopes {
+                    missing: vec!["a".into(), "c".into()],
+                }),
+            ),
+            (
+                "any-of: one suffices",
+                Requirement::any_scope(["r", "rw"]),
+                user(&["rw"]),
+                Ok(()),
+            ),
+            (
+                "any-of: none is named as the alternatives",
+                Requirement::any_scope(["r", "rw"]),
+                user(&["x"]),
+                Err(ScopeProblem::MissingAnyScope {
+                    any_of: vec!["r".into(), "rw".into()],
+                }),
+            ),
+            (
+                "any-of: empty is never satisfied",
+                Requirement::any_scope(Vec::<String>::new()),
+                user(&["x"]),
+                Err(ScopeProblem::MissingAnyScope { any_of: vec![] }),
+            ),
+            (
+                "delegated-only refuses an app",
+                users_dice(),
+                app(&["Dice.Roll"]),
+                Err(ScopeProblem::DelegatedOnly),
+            ),
+            (
+                "app with the role",
+                dice_or_app(),
+                app(&["Dice.Roll.All"]),
+                Ok(()),
+            ),
+            (
+                "app without the role",
+                dice_or_app(),
+                app(&["Other"]),
+                Err(ScopeProblem::MissingRoles {
+                    missing: vec!["Dice.Roll.All".into()],
+                }),
+            ),
+            (
+                "an app's role is not a scope",
+                dice_or_app(),
+                app(&["Dice.Roll"]),
+                Err(ScopeProblem::MissingRoles {
+                    missing: vec!["Dice.Roll.All".into()],
+                }),
+            ),
+            (
+                "a user's role does not stand in for the scope",
+                dice_or_app(),
+                {
+                    let mut id = user(&["access_as_user"]);
+                    id.roles = vec!["Dice.Roll.All".into()];
+                    id
+                },
+                Err(ScopeProblem::MissingScopes {
+                    missing: vec!["Dice.Roll".into()],
+                }),
+            ),
+            (
+                "any role of several",
+                Requirement::scopes(["s"]).or_any_app_role(["A", "B"]),
+                app(&["B"]),
+                Ok(()),
+            ),
+            (
+                "none of several roles",
+                Requirement::scopes(["s"]).or_any_app_role(["A", "B"]),
+                app(&["C"]),
+                Err(ScopeProblem::MissingAnyRole {
+                    any_of: vec!["A".into(), "B".into()],
+                }),
+            ),
+            (
+                "app-only requirement refuses a user, naming the roles",
+                Requirement::app_roles(["Jobs.Run"]),
+                user(&["access_as_user", "Jobs.Run"]),
+                Err(ScopeProblem::AppOnly {
+                    roles: vec!["Jobs.Run".into()],
+                }),
+            ),
+            (
+                "app-only requirement admits the app",
+                Requirement::app_roles(["Jobs.Run"]),
+                app(&["Jobs.Run"]),
+                Ok(()),
+            ),
+        ];
+        for (name, requirement, identity, expected) in rows {
+            let got = requirement.check(&identity).map_err(|e| match e {
+                AuthError::InsufficientScope { problem, .. } => problem,
+                other => panic!("{name}: expected insufficient scope, got {other:?}"),
+            });
+            assert_eq!(got, expected, "{name}");
+            assert_eq!(requirement.allows(&identity), expected.is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_scopes_users_need() {
+        let err = Requirement::scopes(["Dice.Roll"]).check(&user(&[])).unwrap_err();
+        assert!(
+            matches!(err, AuthError::InsufficientScope { ref required, .. } if required == &["Dice.Roll"])
+        );
+        assert_eq!(
+            err.to_string(),
+            "the token lacks the required scope(s) Dice.Roll; request a token for Dice.Roll"
+        );
+        let err = Requirement::app_roles(["Jobs.Run"])
+            .check(&user(&[]))
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InsufficientScope { ref required, .. } if required.is_empty()));
     }
 
     mod properties {

@@ -4,23 +4,40 @@
 //! configured [`TokenVerifier`], and either answers with the right challenge (401/400/403/503, see
 //! `challenge.rs`) or passes the request on with the verified [`Identity`] in its extensions. It
 //! also binds legacy sessions to their owner (see [`SessionBindings`]).
+//!
+//! With a [`ToolGate`] it also refuses a forbidden `tools/call` before the MCP layer runs
+//! (DESIGN §9): by the `Mcp-Name` header on 2026-07-28 requests, and by peeking at the body of a
+//! legacy POST that carries a single call (its `Content-Length` known and within the body
+//! limit). The answer is `403 insufficient_scope` naming the scopes the call needs, so a client
+//! can step up. Anything the layer cannot see in advance (a batch, a chunked body) the server's
+//! handler refuses with a JSON-RPC error by the same gate.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
+use serde::Deserialize;
 use tower::{Layer, Service};
-use verifiers::{AuthError, CallerText, MalformedCredentials, TokenVerifier};
+use verifiers::{AuthError, CallerText, Identity, MalformedCredentials, TokenVerifier};
 
 use super::body::{full, Body};
-use super::challenge::{auth_error_response, ChallengeContext};
+use super::challenge::{auth_error_response, tool_refusal_response, ChallengeContext};
 use super::session_cap::watch_refusals;
 use super::sessions::{Ownership, Principal, SessionBindings};
+use crate::ToolGate;
 
 const SESSION_HEADER: &str = "mcp-session-id";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+
+/// The body [`BearerAuth`] hands on: the request's own (`Left`), or the bytes it read to peek
+/// at a legacy `tools/call` (`Right`).
+pub type PeekedBody<B> = Either<B, Full<Bytes>>;
 
 /// Layer that applies [`BearerAuth`] to a service.
 #[derive(Clone)]
@@ -29,6 +46,7 @@ pub struct BearerAuthLayer {
     challenge: Arc<ChallengeContext>,
     sessions: SessionBindings,
     session_prefix: Option<Arc<str>>,
+    tool_gate: Option<(Arc<dyn ToolGate>, usize)>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -57,7 +75,17 @@ impl BearerAuthLayer {
             }),
             sessions,
             session_prefix: None,
+            tool_gate: None,
         }
+    }
+
+    /// Refuses a `tools/call` that `gate` forbids with `403 insufficient_scope` before the inner
+    /// service runs. Legacy bodies of at most `max_body_bytes` (with a `Content-Length`) are
+    /// read to find the tool's name; larger ones pass on untouched for the inner service to
+    /// refuse.
+    pub fn with_tool_gate(mut self, gate: Arc<dyn ToolGate>, max_body_bytes: usize) -> Self {
+        self.tool_gate = Some((gate, max_body_bytes));
+        self
     }
 
     /// Prefixes every session id this server issues with `prefix` (e.g. the replica's name) and
@@ -114,9 +142,10 @@ impl<S> BearerAuth<S> {
 
 impl<S, B> Service<Request<B>> for BearerAuth<S>
 where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S: Service<Request<PeekedBody<B>>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -182,6 +211,10 @@ where
             if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
                 value.set_sensitive(true);
             }
+            let mut request = match gate_tool_call(&layer, request, &identity).await {
+                Ok(request) => request,
+                Err(response) => return Ok(response),
+            };
             request.extensions_mut().insert(identity);
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
@@ -205,6 +238,92 @@ where
             Ok(response)
         })
     }
+}
+
+/// Applies the layer's [`ToolGate`] to a `tools/call`: `Err` holds the `403` (or, when a peeked
+/// body cannot be read, the `400`).
+async fn gate_tool_call<B>(
+    layer: &BearerAuthLayer,
+    request: Request<B>,
+    identity: &Identity,
+) -> Result<Request<PeekedBody<B>>, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some((gate, max_body_bytes)) = &layer.tool_gate else {
+        return Ok(request.map(Either::Left));
+    };
+    if request.method() != Method::POST {
+        return Ok(request.map(Either::Left));
+    }
+    // The refusal of a call to `name`, if the gate forbids it.
+    let refuse = |name: &str| {
+        let refusal = gate.check_tool(name, identity).err()?;
+        metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
+        // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
+        tracing::info!(
+            kind = "tool_insufficient_scope",
+            tool = name,
+            reason = %refusal.error,
+            "tool call refused"
+        );
+        Some(tool_refusal_response(&refusal, &layer.challenge))
+    };
+    // 2026-07-28: the method and the tool are in headers (rmcp checks them against the body).
+    if let Some(method) = request.headers().get(METHOD_HEADER) {
+        if method == "tools/call" {
+            let name = request.headers().get(NAME_HEADER).and_then(|v| v.to_str().ok());
+            if let Some(response) = name.and_then(refuse) {
+                return Err(response);
+            }
+        }
+        return Ok(request.map(Either::Left));
+    }
+    // Legacy: peek at a body of known, acceptable length.
+    let length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_none_or(|len| len > *max_body_bytes as u64) {
+        return Ok(request.map(Either::Left));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, *max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            tracing::debug!(%error, "could not read a request body");
+            let mut response = Response::new(full("Bad Request: the request body could not be read"));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(response);
+        }
+    };
+    if let Some(response) = single_tool_call(&bytes).and_then(|name| refuse(&name)) {
+        return Err(response);
+    }
+    Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
+}
+
+/// The tool a JSON-RPC body calls, when it is one `tools/call` request (not a batch).
+fn single_tool_call(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        name: Option<std::borrow::Cow<'a, str>>,
+    }
+    let message: Message<'_> = serde_json::from_slice(body).ok()?;
+    if message.method.as_deref() != Some("tools/call") {
+        return None;
+    }
+    message.params?.name
 }
 
 /// Records which principal a new session belongs to, and forgets sessions that ended.

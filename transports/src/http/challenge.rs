@@ -39,7 +39,7 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
     // it), an app-only caller refused for a missing role the `.default` scope.
     let scope = match err {
         AuthError::InsufficientScope {
-            problem: ScopeProblem::MissingRoles { .. },
+            problem: ScopeProblem::MissingRoles { .. } | ScopeProblem::MissingAnyRole { .. },
             ..
         } if !ctx.app_only_scope.is_empty() => &ctx.app_only_scope,
         _ => &ctx.scope,
@@ -64,6 +64,19 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
         headers.insert(WWW_AUTHENTICATE, value);
     }
     response
+}
+
+/// The `403 insufficient_scope` step-up challenge for a forbidden tool call: the same answer as
+/// any missing scope, naming the scopes this call needs.
+pub(crate) fn tool_refusal_response(refusal: &crate::ToolRefusal, ctx: &ChallengeContext) -> Response<Body> {
+    // The refusal already names what this caller must request (the `.default` scope for an
+    // app-only caller), so it replaces both scopes of the context.
+    let ctx = ChallengeContext {
+        resource_metadata: ctx.resource_metadata.clone(),
+        scope: refusal.scope.clone(),
+        app_only_scope: String::new(),
+    };
+    auth_error_response(&refusal.error, &ctx)
 }
 
 /// Makes `text` safe inside a quoted-string (RFC 9110 §5.6.4): no `"` or `\`, visible ASCII only.

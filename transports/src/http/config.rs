@@ -57,6 +57,11 @@ pub struct HttpConfig {
     /// Most concurrent connections; past it, new connections wait in the listen backlog.
     /// Defaults to 10,000.
     pub max_connections: usize,
+    /// Per-tool authorization: when set, a `tools/call` the caller may not make is answered
+    /// `403 insufficient_scope` before the MCP layer runs (2026-07-28 requests by their
+    /// `Mcp-Name` header, legacy POSTs of a single call by their body). Defaults to `None`:
+    /// the handler alone decides.
+    pub tool_gate: Option<std::sync::Arc<dyn crate::ToolGate>>,
 }
 
 impl HttpConfig {
@@ -79,6 +84,7 @@ impl HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            tool_gate: None,
         }
     }
 

@@ -26,7 +26,7 @@ mod server;
 mod session_cap;
 mod sessions;
 
-pub use auth::{bearer_token, query_has_access_token, BearerAuth, BearerAuthLayer};
+pub use auth::{bearer_token, query_has_access_token, BearerAuth, BearerAuthLayer, PeekedBody};
 pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH, WELL_KNOWN_PATH};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;

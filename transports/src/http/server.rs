@@ -125,6 +125,9 @@ where
             config.identifier_uri.trim_end_matches('/')
         ));
     }
+    if let Some(gate) = &config.tool_gate {
+        auth = auth.with_tool_gate(gate.clone(), config.max_body_bytes);
+    }
     if config.legacy_sessions {
         auth = auth.with_session_prefix(config.session_id_prefix.clone());
     }

@@ -1,0 +1,28 @@
+//! The interface through which a transport asks the server "may this caller call this tool?".
+//!
+//! The transports know nothing of concrete tools (DESIGN §1): the server that owns them
+//! implements [`ToolGate`] and hands it to the transport. The HTTP transport uses it to refuse a
+//! forbidden `tools/call` before the MCP layer sees it, with a `403 insufficient_scope` step-up
+//! challenge (DESIGN §9); the server's own handler asks the same gate again, so a call the HTTP
+//! layer cannot see in advance (a batch, stdio) is refused by the same rule.
+
+use verifiers::{AuthError, Identity};
+
+/// Who may call which tool, as the server that owns the tools decides.
+pub trait ToolGate: Send + Sync + std::fmt::Debug + 'static {
+    /// `Ok(())` when `identity` may call the tool `name`, and for names the server does not
+    /// know (the MCP layer answers those with its own error). Must be cheap: it runs on every
+    /// `tools/call`.
+    fn check_tool(&self, name: &str, identity: &Identity) -> Result<(), ToolRefusal>;
+}
+
+/// Why a tool call is refused, and what the caller should ask for instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRefusal {
+    /// What the token lacks: [`AuthError::InsufficientScope`].
+    pub error: AuthError,
+    /// Full scope URIs to request, space-separated, for the challenge's `scope` (RFC 6750
+    /// §3): every scope the call needs for a user, `<identifier-uri>/.default` for an app-only
+    /// caller.
+    pub scope: String,
+}
