@@ -3,7 +3,7 @@
 use rmcp::model::ErrorData as McpError;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
-use verifiers::Identity;
+use verifiers::{AccessToken, Identity};
 
 /// The verified caller of the current request.
 ///
@@ -21,4 +21,16 @@ pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<&Identity, McpError> {
         // Unreachable through our transports, which authenticate every request; a clear error
         // rather than a panic if someone mounts the server without them.
         .ok_or_else(|| McpError::invalid_request("this request carries no verified caller identity", None))
+}
+
+/// The caller's raw token, opaque, for on-behalf-of calls ([`verifiers::OnBehalfOf`]).
+///
+/// Both transports put it beside the [`Identity`]; `None` only if the server is mounted without
+/// them.
+pub fn caller_token(ctx: &RequestContext<RoleServer>) -> Option<&AccessToken> {
+    ctx.extensions.get::<AccessToken>().or_else(|| {
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<AccessToken>())
+    })
 }

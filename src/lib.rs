@@ -1,7 +1,9 @@
 //! `mcp-server-entra`: a Model Context Protocol server whose callers authenticate with
 //! Microsoft Entra ID access tokens.
 //!
-//! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`);
+//! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`, and `my_profile`
+//!   when a downstream credential is configured);
+//! - [`downstream`]: calls to Microsoft Graph as the caller (on-behalf-of);
 //! - [`card`]: the greeting card's `ui://` HTML (an MCP App);
 //! - [`caller()`]: how a tool learns who is calling, over either transport;
 //! - [`config`], [`settings`] and [`cli`]: settings and the command line;
@@ -13,6 +15,7 @@
 #![deny(clippy::print_stdout)]
 
 mod caller;
+pub mod downstream;
 pub mod card;
 pub mod cli;
 pub mod config;
@@ -22,5 +25,5 @@ mod server;
 pub mod settings;
 pub mod tools;
 
-pub use caller::caller;
+pub use caller::{caller, caller_token};
 pub use tools::EntraMcpServer;

@@ -6,7 +6,7 @@ use futures::FutureExt as _;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorData as McpError, ExtensionCapabilities, Implementation,
-    ListResourcesResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
@@ -14,7 +14,7 @@ use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
-use crate::tools::{shared_router, EntraMcpServer};
+use crate::tools::{shared_router, EntraMcpServer, MY_PROFILE};
 
 /// The MCP Apps extension id, advertised so hosts know we ship `ui://` resources.
 const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
@@ -50,6 +50,36 @@ impl ServerHandler for EntraMcpServer {
                 ))
             }
         }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        // my_profile only when a downstream credential is configured (DESIGN §10). The list
+        // depends on the configuration, not on the caller: the same cache hints as rmcp's default.
+        let tools = shared_router()
+            .list_all()
+            .into_iter()
+            .filter(|tool| self.has_downstream() || tool.name != MY_PROFILE)
+            .collect();
+        let mut result = ListToolsResult::with_all_items(tools);
+        if context
+            .protocol_version()
+            .is_some_and(|version| version >= rmcp::model::ProtocolVersion::V_2026_07_28)
+        {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(rmcp::model::CacheScope::Public);
+        }
+        Ok(result)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        if name == MY_PROFILE && !self.has_downstream() {
+            return None;
+        }
+        shared_router().get(name).cloned()
     }
 
     fn get_info(&self) -> ServerConfig {

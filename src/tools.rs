@@ -1,10 +1,11 @@
-//! The three example tools: `whoami`, `roll_dice` and `greeting_card`.
+//! The example tools: `whoami`, `roll_dice`, `greeting_card`, and `my_profile` (Microsoft Graph
+//! as the caller, listed only when a downstream credential is configured).
 //!
 //! Each reads the verified caller with [`caller`] and answers with a text part for people and
 //! structured content (matching its output schema) for programs. Bad input is a tool error
 //! (`isError: true`) with a sentence saying what was wrong, never a silent clamp.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng as _;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -17,8 +18,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::caller::caller;
+use crate::caller::{caller, caller_token};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE, MAX_MESSAGE_CHARS};
+use crate::downstream::{Downstream, GraphProfile};
 
 /// Fewest sides a die may have.
 pub const MIN_SIDES: i64 = 2;
@@ -27,10 +29,16 @@ pub const MAX_SIDES: i64 = 1000;
 
 /// The MCP server: the tools below plus the greeting-card resource (see `server.rs`).
 ///
-/// It holds no state: rmcp makes one per session (legacy) or per request (stateless), so it must
-/// cost nothing to create. The tool table, with its JSON schemas, is built once for the process.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EntraMcpServer;
+/// It holds no per-caller state: rmcp makes one per session (legacy) or per request (stateless),
+/// so it must cost nothing to create (one `Arc` clone at most). The tool table, with its JSON
+/// schemas, is built once for the process.
+#[derive(Clone, Debug, Default)]
+pub struct EntraMcpServer {
+    downstream: Option<Arc<Downstream>>,
+}
+
+/// The tool that needs a downstream credential; hidden without one.
+pub(crate) const MY_PROFILE: &str = "my_profile";
 
 /// The tool table shared by every instance.
 pub(crate) fn shared_router() -> &'static ToolRouter<EntraMcpServer> {
@@ -114,9 +122,61 @@ fn greeting_card_meta() -> MetaObject {
 
 #[tool_router]
 impl EntraMcpServer {
-    /// A server with the three tools.
+    /// A server with the three tools that need nothing but the caller's identity.
     pub fn new() -> Self {
-        EntraMcpServer
+        EntraMcpServer::default()
+    }
+
+    /// A server that also offers `my_profile`, calling Microsoft Graph through `downstream`.
+    pub fn with_downstream(downstream: Arc<Downstream>) -> Self {
+        EntraMcpServer {
+            downstream: Some(downstream),
+        }
+    }
+
+    /// `true` when a downstream credential is configured (`my_profile` is listed).
+    pub fn has_downstream(&self) -> bool {
+        self.downstream.is_some()
+    }
+
+    /// The caller's Microsoft Graph profile, fetched on the caller's behalf.
+    #[tool(
+        description = "Return your Microsoft Graph profile (display name, mail, job title), fetched from Microsoft Graph on your behalf.",
+        annotations(read_only_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<GraphProfile>()
+    )]
+    async fn my_profile(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+        let who = caller(&ctx)?;
+        let Some(downstream) = &self.downstream else {
+            return Ok(tool_error(
+                "my_profile is not available: the server has no downstream credential configured".to_owned(),
+            ));
+        };
+        let Some(token) = caller_token(&ctx) else {
+            return Err(McpError::invalid_request("this request carries no caller token", None));
+        };
+        match downstream.graph_me(who, token).await {
+            Ok(profile) => {
+                let text = format!(
+                    "{} — {} — {}",
+                    profile.display_name.as_deref().unwrap_or("(no display name)"),
+                    profile.mail.as_deref().unwrap_or("(no mail)"),
+                    profile.job_title.as_deref().unwrap_or("(no job title)"),
+                );
+                structured(text, profile)
+            }
+            Err(error) => {
+                tracing::info!(
+                    tool = MY_PROFILE,
+                    kind = error.kind(),
+                    reason = %error,
+                    tenant = %who.tenant_id,
+                    object_id = %who.object_id,
+                    "downstream call failed"
+                );
+                Ok(tool_error(error.to_string()))
+            }
+        }
     }
 
     /// Tells the caller who the token says they are.

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod deploy;
+mod downstream;
 mod entra;
 mod hostile;
 mod http;
