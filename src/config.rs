@@ -955,6 +955,88 @@ mod tests {
     }
 
     #[test]
+    fn the_server_credential_is_chosen_by_the_settings_set_and_conflicts_stop_start_up() {
+        let dir = std::env::temp_dir().join(format!("mcp-entra-dscfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "federated").unwrap();
+        let token_file = token_file.to_str().unwrap().to_owned();
+        let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/client-cert.pem");
+        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        // (extra settings, Ok(credential kind or "none") or Err(the start-up line))
+        let rows: Vec<(Vec<(&str, &str)>, Result<&str, String>)> = vec![
+            (vec![], Ok("none")),
+            (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi"), ("IDENTITY_HEADER", "h")], Ok("none")),
+            (vec![("AZURE_CLIENT_SECRET", "s")], Ok("secret")),
+            (vec![("AZURE_CLIENT_CERTIFICATE_PATH", cert)], Ok("certificate")),
+            (vec![("AZURE_FEDERATED_TOKEN_FILE", &token_file)], Ok("workload identity")),
+            (vec![("DOWNSTREAM_MANAGED_IDENTITY", "true")], Ok("managed identity")),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi"), ("IDENTITY_HEADER", "h")],
+                Ok("managed identity"),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("AZURE_FEDERATED_TOKEN_FILE", &token_file)],
+                Err("set one server credential for downstream calls, not several: AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE are all set".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_CERTIFICATE_PATH", cert), ("DOWNSTREAM_MANAGED_IDENTITY", "yes")],
+                Err("set one server credential for downstream calls, not several: AZURE_CLIENT_CERTIFICATE_PATH, DOWNSTREAM_MANAGED_IDENTITY are all set".into()),
+            ),
+            (
+                vec![("AZURE_MANAGED_IDENTITY_CLIENT_ID", CLIENT)],
+                Err("AZURE_MANAGED_IDENTITY_CLIENT_ID is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_HEADER", "h")],
+                Err("IDENTITY_ENDPOINT is required: IDENTITY_HEADER is set without it; both come from App Service or Container Apps".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi")],
+                Err("IDENTITY_ENDPOINT is set but IDENTITY_HEADER is empty; both come from the platform (App Service, Container Apps)".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "maybe")],
+                Err("DOWNSTREAM_MANAGED_IDENTITY must be true or false, got \"maybe\"".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/cert.pem")],
+                Err("AZURE_CLIENT_CERTIFICATE_PATH names /nonexistent/cert.pem, which cannot be read: No such file or directory (os error 2)".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("DOWNSTREAM_SCOPES", "User.Read Mail.Read")],
+                Err("the downstream scopes must be full scope URIs such as https://graph.microsoft.com/User.Read, without spaces; got \"User.Read Mail.Read\"".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("GRAPH_BASE_URL", "http://graph.example")],
+                Err("GRAPH_BASE_URL must be an https:// URL such as https://graph.microsoft.com (http:// only for loopback), got \"http://graph.example/\"".into()),
+            ),
+        ];
+        for (extra, expected) in rows {
+            let mut pairs = base.to_vec();
+            pairs.extend(extra.iter().copied());
+            let got = load(&pairs)
+                .map(|s| s.downstream.map_or("none", |d| d.config.credential.kind()))
+                .map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{extra:?}");
+        }
+        let dev = GlobalArgs {
+            dev: true,
+            ..GlobalArgs::default()
+        };
+        let err = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[("AZURE_CLIENT_SECRET", "s")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--dev has no Entra tenant to call downstream APIs with; unset AZURE_CLIENT_SECRET or drop --dev"
+        );
+        let s = load(&[&base[..], &[("AZURE_CLIENT_SECRET", "s")]].concat()).unwrap();
+        let d = s.downstream.unwrap();
+        assert_eq!(d.config.scopes, ["https://graph.microsoft.com/User.Read"]);
+        assert_eq!(d.graph_base_url.as_str(), "https://graph.microsoft.com/");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn the_example_toml_file_loads_and_matches_the_defaults() {
         let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
         let global = GlobalArgs {
