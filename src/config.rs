@@ -613,7 +613,10 @@ fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<DownstreamSettings
     let managed = raw.downstream_managed_identity.0;
     let chosen: Vec<&'static str> = [
         (set(&raw.azure_client_secret), "AZURE_CLIENT_SECRET"),
-        (set(&raw.azure_client_certificate_path), "AZURE_CLIENT_CERTIFICATE_PATH"),
+        (
+            set(&raw.azure_client_certificate_path),
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+        ),
         (set(&raw.azure_federated_token_file), "AZURE_FEDERATED_TOKEN_FILE"),
         (managed, "DOWNSTREAM_MANAGED_IDENTITY"),
     ]
@@ -623,10 +626,14 @@ fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<DownstreamSettings
     if !managed {
         // The platform sets IDENTITY_ENDPOINT by itself: it never selects anything alone.
         if set(&raw.azure_managed_identity_client_id) {
-            return Err(ConfigError::ManagedIdentityNotChosen("AZURE_MANAGED_IDENTITY_CLIENT_ID"));
+            return Err(ConfigError::ManagedIdentityNotChosen(
+                "AZURE_MANAGED_IDENTITY_CLIENT_ID",
+            ));
         }
         if set(&raw.azure_pod_identity_authority_host) {
-            return Err(ConfigError::ManagedIdentityNotChosen("AZURE_POD_IDENTITY_AUTHORITY_HOST"));
+            return Err(ConfigError::ManagedIdentityNotChosen(
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            ));
         }
     }
     let credential = match chosen.as_slice() {
@@ -651,7 +658,9 @@ fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<DownstreamSettings
     config.scopes = raw.downstream_scopes.0.clone();
     config.validate()?;
     let graph_base_url = raw.graph_base_url.0.clone();
-    if !(graph_base_url.scheme() == "https" || (graph_base_url.scheme() == "http" && is_loopback_url(&graph_base_url))) {
+    if !(graph_base_url.scheme() == "https"
+        || (graph_base_url.scheme() == "http" && is_loopback_url(&graph_base_url)))
+    {
         return Err(invalid(
             "GRAPH_BASE_URL",
             "an https:// URL such as https://graph.microsoft.com (http:// only for loopback)",
@@ -964,7 +973,8 @@ mod tests {
         let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/client-cert.pem");
         let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
         // (extra settings, Ok(credential kind or "none") or Err(the start-up line))
-        let rows: Vec<(Vec<(&str, &str)>, Result<&str, String>)> = vec![
+        type Row<'a> = (Vec<(&'a str, &'a str)>, Result<&'a str, String>);
+        let rows: Vec<Row> = vec![
             (vec![], Ok("none")),
             (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi"), ("IDENTITY_HEADER", "h")], Ok("none")),
             (vec![("AZURE_CLIENT_SECRET", "s")], Ok("secret")),
@@ -1024,7 +1034,8 @@ mod tests {
             dev: true,
             ..GlobalArgs::default()
         };
-        let err = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[("AZURE_CLIENT_SECRET", "s")])).unwrap_err();
+        let err = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[("AZURE_CLIENT_SECRET", "s")]))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "--dev has no Entra tenant to call downstream APIs with; unset AZURE_CLIENT_SECRET or drop --dev"

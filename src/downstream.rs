@@ -39,12 +39,17 @@ impl Downstream {
     }
 
     /// The caller's Graph profile, fetched as the caller.
-    pub async fn graph_me(&self, caller: &Identity, token: &AccessToken) -> Result<GraphProfile, DownstreamError> {
+    pub async fn graph_me(
+        &self,
+        caller: &Identity,
+        token: &AccessToken,
+    ) -> Result<GraphProfile, DownstreamError> {
         let mut url = self.graph_base_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().extend(["v1.0", "me"]);
         }
-        url.query_pairs_mut().append_pair("$select", "displayName,mail,jobTitle");
+        url.query_pairs_mut()
+            .append_pair("$select", "displayName,mail,jobTitle");
         let me = self.provider.get_json(caller, token, url).await?;
         let text = |name: &str| me.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         Ok(GraphProfile {

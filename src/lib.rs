@@ -15,11 +15,11 @@
 #![deny(clippy::print_stdout)]
 
 mod caller;
-pub mod downstream;
 pub mod card;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod downstream;
 pub mod logging;
 mod server;
 pub mod settings;

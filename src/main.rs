@@ -228,7 +228,12 @@ async fn start_metrics(
 async fn serve_stdio(settings: Settings) -> Result<(), RunError> {
     let built = build_verifier(&settings, false).await?;
     let stdio = &settings.stdio;
-    let source = match (built.dev_token.clone(), &stdio.token, &stdio.token_file, &stdio.token_command) {
+    let source = match (
+        built.dev_token.clone(),
+        &stdio.token,
+        &stdio.token_file,
+        &stdio.token_command,
+    ) {
         // In dev mode with no token configured, the caller is the dev user.
         (Some(token), None, None, None) => TokenSource::Fixed(token),
         _ => TokenSource::from_settings(

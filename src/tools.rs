@@ -153,7 +153,10 @@ impl EntraMcpServer {
             ));
         };
         let Some(token) = caller_token(&ctx) else {
-            return Err(McpError::invalid_request("this request carries no caller token", None));
+            return Err(McpError::invalid_request(
+                "this request carries no caller token",
+                None,
+            ));
         };
         match downstream.graph_me(who, token).await {
             Ok(profile) => {

@@ -248,7 +248,12 @@ async fn fake_entra(
     let token_endpoint = state.token_endpoint.lock().unwrap().clone();
     if let (Some(tenant), Some(endpoint)) = (path.strip_suffix("/oauth2/v2.0/token"), token_endpoint) {
         use http_body_util::BodyExt as _;
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let fields: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
         let (status, body) = endpoint(tenant.trim_start_matches('/'), fields);
         return json_response(status, body.to_string());

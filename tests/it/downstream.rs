@@ -92,7 +92,12 @@ fn cert_only() -> String {
 }
 
 /// The checks of the fake token endpoint; `Err` names the first that failed.
-fn check_exchange(base: &str, tenant: &str, f: &HashMap<String, String>, expect: &Expect) -> Result<String, String> {
+fn check_exchange(
+    base: &str,
+    tenant: &str,
+    f: &HashMap<String, String>,
+    expect: &Expect,
+) -> Result<String, String> {
     let field = |name: &str| f.get(name).map(String::as_str).unwrap_or("");
     let want = |name: &str, value: &str| {
         if field(name) == value {
@@ -140,7 +145,12 @@ fn check_exchange(base: &str, tenant: &str, f: &HashMap<String, String>, expect:
             validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
             let data = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
                 .map_err(|e| format!("the certificate assertion does not verify: {e}"))?;
-            if data.claims.get("jti").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if data
+                .claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err("no jti".into());
             }
         }
@@ -160,7 +170,10 @@ impl Fakes {
                 Ok(oid) => oid,
                 Err(problem) => {
                     hook_seen.problems.lock().unwrap().push(problem.clone());
-                    return (400, json!({"error": "invalid_client", "error_description": problem}));
+                    return (
+                        400,
+                        json!({"error": "invalid_client", "error_description": problem}),
+                    );
                 }
             };
             match oid.as_str() {
@@ -178,13 +191,22 @@ impl Fakes {
                 _ => {
                     let token = format!("graph-token-number-{n}-{}", "Zq8v".repeat(8));
                     hook_seen.issued.lock().unwrap().insert(token.clone(), oid);
-                    (200, json!({"token_type": "Bearer", "scope": GRAPH_SCOPE, "expires_in": 3599, "access_token": token}))
+                    (
+                        200,
+                        json!({"token_type": "Bearer", "scope": GRAPH_SCOPE, "expires_in": 3599, "access_token": token}),
+                    )
                 }
             }
         }));
         let graph = serve_fake(seen.clone(), fake_graph).await;
         let mi = serve_fake(seen.clone(), fake_managed_identity).await;
-        Fakes { entra, key, graph, mi, seen }
+        Fakes {
+            entra,
+            key,
+            graph,
+            mi,
+            seen,
+        }
     }
 
     /// An Entra access token for the user `oid`, as a client would send it.
@@ -266,8 +288,12 @@ async fn serve_fake(seen: Arc<Seen>, handler: Handler) -> String {
 /// `GET /v1.0/me` with a token the fake Entra issued: that user's profile.
 fn fake_graph(seen: Arc<Seen>, req: Request<hyper::body::Incoming>) -> (u16, Value) {
     seen.graph_calls.fetch_add(1, Ordering::SeqCst);
-    if req.uri().path() != "/v1.0/me" || req.uri().query() != Some("%24select=displayName%2Cmail%2CjobTitle") {
-        return (404, json!({"error": {"code": "NotFound", "message": req.uri().to_string()}}));
+    if req.uri().path() != "/v1.0/me" || req.uri().query() != Some("%24select=displayName%2Cmail%2CjobTitle")
+    {
+        return (
+            404,
+            json!({"error": {"code": "NotFound", "message": req.uri().to_string()}}),
+        );
     }
     let token = req
         .headers()
@@ -292,10 +318,20 @@ fn fake_graph(seen: Arc<Seen>, req: Request<hyper::body::Incoming>) -> (u16, Val
 fn fake_managed_identity(seen: Arc<Seen>, req: Request<hyper::body::Incoming>) -> (u16, Value) {
     seen.mi_calls.fetch_add(1, Ordering::SeqCst);
     let query: HashMap<String, String> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let ok = match req.uri().path() {
-        "/msi/token" => header("x-identity-header") == "the-identity-header" && query.get("api-version").is_some_and(|v| v == "2019-08-01"),
+        "/msi/token" => {
+            header("x-identity-header") == "the-identity-header"
+                && query.get("api-version").is_some_and(|v| v == "2019-08-01")
+        }
         "/metadata/identity/oauth2/token" => {
             header("metadata") == "true"
                 && query.get("api-version").is_some_and(|v| v == "2018-02-01")
@@ -303,16 +339,26 @@ fn fake_managed_identity(seen: Arc<Seen>, req: Request<hyper::body::Incoming>) -
         }
         _ => false,
     };
-    if !ok || query.get("resource").is_none_or(|r| r != "api://AzureADTokenExchange") {
+    if !ok
+        || query
+            .get("resource")
+            .is_none_or(|r| r != "api://AzureADTokenExchange")
+    {
         return (400, json!({"error": "invalid_request"}));
     }
     let expires_on = (now() + 86_400).to_string();
-    (200, json!({"access_token": MI_TOKEN, "expires_on": expires_on, "resource": "api://AzureADTokenExchange", "token_type": "Bearer"}))
+    (
+        200,
+        json!({"access_token": MI_TOKEN, "expires_on": expires_on, "resource": "api://AzureADTokenExchange", "token_type": "Bearer"}),
+    )
 }
 
 async fn my_profile(url: &str, token: &str) -> CallToolResult {
     let client = discover_client(url, token).await;
-    let result = client.call_tool(CallToolRequestParams::new("my_profile")).await.unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new("my_profile"))
+        .await
+        .unwrap();
     client.cancel().await.unwrap();
     result
 }
@@ -333,28 +379,54 @@ async fn my_profile_returns_the_graph_profile_for_each_credential_kind() {
 
     type Make = Box<dyn Fn(&Fakes) -> ClientCredential>;
     let rows: Vec<(&str, Expect, Make)> = vec![
-        ("secret", Expect::Secret, Box::new(|_| ClientCredential::secret(SECRET).unwrap())),
-        ("certificate", Expect::Certificate, Box::new({
-            let cert_file = cert_file.clone();
-            move |_| ClientCredential::certificate_file(&cert_file).unwrap()
-        })),
-        ("workload identity", Expect::Federated(current.clone()), Box::new({
-            let token_file = token_file.clone();
-            move |_| ClientCredential::workload_identity(&token_file).unwrap()
-        })),
-        ("managed identity, App Service", Expect::Managed, Box::new(|f| {
-            let endpoint = url::Url::parse(&format!("{}/msi/token", f.mi)).unwrap();
-            ClientCredential::managed_identity(
-                ManagedIdentityEndpoint::AppService { endpoint, header: "the-identity-header".into() },
-                None,
-            )
-            .unwrap()
-        })),
-        ("managed identity, IMDS, user-assigned", Expect::Managed, Box::new(|f| {
-            let endpoint = url::Url::parse(&format!("{}/metadata/identity/oauth2/token", f.mi)).unwrap();
-            ClientCredential::managed_identity(ManagedIdentityEndpoint::Imds { endpoint }, Some(MI_CLIENT_ID.into()))
+        (
+            "secret",
+            Expect::Secret,
+            Box::new(|_| ClientCredential::secret(SECRET).unwrap()),
+        ),
+        (
+            "certificate",
+            Expect::Certificate,
+            Box::new({
+                let cert_file = cert_file.clone();
+                move |_| ClientCredential::certificate_file(&cert_file).unwrap()
+            }),
+        ),
+        (
+            "workload identity",
+            Expect::Federated(current.clone()),
+            Box::new({
+                let token_file = token_file.clone();
+                move |_| ClientCredential::workload_identity(&token_file).unwrap()
+            }),
+        ),
+        (
+            "managed identity, App Service",
+            Expect::Managed,
+            Box::new(|f| {
+                let endpoint = url::Url::parse(&format!("{}/msi/token", f.mi)).unwrap();
+                ClientCredential::managed_identity(
+                    ManagedIdentityEndpoint::AppService {
+                        endpoint,
+                        header: "the-identity-header".into(),
+                    },
+                    None,
+                )
                 .unwrap()
-        })),
+            }),
+        ),
+        (
+            "managed identity, IMDS, user-assigned",
+            Expect::Managed,
+            Box::new(|f| {
+                let endpoint = url::Url::parse(&format!("{}/metadata/identity/oauth2/token", f.mi)).unwrap();
+                ClientCredential::managed_identity(
+                    ManagedIdentityEndpoint::Imds { endpoint },
+                    Some(MI_CLIENT_ID.into()),
+                )
+                .unwrap()
+            }),
+        ),
     ];
     for (kind, expect, make) in rows {
         let federated = matches!(expect, Expect::Federated(_));
@@ -368,8 +440,16 @@ async fn my_profile_returns_the_graph_profile_for_each_credential_kind() {
             json!({"display_name": "Alice Example", "mail": "alice@contoso.example", "job_title": "Engineer"}),
             "{kind}"
         );
-        assert_eq!(text(&result), "Alice Example — alice@contoso.example — Engineer", "{kind}");
-        assert!(fakes.seen.problems.lock().unwrap().is_empty(), "{kind}: {:?}", fakes.seen.problems);
+        assert_eq!(
+            text(&result),
+            "Alice Example — alice@contoso.example — Engineer",
+            "{kind}"
+        );
+        assert!(
+            fakes.seen.problems.lock().unwrap().is_empty(),
+            "{kind}: {:?}",
+            fakes.seen.problems
+        );
         assert_eq!(fakes.exchanges(), 1, "{kind}");
         if federated {
             // The platform rotates the file: the next exchange must send the new token.
@@ -377,8 +457,17 @@ async fn my_profile_returns_the_graph_profile_for_each_credential_kind() {
             std::fs::write(&token_file, "federated-token-two").unwrap();
             let bob = fakes.token_for(BOB_OID, "Bob Example");
             let result = my_profile(&server.mcp_url(), &bob).await;
-            assert_eq!(result.is_error, Some(false), "{kind} after rotation: {}", text(&result));
-            assert!(fakes.seen.problems.lock().unwrap().is_empty(), "{:?}", fakes.seen.problems);
+            assert_eq!(
+                result.is_error,
+                Some(false),
+                "{kind} after rotation: {}",
+                text(&result)
+            );
+            assert!(
+                fakes.seen.problems.lock().unwrap().is_empty(),
+                "{:?}",
+                fakes.seen.problems
+            );
         }
         if kind.starts_with("managed") {
             assert_eq!(fakes.seen.mi_calls.load(Ordering::SeqCst), 1, "{kind}");
@@ -394,7 +483,11 @@ async fn concurrent_and_repeated_calls_make_one_exchange_and_two_users_never_sha
     let url = server.mcp_url();
     let alice = fakes.token_for(ALICE_OID, "Alice Example");
     let bob = fakes.token_for(BOB_OID, "Bob Example");
-    let (a, b, c) = tokio::join!(my_profile(&url, &alice), my_profile(&url, &alice), my_profile(&url, &alice));
+    let (a, b, c) = tokio::join!(
+        my_profile(&url, &alice),
+        my_profile(&url, &alice),
+        my_profile(&url, &alice)
+    );
     for r in [a, b, c] {
         assert_eq!(r.is_error, Some(false), "{}", text(&r));
     }
@@ -450,7 +543,10 @@ async fn refusals_are_tool_errors_that_say_how_to_fix_them() {
         (
             "app-only caller",
             fakes.app_token(),
-            vec!["application's own (app-only) token".into(), "delegated token".into()],
+            vec![
+                "application's own (app-only) token".into(),
+                "delegated token".into(),
+            ],
         ),
         (
             "downstream 403",
@@ -465,8 +561,14 @@ async fn refusals_are_tool_errors_that_say_how_to_fix_them() {
         for words in expected {
             assert!(message.contains(&words), "{name}: {message:?} lacks {words:?}");
         }
-        assert!(!message.contains(&token[..40]), "{name}: the caller's token is in the error");
-        assert!(!message.contains("graph-token-"), "{name}: a downstream token is in the error");
+        assert!(
+            !message.contains(&token[..40]),
+            "{name}: the caller's token is in the error"
+        );
+        assert!(
+            !message.contains("graph-token-"),
+            "{name}: a downstream token is in the error"
+        );
     }
 }
 
@@ -478,13 +580,19 @@ async fn a_hanging_token_endpoint_is_a_timeout_error_not_a_hang() {
     let client = discover_client(&server.mcp_url(), &alice).await;
     fakes.entra.state.hang.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(20), client.call_tool(CallToolRequestParams::new("my_profile")))
-        .await
-        .expect("the call ends")
-        .unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.call_tool(CallToolRequestParams::new("my_profile")),
+    )
+    .await
+    .expect("the call ends")
+    .unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(result.is_error, Some(true));
-    assert_eq!(text(&result), "Entra's token endpoint did not answer in time; try again later");
+    assert_eq!(
+        text(&result),
+        "Entra's token endpoint did not answer in time; try again later"
+    );
 }
 
 #[tokio::test]
@@ -503,7 +611,10 @@ async fn my_profile_is_listed_only_with_a_downstream_credential() {
             .map(|t| t.name.to_string())
             .collect();
         assert_eq!(names.iter().any(|n| n == "my_profile"), listed, "{names:?}");
-        let result = client.call_tool(CallToolRequestParams::new("my_profile")).await.unwrap();
+        let result = client
+            .call_tool(CallToolRequestParams::new("my_profile"))
+            .await
+            .unwrap();
         assert_eq!(result.is_error, Some(!listed));
         client.cancel().await.unwrap();
     }
@@ -526,8 +637,14 @@ async fn my_profile_works_over_stdio_too() {
         let _ = transports::stdio::serve(EntraMcpServer::with_downstream(downstream), auth, server_io).await;
     });
     let client: Client = ().serve(client_io).await.unwrap();
-    let result = client.call_tool(CallToolRequestParams::new("my_profile")).await.unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new("my_profile"))
+        .await
+        .unwrap();
     assert_eq!(result.is_error, Some(false), "{}", text(&result));
-    assert_eq!(result.structured_content.unwrap()["mail"], "alice@contoso.example");
+    assert_eq!(
+        result.structured_content.unwrap()["mail"],
+        "alice@contoso.example"
+    );
     assert_eq!(fakes.exchanges(), 1);
 }

@@ -136,8 +136,14 @@ async fn downstream_calls_at_trace_level_never_log_the_incoming_or_downstream_to
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("on-behalf-of exchange"), "the exchange is logged: {log}");
-    assert!(log.contains("client secret"), "the secret start-up note is logged");
+    assert!(
+        log.contains("on-behalf-of exchange"),
+        "the exchange is logged: {log}"
+    );
+    assert!(
+        log.contains("client secret"),
+        "the secret start-up note is logged"
+    );
     let mut tokens = vec![alice, SECRET.to_owned()];
     tokens.extend(fakes.seen.issued.lock().unwrap().keys().cloned());
     assert_eq!(tokens.len(), 3, "one downstream token was issued");

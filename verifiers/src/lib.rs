@@ -53,9 +53,9 @@ mod verifier;
 
 pub use access_token::AccessToken;
 pub use downstream::{
-    ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError, DownstreamError,
-    ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT, JWT_BEARER_GRANT,
-    TOKEN_EXCHANGE_AUDIENCE,
+    ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError,
+    DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
+    JWT_BEARER_GRANT, TOKEN_EXCHANGE_AUDIENCE,
 };
 pub use entra::{
     EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,

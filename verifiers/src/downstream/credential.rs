@@ -135,7 +135,9 @@ pub enum CredentialConfigError {
         got: String,
     },
     /// `AZURE_MANAGED_IDENTITY_CLIENT_ID` is not a GUID.
-    #[error("AZURE_MANAGED_IDENTITY_CLIENT_ID must be the user-assigned identity's client id (a GUID), got {0:?}")]
+    #[error(
+        "AZURE_MANAGED_IDENTITY_CLIENT_ID must be the user-assigned identity's client id (a GUID), got {0:?}"
+    )]
     ManagedIdentityClientId(String),
 }
 
@@ -184,7 +186,9 @@ impl fmt::Debug for ClientCredential {
         match &self.kind {
             Kind::Secret(_) => f.write_str("ClientCredential::Secret(<redacted>)"),
             Kind::Certificate(c) => write!(f, "ClientCredential::Certificate(x5t#S256={})", c.x5t_s256),
-            Kind::WorkloadIdentity(path) => write!(f, "ClientCredential::WorkloadIdentity({})", path.display()),
+            Kind::WorkloadIdentity(path) => {
+                write!(f, "ClientCredential::WorkloadIdentity({})", path.display())
+            }
             Kind::ManagedIdentity(mi) => write!(
                 f,
                 "ClientCredential::ManagedIdentity({:?}, client_id={:?})",
@@ -236,10 +240,9 @@ impl ClientCredential {
                     bad("no PRIVATE KEY block; the file must hold the private key and the certificate")
                 }
             })?;
-        let cert = blocks
-            .iter()
-            .find(|b| b.tag() == "CERTIFICATE")
-            .ok_or_else(|| bad("no CERTIFICATE block; append the certificate uploaded to the app registration"))?;
+        let cert = blocks.iter().find(|b| b.tag() == "CERTIFICATE").ok_or_else(|| {
+            bad("no CERTIFICATE block; append the certificate uploaded to the app registration")
+        })?;
         let key = EncodingKey::from_rsa_pem(pem::encode(key).as_bytes())
             .map_err(|_| bad("the private key is not an RSA key (Entra certificate credentials are RSA)"))?;
         let der = cert.contents();
@@ -315,12 +318,12 @@ impl ClientCredential {
             Kind::Secret(secret) => return Ok(vec![("client_secret", secret.to_string())]),
             Kind::Certificate(cert) => cert.assertion(token_endpoint, client_id)?,
             Kind::WorkloadIdentity(path) => {
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|cause| CredentialError::FederatedTokenFile {
+                let text = tokio::fs::read_to_string(path).await.map_err(|cause| {
+                    CredentialError::FederatedTokenFile {
                         path: path.clone(),
                         cause,
-                    })?;
+                    }
+                })?;
                 let token = text.trim();
                 if token.is_empty() {
                     return Err(CredentialError::EmptyFederatedToken(path.clone()));
@@ -431,7 +434,8 @@ impl ManagedIdentity {
                 error,
             });
         }
-        let parsed: MiToken = serde_json::from_slice(&body).map_err(|_| CredentialError::ManagedIdentityResponse)?;
+        let parsed: MiToken =
+            serde_json::from_slice(&body).map_err(|_| CredentialError::ManagedIdentityResponse)?;
         if parsed.access_token.trim().is_empty() {
             return Err(CredentialError::ManagedIdentityResponse);
         }
@@ -458,7 +462,10 @@ mod tests {
     fn debug_never_prints_the_secret() {
         let secret = ClientCredential::secret("s3cr3t-value").unwrap();
         assert!(!format!("{secret:?}").contains("s3cr3t"));
-        assert!(matches!(ClientCredential::secret("  "), Err(CredentialConfigError::EmptySecret)));
+        assert!(matches!(
+            ClientCredential::secret("  "),
+            Err(CredentialConfigError::EmptySecret)
+        ));
     }
 
     #[test]
@@ -471,10 +478,19 @@ mod tests {
         std::fs::write(&key_only, include_str!("../../../tests/fixtures/key1.pem")).unwrap();
         let missing = dir.join("missing");
         let cases: Vec<(Result<ClientCredential, CredentialConfigError>, &str)> = vec![
-            (ClientCredential::certificate_file(&missing), "AZURE_CLIENT_CERTIFICATE_PATH names"),
+            (
+                ClientCredential::certificate_file(&missing),
+                "AZURE_CLIENT_CERTIFICATE_PATH names",
+            ),
             (ClientCredential::certificate_file(&empty), "not a PEM file"),
-            (ClientCredential::certificate_file(&key_only), "no CERTIFICATE block"),
-            (ClientCredential::workload_identity(&missing), "AZURE_FEDERATED_TOKEN_FILE names"),
+            (
+                ClientCredential::certificate_file(&key_only),
+                "no CERTIFICATE block",
+            ),
+            (
+                ClientCredential::workload_identity(&missing),
+                "AZURE_FEDERATED_TOKEN_FILE names",
+            ),
             (ClientCredential::workload_identity(&empty), "is empty"),
             (
                 ClientCredential::managed_identity(
@@ -497,7 +513,10 @@ mod tests {
             ),
         ];
         for (i, (result, expected)) in cases.into_iter().enumerate() {
-            let err = result.err().unwrap_or_else(|| panic!("row {i} was accepted")).to_string();
+            let err = result
+                .err()
+                .unwrap_or_else(|| panic!("row {i} was accepted"))
+                .to_string();
             assert!(err.contains(expected), "row {i}: {err}");
         }
         std::fs::remove_dir_all(dir).unwrap();

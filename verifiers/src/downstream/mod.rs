@@ -74,7 +74,12 @@ impl DownstreamConfig {
 
     /// Checks the scopes.
     pub fn validate(&self) -> Result<(), DownstreamConfigError> {
-        if self.scopes.is_empty() || self.scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        if self.scopes.is_empty()
+            || self
+                .scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
             return Err(DownstreamConfigError::BadScopes(self.scopes.join(",")));
         }
         Ok(())
@@ -213,7 +218,8 @@ impl OnBehalfOf {
                     what: "the downstream API",
                     source,
                 })?;
-            return serde_json::from_slice(&body).map_err(|_| DownstreamError::BadResponse("the downstream API"));
+            return serde_json::from_slice(&body)
+                .map_err(|_| DownstreamError::BadResponse("the downstream API"));
         }
     }
 
@@ -253,12 +259,18 @@ impl OnBehalfOf {
     fn token_endpoint(&self, tenant: &str) -> String {
         let mut url = self.inner.authority_host.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend([tenant, "oauth2", "v2.0", "token"]);
+            segments
+                .pop_if_empty()
+                .extend([tenant, "oauth2", "v2.0", "token"]);
         }
         url.to_string()
     }
 
-    async fn exchange(&self, key: &Key, token: &AccessToken) -> Result<(Arc<str>, Duration), DownstreamError> {
+    async fn exchange(
+        &self,
+        key: &Key,
+        token: &AccessToken,
+    ) -> Result<(Arc<str>, Duration), DownstreamError> {
         let inner = &self.inner;
         let endpoint = self.token_endpoint(&key.tenant);
         let client_auth = inner
@@ -304,8 +316,8 @@ impl OnBehalfOf {
             let error: TokenError = serde_json::from_slice(&body).unwrap_or_default();
             return Err(self.refusal(status, error, key));
         }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| DownstreamError::BadResponse("Entra's token endpoint"))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| DownstreamError::BadResponse("Entra's token endpoint"))?;
         if parsed.access_token.is_empty() {
             return Err(DownstreamError::BadResponse("Entra's token endpoint"));
         }
@@ -361,7 +373,10 @@ fn claims_challenge(headers: &reqwest::header::HeaderMap) -> Option<String> {
 
 /// Keeps only printable ASCII of text that came from a remote server, at most `max` characters.
 fn printable(text: &str, max: usize) -> String {
-    text.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(max).collect()
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(max)
+        .collect()
 }
 
 #[cfg(test)]
@@ -371,7 +386,13 @@ mod tests {
     fn provider(tenant: &str, multi: bool) -> OnBehalfOf {
         let entra = EntraConfig::new("11111111-2222-3333-4444-555555555555", tenant);
         let credential = ClientCredential::secret("s").unwrap();
-        OnBehalfOf::new(&entra, multi, reqwest::Client::new(), DownstreamConfig::new(credential)).unwrap()
+        OnBehalfOf::new(
+            &entra,
+            multi,
+            reqwest::Client::new(),
+            DownstreamConfig::new(credential),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -381,7 +402,9 @@ mod tests {
             single.token_endpoint("contoso.onmicrosoft.com"),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
-        let caller = Identity::builder("oid-1", "tid-of-caller").scopes(["access_as_user"]).build();
+        let caller = Identity::builder("oid-1", "tid-of-caller")
+            .scopes(["access_as_user"])
+            .build();
         assert_eq!(single.key(&caller).unwrap().tenant, "contoso.onmicrosoft.com");
         let multi = provider("organizations", true);
         assert_eq!(multi.key(&caller).unwrap().tenant, "tid-of-caller");
@@ -391,7 +414,11 @@ mod tests {
         let key = multi.key(&caller).unwrap();
         let rows: Vec<(TokenError, &str)> = vec![
             (
-                TokenError { error: "invalid_grant".into(), error_codes: vec![65001], ..Default::default() },
+                TokenError {
+                    error: "invalid_grant".into(),
+                    error_codes: vec![65001],
+                    ..Default::default()
+                },
                 "consent is missing (AADSTS65001)",
             ),
             (
@@ -403,7 +430,11 @@ mod tests {
                 "the user must sign in again requesting these claims",
             ),
             (
-                TokenError { error: "unauthorized_client".into(), error_codes: vec![700016], ..Default::default() },
+                TokenError {
+                    error: "unauthorized_client".into(),
+                    error_codes: vec![700016],
+                    ..Default::default()
+                },
                 "HTTP 400: unauthorized_client (AADSTS700016)",
             ),
             (TokenError::default(), "HTTP 400: no error code"),
@@ -420,7 +451,10 @@ mod tests {
         assert!(config.validate().is_ok());
         for bad in [vec![], vec!["".to_owned()], vec!["a b".to_owned()]] {
             config.scopes = bad;
-            assert!(matches!(config.validate(), Err(DownstreamConfigError::BadScopes(_))));
+            assert!(matches!(
+                config.validate(),
+                Err(DownstreamConfigError::BadScopes(_))
+            ));
         }
     }
 }

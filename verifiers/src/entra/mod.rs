@@ -101,7 +101,11 @@ impl EntraVerifier {
     /// Validates `config` and builds the verifier. Nothing is fetched until [`start`](Self::start).
     pub fn new(config: EntraConfig, access: AccessPolicy) -> Result<Self, EntraConfigError> {
         let http = Self::http_client(&config)?;
-        let keys = KeyStore::new(http.clone(), config.metadata_url(), config.key_min_refresh_interval);
+        let keys = KeyStore::new(
+            http.clone(),
+            config.metadata_url(),
+            config.key_min_refresh_interval,
+        );
         Self::with_key_store(config, access, keys, http)
     }
 
