@@ -229,7 +229,10 @@ impl ClientCredential {
             path: path.to_owned(),
             problem,
         };
-        let blocks = pem::parse_many(&pem).map_err(|_| bad("not a PEM file"))?;
+        let blocks = pem::parse_many(&pem)
+            .ok()
+            .filter(|blocks| !blocks.is_empty())
+            .ok_or_else(|| bad("not a PEM file"))?;
         let key = blocks
             .iter()
             .find(|b| b.tag() == "PRIVATE KEY" || b.tag() == "RSA PRIVATE KEY")

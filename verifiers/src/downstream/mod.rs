@@ -408,7 +408,10 @@ mod tests {
         assert_eq!(single.key(&caller).unwrap().tenant, "contoso.onmicrosoft.com");
         let multi = provider("organizations", true);
         assert_eq!(multi.key(&caller).unwrap().tenant, "tid-of-caller");
-        let app = Identity::builder("oid-2", "t").build();
+        let app = Identity::builder("oid-2", "t")
+            .roles(["Mcp.Invoke"])
+            .app_only(true)
+            .build();
         assert!(matches!(multi.key(&app), Err(DownstreamError::AppOnlyCaller)));
 
         let key = multi.key(&caller).unwrap();
