@@ -352,7 +352,7 @@ mod tests {
             ("[tools.whoami]\nscopes = \"a, b\"", Ok(())),
             (
                 "[tools.roll_dic]\nscopes = [\"Dice.Roll\"]",
-                Err("[tools.roll_dic] names no tool of this server; its tools are greeting_card, roll_dice, whoami"),
+                Err("[tools.roll_dic] names no tool of this server; its tools are greeting_card, my_profile, roll_dice, whoami"),
             ),
             (
                 "[tools.roll_dice]",

@@ -3,7 +3,7 @@
 use rmcp::model::ErrorData as McpError;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
-use verifiers::Identity;
+use verifiers::{AccessToken, Identity};
 
 /// The verified caller of the current request.
 ///
@@ -61,4 +61,16 @@ pub fn require_role<'a>(ctx: &'a RequestContext<RoleServer>, role: &str) -> Resu
         None,
         &error,
     ))
+}
+
+/// The caller's raw token, opaque, for on-behalf-of calls ([`verifiers::OnBehalfOf`]).
+///
+/// Both transports put it beside the [`Identity`]; `None` only if the server is mounted without
+/// them.
+pub fn caller_token(ctx: &RequestContext<RoleServer>) -> Option<&AccessToken> {
+    ctx.extensions.get::<AccessToken>().or_else(|| {
+        ctx.extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<AccessToken>())
+    })
 }

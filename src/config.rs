@@ -21,7 +21,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 use transports::http::{HttpConfig, HttpConfigError};
-use verifiers::{AccessPolicy, EntraConfig, EntraConfigError};
+use verifiers::{
+    AccessPolicy, ClientCredential, DownstreamConfig, DownstreamConfigError, EntraConfig, EntraConfigError,
+    ManagedIdentityEndpoint, IMDS_TOKEN_ENDPOINT,
+};
 
 use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 use crate::settings::SETTINGS;
@@ -89,6 +92,18 @@ pub enum ConfigError {
         /// `; did you mean `port`?`, or empty.
         suggestion: String,
     },
+    /// A downstream (on-behalf-of) setting is wrong.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamConfigError),
+    /// More than one server credential is set for downstream calls.
+    #[error("set one server credential for downstream calls, not several: {0} are all set")]
+    CredentialConflict(String),
+    /// A downstream credential in dev mode, where there is no Entra to exchange with.
+    #[error("--dev has no Entra tenant to call downstream APIs with; unset {0} or drop --dev")]
+    DevDownstream(&'static str),
+    /// A managed-identity setting without `DOWNSTREAM_MANAGED_IDENTITY=true`.
+    #[error("{0} is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity")]
+    ManagedIdentityNotChosen(&'static str),
     /// `--dev` with a non-loopback listen address.
     #[error("--dev serves only on loopback, but HOST is {0}; drop --dev or listen on 127.0.0.1")]
     DevNotLoopback(IpAddr),
@@ -132,6 +147,16 @@ struct Raw {
     mcp_access_token_file: Option<Text>,
     mcp_access_token_command: Option<Text>,
     mcp_access_token_command_timeout_secs: Secs,
+    azure_client_secret: Option<Text>,
+    azure_client_certificate_path: Option<Text>,
+    azure_federated_token_file: Option<Text>,
+    downstream_managed_identity: Flag,
+    azure_managed_identity_client_id: Option<Text>,
+    identity_endpoint: Option<Text>,
+    identity_header: Option<Text>,
+    azure_pod_identity_authority_host: Option<Text>,
+    downstream_scopes: List,
+    graph_base_url: AbsoluteUrl,
     #[serde(default)]
     tools: HashMap<String, ToolOverride>,
 }
@@ -148,6 +173,15 @@ pub struct ToolOverride {
     /// `app_roles = [...]`: app roles an app-only caller needs for this tool.
     #[serde(default, deserialize_with = "value::optional_list")]
     pub app_roles: Option<Vec<String>>,
+}
+
+/// Downstream calls on the caller's behalf (DESIGN §10): present when a server credential is set.
+#[derive(Debug, Clone)]
+pub struct DownstreamSettings {
+    /// The server credential, scopes and cache of the on-behalf-of provider.
+    pub config: DownstreamConfig,
+    /// `GRAPH_BASE_URL`.
+    pub graph_base_url: url::Url,
 }
 
 /// Who verifies tokens.
@@ -216,6 +250,8 @@ pub struct Settings {
     /// The Application ID URI (`AZURE_IDENTIFIER_URI`, default `api://<client-id>`) without a
     /// trailing slash: the prefix of every scope URI a client requests.
     pub identifier_uri: String,
+    /// Downstream calls, when a server credential is configured.
+    pub downstream: Option<DownstreamSettings>,
 }
 
 impl Settings {
@@ -551,7 +587,9 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
             )
         })?),
     };
+    let downstream = downstream_settings(&raw, dev)?;
     Ok(Settings {
+        downstream,
         metrics_addr,
         auth,
         bind: SocketAddr::new(host, port),
@@ -600,6 +638,125 @@ fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
     entra.token_cache_entries = raw.azure_token_cache_entries.0.min(10_000_000);
     entra.token_cache_bytes = raw.azure_token_cache_bytes.0.min(1 << 40);
     Ok(entra)
+}
+
+/// The server credential chosen by which settings are set: none (no downstream calls), or
+/// exactly one kind. Files are read and checked now, so a bad one stops start-up.
+fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<DownstreamSettings>, ConfigError> {
+    let set = |v: &Option<Text>| v.as_ref().is_some_and(|v| !v.0.trim().is_empty());
+    let text = |v: &Option<Text>| v.as_ref().map(|t| t.0.trim().to_owned()).unwrap_or_default();
+    let managed = raw.downstream_managed_identity.0;
+    let chosen: Vec<&'static str> = [
+        (set(&raw.azure_client_secret), "AZURE_CLIENT_SECRET"),
+        (
+            set(&raw.azure_client_certificate_path),
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+        ),
+        (set(&raw.azure_federated_token_file), "AZURE_FEDERATED_TOKEN_FILE"),
+        (managed, "DOWNSTREAM_MANAGED_IDENTITY"),
+    ]
+    .into_iter()
+    .filter_map(|(is_set, name)| is_set.then_some(name))
+    .collect();
+    if !managed {
+        // The platform sets IDENTITY_ENDPOINT by itself: it never selects anything alone.
+        if set(&raw.azure_managed_identity_client_id) {
+            return Err(ConfigError::ManagedIdentityNotChosen(
+                "AZURE_MANAGED_IDENTITY_CLIENT_ID",
+            ));
+        }
+        if set(&raw.azure_pod_identity_authority_host) {
+            return Err(ConfigError::ManagedIdentityNotChosen(
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            ));
+        }
+    }
+    let credential = match chosen.as_slice() {
+        [] => return Ok(None),
+        [one] if dev => return Err(ConfigError::DevDownstream(one)),
+        // main logs a note that the alternatives exist (logging starts after settings load).
+        ["AZURE_CLIENT_SECRET"] => {
+            ClientCredential::secret(text(&raw.azure_client_secret)).map_err(DownstreamConfigError::from)?
+        }
+        ["AZURE_CLIENT_CERTIFICATE_PATH"] => {
+            ClientCredential::certificate_file(text(&raw.azure_client_certificate_path))
+                .map_err(DownstreamConfigError::from)?
+        }
+        ["AZURE_FEDERATED_TOKEN_FILE"] => {
+            ClientCredential::workload_identity(text(&raw.azure_federated_token_file))
+                .map_err(DownstreamConfigError::from)?
+        }
+        ["DOWNSTREAM_MANAGED_IDENTITY"] => managed_identity(raw)?,
+        several => return Err(ConfigError::CredentialConflict(several.join(", "))),
+    };
+    let mut config = DownstreamConfig::new(credential);
+    config.scopes = raw.downstream_scopes.0.clone();
+    config.validate()?;
+    let graph_base_url = raw.graph_base_url.0.clone();
+    if !(graph_base_url.scheme() == "https"
+        || (graph_base_url.scheme() == "http" && is_loopback_url(&graph_base_url)))
+    {
+        return Err(invalid(
+            "GRAPH_BASE_URL",
+            "an https:// URL such as https://graph.microsoft.com (http:// only for loopback)",
+            graph_base_url.as_str(),
+        ));
+    }
+    Ok(Some(DownstreamSettings {
+        config,
+        graph_base_url,
+    }))
+}
+
+fn managed_identity(raw: &Raw) -> Result<ClientCredential, ConfigError> {
+    let local_url = |name: &'static str, text: &str| {
+        url::Url::parse(text.trim())
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| invalid(name, "an http:// URL", text))
+    };
+    let endpoint = match (&raw.identity_endpoint, &raw.identity_header) {
+        (Some(endpoint), header) => ManagedIdentityEndpoint::AppService {
+            endpoint: local_url("IDENTITY_ENDPOINT", &endpoint.0)?,
+            header: header.as_ref().map(|h| h.0.clone()).unwrap_or_default(),
+        },
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                name: "IDENTITY_ENDPOINT",
+                hint: "IDENTITY_HEADER is set without it; both come from App Service or Container Apps",
+            })
+        }
+        (None, None) => {
+            let endpoint = match &raw.azure_pod_identity_authority_host {
+                Some(host) => {
+                    let mut url = local_url("AZURE_POD_IDENTITY_AUTHORITY_HOST", &host.0)?;
+                    if let Ok(mut segments) = url.path_segments_mut() {
+                        segments
+                            .pop_if_empty()
+                            .extend(["metadata", "identity", "oauth2", "token"]);
+                    }
+                    url
+                }
+                None => local_url("IDENTITY_ENDPOINT", IMDS_TOKEN_ENDPOINT)?,
+            };
+            ManagedIdentityEndpoint::Imds { endpoint }
+        }
+    };
+    let client_id = raw
+        .azure_managed_identity_client_id
+        .as_ref()
+        .map(|id| id.0.trim().to_owned())
+        .filter(|id| !id.is_empty());
+    Ok(ClientCredential::managed_identity(endpoint, client_id).map_err(DownstreamConfigError::from)?)
+}
+
+fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 fn invalid(name: &'static str, expected: &'static str, got: &str) -> ConfigError {
@@ -891,6 +1048,90 @@ mod tests {
             })
         );
         assert_eq!(s.tools.len(), 2);
+    }
+
+    #[test]
+    fn the_server_credential_is_chosen_by_the_settings_set_and_conflicts_stop_start_up() {
+        let dir = std::env::temp_dir().join(format!("mcp-entra-dscfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "federated").unwrap();
+        let token_file = token_file.to_str().unwrap().to_owned();
+        let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/client-cert.pem");
+        let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+        // (extra settings, Ok(credential kind or "none") or Err(the start-up line))
+        type Row<'a> = (Vec<(&'a str, &'a str)>, Result<&'a str, String>);
+        let rows: Vec<Row> = vec![
+            (vec![], Ok("none")),
+            (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi"), ("IDENTITY_HEADER", "h")], Ok("none")),
+            (vec![("AZURE_CLIENT_SECRET", "s")], Ok("secret")),
+            (vec![("AZURE_CLIENT_CERTIFICATE_PATH", cert)], Ok("certificate")),
+            (vec![("AZURE_FEDERATED_TOKEN_FILE", &token_file)], Ok("workload identity")),
+            (vec![("DOWNSTREAM_MANAGED_IDENTITY", "true")], Ok("managed identity")),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi"), ("IDENTITY_HEADER", "h")],
+                Ok("managed identity"),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("AZURE_FEDERATED_TOKEN_FILE", &token_file)],
+                Err("set one server credential for downstream calls, not several: AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE are all set".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_CERTIFICATE_PATH", cert), ("DOWNSTREAM_MANAGED_IDENTITY", "yes")],
+                Err("set one server credential for downstream calls, not several: AZURE_CLIENT_CERTIFICATE_PATH, DOWNSTREAM_MANAGED_IDENTITY are all set".into()),
+            ),
+            (
+                vec![("AZURE_MANAGED_IDENTITY_CLIENT_ID", CLIENT)],
+                Err("AZURE_MANAGED_IDENTITY_CLIENT_ID is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_HEADER", "h")],
+                Err("IDENTITY_ENDPOINT is required: IDENTITY_HEADER is set without it; both come from App Service or Container Apps".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "true"), ("IDENTITY_ENDPOINT", "http://127.0.0.1:4/msi")],
+                Err("IDENTITY_ENDPOINT is set but IDENTITY_HEADER is empty; both come from the platform (App Service, Container Apps)".into()),
+            ),
+            (
+                vec![("DOWNSTREAM_MANAGED_IDENTITY", "maybe")],
+                Err("DOWNSTREAM_MANAGED_IDENTITY must be true or false, got \"maybe\"".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/cert.pem")],
+                Err("AZURE_CLIENT_CERTIFICATE_PATH names /nonexistent/cert.pem, which cannot be read: No such file or directory (os error 2)".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("DOWNSTREAM_SCOPES", "User.Read Mail.Read")],
+                Err("the downstream scopes must be full scope URIs such as https://graph.microsoft.com/User.Read, without spaces; got \"User.Read Mail.Read\"".into()),
+            ),
+            (
+                vec![("AZURE_CLIENT_SECRET", "s"), ("GRAPH_BASE_URL", "http://graph.example")],
+                Err("GRAPH_BASE_URL must be an https:// URL such as https://graph.microsoft.com (http:// only for loopback), got \"http://graph.example/\"".into()),
+            ),
+        ];
+        for (extra, expected) in rows {
+            let mut pairs = base.to_vec();
+            pairs.extend(extra.iter().copied());
+            let got = load(&pairs)
+                .map(|s| s.downstream.map_or("none", |d| d.config.credential.kind()))
+                .map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{extra:?}");
+        }
+        let dev = GlobalArgs {
+            dev: true,
+            ..GlobalArgs::default()
+        };
+        let err = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[("AZURE_CLIENT_SECRET", "s")]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--dev has no Entra tenant to call downstream APIs with; unset AZURE_CLIENT_SECRET or drop --dev"
+        );
+        let s = load(&[&base[..], &[("AZURE_CLIENT_SECRET", "s")]].concat()).unwrap();
+        let d = s.downstream.unwrap();
+        assert_eq!(d.config.scopes, ["https://graph.microsoft.com/User.Read"]);
+        assert_eq!(d.graph_base_url.as_str(), "https://graph.microsoft.com/");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

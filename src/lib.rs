@@ -1,7 +1,9 @@
 //! `mcp-server-entra`: a Model Context Protocol server whose callers authenticate with
 //! Microsoft Entra ID access tokens.
 //!
-//! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`);
+//! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`, and `my_profile`
+//!   when a downstream credential is configured);
+//! - [`downstream`]: calls to Microsoft Graph as the caller (on-behalf-of);
 //! - [`card`]: the greeting card's `ui://` HTML (an MCP App);
 //! - [`caller()`]: how a tool learns who is calling, over either transport, and
 //!   [`require_role`] for a tool's own check;
@@ -21,10 +23,11 @@ pub mod card;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod downstream;
 pub mod logging;
 mod server;
 pub mod settings;
 pub mod tools;
 
-pub use caller::{caller, require_role};
+pub use caller::{caller, caller_token, require_role};
 pub use tools::EntraMcpServer;

@@ -8,11 +8,12 @@ use clap::Parser as _;
 use mcp_server_entra::access::{ToolAccess, ToolConfigError};
 use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
+use mcp_server_entra::downstream::Downstream;
 use mcp_server_entra::{dev, logging, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use transports::stdio::{StdioAuth, TokenSource};
-use verifiers::{EntraConfigError, EntraVerifier, TokenVerifier};
+use verifiers::{DownstreamConfigError, EntraConfigError, EntraVerifier, TokenVerifier};
 
 // jemalloc copes better than glibc malloc with rmcp's many short-lived per-request allocations
 // (channels, tasks): +39% tools/call throughput in an A/B run, for ~1 MB more idle RSS
@@ -29,6 +30,8 @@ enum RunError {
     Entra(#[from] EntraConfigError),
     #[error(transparent)]
     Tools(#[from] ToolConfigError),
+    #[error(transparent)]
+    Downstream(#[from] DownstreamConfigError),
     #[error("cannot listen on {addr}: {cause}; is another server using the port? (set PORT or --port)")]
     Bind {
         addr: std::net::SocketAddr,
@@ -93,17 +96,58 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
     })
 }
 
+/// What `build_verifier` made.
+struct Built {
+    verifier: Arc<dyn TokenVerifier>,
+    /// In dev mode, the dev user's token.
+    dev_token: Option<String>,
+    /// Downstream calls (`my_profile`), when a server credential is configured.
+    downstream: Option<Arc<Downstream>>,
+}
+
+impl Built {
+    /// The MCP server the tools run in: who may call which tool, and `my_profile` when a
+    /// downstream credential is configured.
+    fn server(&self, access: &Arc<ToolAccess>) -> EntraMcpServer {
+        let server = EntraMcpServer::with_access(access.clone());
+        match &self.downstream {
+            Some(downstream) => server.and_downstream(downstream.clone()),
+            None => server,
+        }
+    }
+}
+
 /// The verifier the settings ask for, and in dev mode the dev user's token. Entra's verifier
 /// starts loading its keys (in the background after a first attempt).
-async fn build_verifier(
-    settings: &Settings,
-    announce_dev_token: bool,
-) -> Result<(Arc<dyn TokenVerifier>, Option<String>), RunError> {
+async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result<Built, RunError> {
     match &settings.auth {
         AuthSettings::Entra { config, policy } => {
             let verifier = EntraVerifier::new((**config).clone(), policy.clone())?;
+            let downstream = match &settings.downstream {
+                None => None,
+                Some(d) => {
+                    let provider = verifier.on_behalf_of(d.config.clone())?;
+                    tracing::info!(
+                        credential = provider.credential_kind(),
+                        scopes = provider.scopes(),
+                        graph = %d.graph_base_url,
+                        "downstream calls on behalf of the caller are on (my_profile)"
+                    );
+                    if provider.credential_kind() == "secret" {
+                        tracing::warn!(
+                            "AZURE_CLIENT_SECRET: the server proves its identity with a client secret, which can leak and expires; \
+                             a managed identity, workload identity federation or a certificate needs none (README: Downstream calls)"
+                        );
+                    }
+                    Some(Arc::new(Downstream::new(provider, d.graph_base_url.clone())))
+                }
+            };
             verifier.start().await;
-            Ok((Arc::new(verifier), None))
+            Ok(Built {
+                verifier: Arc::new(verifier),
+                dev_token: None,
+                downstream,
+            })
         }
         AuthSettings::Dev { token, policy } => {
             let token = match token {
@@ -119,7 +163,11 @@ async fn build_verifier(
                 }
             };
             tracing::warn!("DEV MODE: tokens are NOT verified against Entra; one static identity, loopback only. Never use in production.");
-            Ok((Arc::new(dev::dev_verifier(&token, policy.clone())), Some(token)))
+            Ok(Built {
+                verifier: Arc::new(dev::dev_verifier(&token, policy.clone())),
+                dev_token: Some(token),
+                downstream: None,
+            })
         }
     }
 }
@@ -140,7 +188,7 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
             }
         }
     }
-    let (verifier, _) = build_verifier(&settings, true).await?;
+    let built = build_verifier(&settings, true).await?;
     if !settings.public_url_set && !settings.bind.ip().is_loopback() {
         tracing::warn!(
             "PUBLIC_URL is not set: the metadata will advertise {} — set it to the URL clients use",
@@ -151,8 +199,9 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
         tracing::warn!("{warning}");
     }
     http.tool_gate = Some(access.clone());
-    let server = transports::http::serve(listener, http.clone(), verifier, move || {
-        EntraMcpServer::with_access(access.clone())
+    let server_template = built.server(&access);
+    let server = transports::http::serve(listener, http.clone(), built.verifier.clone(), move || {
+        server_template.clone()
     })?;
     tracing::info!(
         address = %server.local_addr(),
@@ -196,9 +245,14 @@ async fn start_metrics(
 }
 
 async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), RunError> {
-    let (verifier, dev_token) = build_verifier(&settings, false).await?;
+    let built = build_verifier(&settings, false).await?;
     let stdio = &settings.stdio;
-    let source = match (dev_token, &stdio.token, &stdio.token_file, &stdio.token_command) {
+    let source = match (
+        built.dev_token.clone(),
+        &stdio.token,
+        &stdio.token_file,
+        &stdio.token_command,
+    ) {
         // In dev mode with no token configured, the caller is the dev user.
         (Some(token), None, None, None) => TokenSource::Fixed(token),
         _ => TokenSource::from_settings(
@@ -208,9 +262,8 @@ async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), 
             stdio.command_timeout,
         )?,
     };
-    let auth = Arc::new(StdioAuth::new(verifier, source));
-    let server = EntraMcpServer::with_access(access);
-    transports::stdio::serve(server, auth, rmcp::transport::stdio()).await?;
+    let auth = Arc::new(StdioAuth::new(built.verifier.clone(), source));
+    transports::stdio::serve(built.server(&access), auth, rmcp::transport::stdio()).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::caller::caller;
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
-use crate::tools::{shared_router, EntraMcpServer};
+use crate::tools::{shared_router, EntraMcpServer, MY_PROFILE};
 
 /// The tool whose MCP App the card resource is: who may not call it does not see the card.
 const CARD_TOOL: &str = "greeting_card";
@@ -70,8 +70,12 @@ impl ServerHandler for EntraMcpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let who = caller(&context)?;
+        // Only the tools this caller may call, and my_profile only when a downstream credential
+        // is configured (DESIGN §9, §10).
         let mut tools = shared_router().list_all();
-        tools.retain(|tool| self.access().allows(&tool.name, who));
+        tools.retain(|tool| {
+            (self.has_downstream() || tool.name != MY_PROFILE) && self.access().allows(&tool.name, who)
+        });
         let mut result = ListToolsResult::with_all_items(tools);
         if context
             .protocol_version()
@@ -81,6 +85,13 @@ impl ServerHandler for EntraMcpServer {
             result.cache_scope = Some(CacheScope::Private);
         }
         Ok(result)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        if name == MY_PROFILE && !self.has_downstream() {
+            return None;
+        }
+        shared_router().get(name).cloned()
     }
 
     fn get_info(&self) -> ServerConfig {

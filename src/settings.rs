@@ -53,6 +53,16 @@ settings! {
     "MCP_ACCESS_TOKEN_FILE" = "": "stdio: a file holding the token, re-read when it changes.";
     "MCP_ACCESS_TOKEN_COMMAND" = "": "stdio: a command printing a fresh token (run without a shell), re-run before the token expires.";
     "MCP_ACCESS_TOKEN_COMMAND_TIMEOUT_SECS" = "30": "stdio: how long the token command may run.";
+    "AZURE_CLIENT_SECRET" = "": "Downstream calls (my_profile): the server's client secret. Last resort; prefer a managed identity, workload identity or certificate.";
+    "AZURE_CLIENT_CERTIFICATE_PATH" = "": "Downstream calls: a PEM file with the server's RSA private key and the certificate uploaded to the app registration.";
+    "AZURE_FEDERATED_TOKEN_FILE" = "": "Downstream calls: workload identity federation; the token file the platform (AKS) projects, re-read as it rotates.";
+    "DOWNSTREAM_MANAGED_IDENTITY" = "false": "Downstream calls: true to prove the server's identity with its managed identity (federated credential on the app registration).";
+    "AZURE_MANAGED_IDENTITY_CLIENT_ID" = "": "Downstream calls: client id of a user-assigned managed identity. Empty: the system-assigned identity.";
+    "IDENTITY_ENDPOINT" = "": "Managed identity endpoint, set by App Service and Container Apps (with IDENTITY_HEADER). Unset: IMDS.";
+    "IDENTITY_HEADER" = "": "Managed identity secret header, set by App Service and Container Apps.";
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST" = "": "Managed identity: another IMDS host (http://host:port) instead of http://169.254.169.254.";
+    "DOWNSTREAM_SCOPES" = "https://graph.microsoft.com/User.Read": "Comma-separated scopes (full URIs) of the token the server gets on the caller's behalf.";
+    "GRAPH_BASE_URL" = "https://graph.microsoft.com": "Microsoft Graph base URL used by my_profile (sovereign clouds: https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).";
 }
 
 /// The setting named `name`, if there is one.

@@ -1,4 +1,5 @@
-//! The three example tools: `whoami`, `roll_dice` and `greeting_card`.
+//! The example tools: `whoami`, `roll_dice`, `greeting_card`, and `my_profile` (Microsoft Graph
+//! as the caller, listed only when a downstream credential is configured).
 //!
 //! Each reads the verified caller with [`caller`] and answers with a text part for people and
 //! structured content (matching its output schema) for programs. Bad input is a tool error
@@ -22,8 +23,9 @@ use serde_json::json;
 use verifiers::Requirement;
 
 use crate::access::ToolAccess;
-use crate::caller::caller;
+use crate::caller::{caller, caller_token};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE, MAX_MESSAGE_CHARS};
+use crate::downstream::{Downstream, GraphProfile};
 
 /// Fewest sides a die may have.
 pub const MIN_SIDES: i64 = 2;
@@ -33,11 +35,13 @@ pub const MAX_SIDES: i64 = 1000;
 /// The MCP server: the tools below plus the greeting-card resource (see `server.rs`).
 ///
 /// rmcp makes one per session (legacy) or per request (stateless), so it must cost nothing to
-/// create: it holds only a shared handle to who may call which tool ([`ToolAccess`]). The tool
-/// table, with its JSON schemas, is built once for the process.
+/// create: it holds only shared handles to who may call which tool ([`ToolAccess`]) and, when a
+/// server credential is configured, to the downstream token provider. The tool table, with its
+/// JSON schemas, is built once for the process.
 #[derive(Clone, Debug)]
 pub struct EntraMcpServer {
     access: Arc<ToolAccess>,
+    downstream: Option<Arc<Downstream>>,
 }
 
 impl Default for EntraMcpServer {
@@ -46,16 +50,40 @@ impl Default for EntraMcpServer {
     }
 }
 
+/// The tool that needs a downstream credential; hidden without one.
+pub(crate) const MY_PROFILE: &str = "my_profile";
+
 impl EntraMcpServer {
     /// A server enforcing `access` (the declared requirements with the configuration's
     /// `[tools.<name>]` overrides; build it once and share it with the HTTP transport).
     pub fn with_access(access: Arc<ToolAccess>) -> Self {
-        EntraMcpServer { access }
+        EntraMcpServer {
+            access,
+            downstream: None,
+        }
     }
 
     /// Who may call which tool.
     pub fn access(&self) -> &Arc<ToolAccess> {
         &self.access
+    }
+
+    /// This server, also offering `my_profile`, which calls Microsoft Graph through
+    /// `downstream` on the caller's behalf.
+    pub fn and_downstream(mut self, downstream: Arc<Downstream>) -> Self {
+        self.downstream = Some(downstream);
+        self
+    }
+
+    /// A server with the declared requirements (no configuration overrides) that also offers
+    /// `my_profile` through `downstream`.
+    pub fn with_downstream(downstream: Arc<Downstream>) -> Self {
+        EntraMcpServer::new().and_downstream(downstream)
+    }
+
+    /// `true` when a downstream credential is configured (`my_profile` is listed).
+    pub fn has_downstream(&self) -> bool {
+        self.downstream.is_some()
     }
 }
 
@@ -66,6 +94,7 @@ pub fn declared_requirements() -> Vec<(&'static str, Requirement)> {
         ("whoami", EntraMcpServer::whoami_requirement()),
         ("roll_dice", EntraMcpServer::roll_dice_requirement()),
         ("greeting_card", EntraMcpServer::greeting_card_requirement()),
+        (MY_PROFILE, EntraMcpServer::my_profile_requirement()),
     ]
 }
 
@@ -151,11 +180,58 @@ fn greeting_card_meta() -> MetaObject {
 
 #[tool_router]
 impl EntraMcpServer {
-    /// A server with the three tools and their declared requirements (no configuration
-    /// overrides).
+    /// A server with the tools and their declared requirements (no configuration overrides,
+    /// no downstream credential).
     pub fn new() -> Self {
-        EntraMcpServer {
-            access: ToolAccess::declared(),
+        EntraMcpServer::with_access(ToolAccess::declared())
+    }
+
+    /// Who may call `my_profile`: any caller the server accepts. An app-only caller has no user
+    /// to act for; the tool itself says so (a clear tool error, DESIGN §10).
+    fn my_profile_requirement() -> Requirement {
+        Requirement::floor()
+    }
+
+    /// The caller's Microsoft Graph profile, fetched on the caller's behalf.
+    #[tool(
+        description = "Return your Microsoft Graph profile (display name, mail, job title), fetched from Microsoft Graph on your behalf.",
+        annotations(read_only_hint = true, open_world_hint = true),
+        output_schema = schema_for_output::<GraphProfile>()
+    )]
+    async fn my_profile(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, McpError> {
+        let who = caller(&ctx)?;
+        let Some(downstream) = &self.downstream else {
+            return Ok(tool_error(
+                "my_profile is not available: the server has no downstream credential configured".to_owned(),
+            ));
+        };
+        let Some(token) = caller_token(&ctx) else {
+            return Err(McpError::invalid_request(
+                "this request carries no caller token",
+                None,
+            ));
+        };
+        match downstream.graph_me(who, token).await {
+            Ok(profile) => {
+                let text = format!(
+                    "{} — {} — {}",
+                    profile.display_name.as_deref().unwrap_or("(no display name)"),
+                    profile.mail.as_deref().unwrap_or("(no mail)"),
+                    profile.job_title.as_deref().unwrap_or("(no job title)"),
+                );
+                structured(text, profile)
+            }
+            Err(error) => {
+                tracing::info!(
+                    tool = MY_PROFILE,
+                    kind = error.kind(),
+                    reason = %error,
+                    tenant = %who.tenant_id,
+                    object_id = %who.object_id,
+                    "downstream call failed"
+                );
+                Ok(tool_error(error.to_string()))
+            }
         }
     }
 

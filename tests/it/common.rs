@@ -114,7 +114,13 @@ pub struct FakeState {
     pub down: AtomicBool,
     pub garbage: AtomicBool,
     pub hang: AtomicBool,
+    /// Answers `POST /<tenant>/oauth2/v2.0/token` (the on-behalf-of grant): given the tenant
+    /// and the form fields, the status and JSON body.
+    pub token_endpoint: Mutex<Option<TokenEndpoint>>,
 }
+
+/// A fake token endpoint: `(tenant, form fields) -> (status, JSON body)`.
+pub type TokenEndpoint = Arc<dyn Fn(&str, HashMap<String, String>) -> (u16, Value) + Send + Sync>;
 
 impl FakeEntra {
     pub async fn start(keys: &[&TestKey]) -> FakeEntra {
@@ -238,6 +244,19 @@ async fn fake_entra(
     }
     if state.garbage.load(Ordering::SeqCst) {
         return json_response(200, "<html>not json".into());
+    }
+    let token_endpoint = state.token_endpoint.lock().unwrap().clone();
+    if let (Some(tenant), Some(endpoint)) = (path.strip_suffix("/oauth2/v2.0/token"), token_endpoint) {
+        use http_body_util::BodyExt as _;
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let fields: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+        let (status, body) = endpoint(tenant.trim_start_matches('/'), fields);
+        return json_response(status, body.to_string());
     }
     if let Some(tenant) = path
         .strip_suffix("/v2.0/.well-known/openid-configuration")

@@ -97,6 +97,60 @@ async fn http_logs_at_trace_level_never_contain_a_token() {
 }
 
 #[tokio::test]
+async fn downstream_calls_at_trace_level_never_log_the_incoming_or_downstream_token() {
+    use crate::downstream::{Expect, Fakes, ALICE_OID, SECRET};
+    let fakes = Fakes::start(Expect::Secret).await;
+    let alice = fakes.token_for(ALICE_OID, "Alice Example");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut cmd = tokio::process::Command::new(EXE);
+    entra_env(&mut cmd, &fakes.entra);
+    cmd.env("AZURE_CLIENT_SECRET", SECRET)
+        .env("GRAPH_BASE_URL", &fakes.graph)
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    for _ in 0..100 {
+        if http()
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = legacy_client(&format!("http://127.0.0.1:{port}/mcp"), &alice).await;
+    for _ in 0..2 {
+        let result = client
+            .call_tool(rmcp::model::CallToolRequestParams::new("my_profile"))
+            .await
+            .unwrap();
+        assert_eq!(result.is_error, Some(false), "{result:?}");
+    }
+    client.cancel().await.unwrap();
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("on-behalf-of exchange"),
+        "the exchange is logged: {log}"
+    );
+    assert!(
+        log.contains("client secret"),
+        "the secret start-up note is logged"
+    );
+    let mut tokens = vec![alice, SECRET.to_owned()];
+    tokens.extend(fakes.seen.issued.lock().unwrap().keys().cloned());
+    assert_eq!(tokens.len(), 3, "one downstream token was issued");
+    assert_no_token_in(&log, &tokens);
+}
+
+#[tokio::test]
 async fn stdio_logs_at_trace_level_never_contain_a_token() {
     let key = key1();
     let fake = FakeEntra::start(&[&key]).await;

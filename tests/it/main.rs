@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod deploy;
 mod deployments;
+mod downstream;
 mod entra;
 mod hostile;
 mod http;

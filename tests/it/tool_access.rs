@@ -449,7 +449,7 @@ async fn a_config_naming_an_unknown_tool_stops_start_up_with_one_line() {
         assert_eq!(out.stdout, b"", "{command}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
-            "mcp-server-entra: [tools.roll_dic] names no tool of this server; its tools are greeting_card, roll_dice, whoami\n",
+            "mcp-server-entra: [tools.roll_dic] names no tool of this server; its tools are greeting_card, my_profile, roll_dice, whoami\n",
             "{command}"
         );
     }

@@ -9,6 +9,8 @@
 //! - [`EntraVerifier`] validates Microsoft Entra ID access tokens: signature against the tenant's
 //!   published keys, issuer (single- and multi-tenant policies), audience, lifetime, and the
 //!   required scopes or app roles.
+//! - [`OnBehalfOf`] exchanges a verified caller's [`AccessToken`] for a token to a downstream
+//!   API (Entra's on-behalf-of grant), authenticating the server with a [`ClientCredential`].
 //! - [`StaticVerifier`] maps fixed tokens to fixed identities, for tests and the local dev mode.
 //!   It applies the same [`AccessPolicy`], so tests exercise the same authorization code paths.
 //!
@@ -40,6 +42,8 @@
 #![warn(unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod access_token;
+mod downstream;
 mod entra;
 mod error;
 mod identity;
@@ -47,6 +51,12 @@ mod policy;
 mod static_verifier;
 mod verifier;
 
+pub use access_token::AccessToken;
+pub use downstream::{
+    ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError,
+    DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
+    JWT_BEARER_GRANT, TOKEN_EXCHANGE_AUDIENCE,
+};
 pub use entra::{
     EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
 };

@@ -2,7 +2,8 @@
 //!
 //! [`BearerAuthLayer`] takes the one `Authorization: Bearer` credential, verifies it with the
 //! configured [`TokenVerifier`], and either answers with the right challenge (401/400/403/503, see
-//! `challenge.rs`) or passes the request on with the verified [`Identity`] in its extensions. It
+//! `challenge.rs`) or passes the request on with the verified [`Identity`] and the opaque [`AccessToken`]
+//! (for on-behalf-of calls) in its extensions. It
 //! also binds legacy sessions to their owner (see [`SessionBindings`]).
 //!
 //! With a [`ToolGate`] it also refuses a forbidden `tools/call` before the MCP layer runs
@@ -23,7 +24,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use serde::Deserialize;
 use tower::{Layer, Service};
-use verifiers::{AuthError, CallerText, Identity, MalformedCredentials, TokenVerifier};
+use verifiers::{AccessToken, AuthError, CallerText, Identity, MalformedCredentials, TokenVerifier};
 
 use super::body::{full, Body};
 use super::challenge::{auth_error_response, tool_refusal_response, ChallengeContext};
@@ -168,12 +169,12 @@ where
                     let verified = layer.verifier.verify(&token).await;
                     metrics::histogram!("mcp_token_verification_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    verified
+                    verified.map(|identity| (identity, AccessToken::new(token)))
                 }
                 Err(err) => Err(err),
             };
-            let identity = match verified {
-                Ok(identity) => identity,
+            let (identity, access_token) = match verified {
+                Ok(verified) => verified,
                 Err(err) => {
                     log_rejection(&err, &request);
                     return Ok(auth_error_response(&err, &layer.challenge));
@@ -216,6 +217,8 @@ where
                 Err(response) => return Ok(response),
             };
             request.extensions_mut().insert(identity);
+            // Beside the identity, opaque: only the on-behalf-of provider reads it (DESIGN §10).
+            request.extensions_mut().insert(access_token);
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
             let (response, refused) = watch_refusals(inner.call(request)).await;

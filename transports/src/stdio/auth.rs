@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use tokio::time::Instant;
-use verifiers::{AuthError, Identity, InvalidToken, TokenVerifier};
+use verifiers::{AccessToken, AuthError, Identity, InvalidToken, TokenVerifier};
 
 use super::source::{TokenSource, TokenSourceError};
 
@@ -89,6 +89,12 @@ impl StdioAuth {
 
     /// The verified caller now, refreshing the token if needed.
     pub async fn identity(&self) -> Result<Identity, StdioAuthError> {
+        self.caller().await.map(|(identity, _)| identity)
+    }
+
+    /// The verified caller now and its token (opaque, for on-behalf-of calls), refreshing the
+    /// token if needed.
+    pub async fn caller(&self) -> Result<(Identity, AccessToken), StdioAuthError> {
         let mut cached = self.cached.lock().await;
         let now = SystemTime::now();
         if self.needs_new_token(&mut cached, now).await {
@@ -102,16 +108,16 @@ impl StdioAuth {
             }
             cached.token = Some(token);
         }
+        let token = cached.token.clone().unwrap_or_default();
         if let Some(identity) = &cached.identity {
             if !identity.is_expired_at(now) {
-                return Ok(identity.clone());
+                return Ok((identity.clone(), AccessToken::new(token)));
             }
         }
-        let token = cached.token.clone().unwrap_or_default();
         match self.verifier.verify(&token).await {
             Ok(identity) => {
                 cached.identity = Some(identity.clone());
-                Ok(identity)
+                Ok((identity, AccessToken::new(token)))
             }
             Err(error) => {
                 cached.identity = None;

@@ -10,7 +10,8 @@ use rmcp::ServerHandler;
 use super::auth::StdioAuth;
 
 /// An MCP service that checks the stdio caller's token before each request and puts the verified
-/// [`Identity`](verifiers::Identity) into the request context, where the tools find it.
+/// [`Identity`](verifiers::Identity) and its opaque [`AccessToken`](verifiers::AccessToken) into the
+/// request context, where the tools find them.
 ///
 /// The lifecycle requests (`initialize`, `server/discover`, `ping`) pass without a check, so a
 /// host can still connect and show the error the first real request returns.
@@ -39,9 +40,10 @@ impl<H: ServerHandler> Service<RoleServer> for Authenticated<H> {
                 | ClientRequest::PingRequest(_)
         );
         if !lifecycle {
-            match self.auth.identity().await {
-                Ok(identity) => {
+            match self.auth.caller().await {
+                Ok((identity, token)) => {
                     context.extensions.insert(identity);
+                    context.extensions.insert(token);
                 }
                 Err(error) => return Err(McpError::invalid_request(error.to_string(), None)),
             }

@@ -45,9 +45,11 @@ use claims::{optional_time, CallerClaims};
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 
+pub(crate) use config::is_guid;
 pub use config::{EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
+use crate::downstream::{DownstreamConfig, DownstreamConfigError, OnBehalfOf};
 use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
 use cache::TokenCache;
 use jwt::{required_str, UnverifiedToken};
@@ -82,6 +84,8 @@ struct Inner {
     keys: KeyStore,
     cache: TokenCache,
     expected_audience: String,
+    /// The client every request to Entra goes through (timeouts, no redirects).
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for EntraVerifier {
@@ -97,8 +101,12 @@ impl EntraVerifier {
     /// Validates `config` and builds the verifier. Nothing is fetched until [`start`](Self::start).
     pub fn new(config: EntraConfig, access: AccessPolicy) -> Result<Self, EntraConfigError> {
         let http = Self::http_client(&config)?;
-        let keys = KeyStore::new(http, config.metadata_url(), config.key_min_refresh_interval);
-        Self::with_key_store(config, access, keys)
+        let keys = KeyStore::new(
+            http.clone(),
+            config.metadata_url(),
+            config.key_min_refresh_interval,
+        );
+        Self::with_key_store(config, access, keys, http)
     }
 
     /// A verifier that never contacts Entra: it trusts the given `issuer` (as the tenant's
@@ -113,8 +121,8 @@ impl EntraVerifier {
         jwks: &[serde_json::Value],
     ) -> Result<Self, EntraConfigError> {
         let http = Self::http_client(&config)?;
-        let keys = KeyStore::fixed(http, issuer.into(), jwks);
-        Self::with_key_store(config, access, keys)
+        let keys = KeyStore::fixed(http.clone(), issuer.into(), jwks);
+        Self::with_key_store(config, access, keys, http)
     }
 
     fn http_client(config: &EntraConfig) -> Result<reqwest::Client, EntraConfigError> {
@@ -131,6 +139,7 @@ impl EntraVerifier {
         config: EntraConfig,
         access: AccessPolicy,
         keys: KeyStore,
+        http: reqwest::Client,
     ) -> Result<Self, EntraConfigError> {
         let tenant_policy = config.validate()?;
         let config = config.normalized();
@@ -147,8 +156,21 @@ impl EntraVerifier {
                 access,
                 keys,
                 expected_audience,
+                http,
             }),
         })
+    }
+
+    /// An on-behalf-of token provider for this app registration (DESIGN §10): same authority
+    /// host, client id, tenant and HTTP client (timeouts) as the verifier. For a multi-tenant
+    /// server the exchange happens in the caller's tenant.
+    pub fn on_behalf_of(&self, downstream: DownstreamConfig) -> Result<OnBehalfOf, DownstreamConfigError> {
+        OnBehalfOf::new(
+            &self.inner.config,
+            self.inner.tenant_policy.is_multi_tenant(),
+            self.inner.http.clone(),
+            downstream,
+        )
     }
 
     /// The tenant policy `AZURE_TENANT_ID` selected.
