@@ -143,6 +143,8 @@ struct Raw {
     metrics_addr: Option<Text>,
     log_format: Format,
     mcp_dev_token: Option<Text>,
+    mcp_dev_scopes: Option<List>,
+    mcp_dev_roles: Option<List>,
     mcp_access_token: Option<Text>,
     mcp_access_token_file: Option<Text>,
     mcp_access_token_command: Option<Text>,
@@ -198,8 +200,12 @@ pub enum AuthSettings {
     Dev {
         /// `MCP_DEV_TOKEN`, or `None` for a random one.
         token: Option<String>,
-        /// Required scopes (the dev identity has them).
+        /// Required scopes and roles.
         policy: AccessPolicy,
+        /// The dev identity's scopes: `MCP_DEV_SCOPES`, by default the required scopes.
+        scopes: Vec<String>,
+        /// The dev identity's app roles: `MCP_DEV_ROLES`, by default none.
+        roles: Vec<String>,
     },
 }
 
@@ -516,6 +522,8 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         (
             AuthSettings::Dev {
                 token: raw.mcp_dev_token.clone().map(|t| t.0),
+                scopes: raw.mcp_dev_scopes.clone().map_or_else(|| scopes.clone(), |l| l.0),
+                roles: raw.mcp_dev_roles.clone().unwrap_or_default().0,
                 policy,
             },
             identifier,

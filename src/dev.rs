@@ -9,12 +9,14 @@ pub const DEV_OBJECT_ID: &str = "00000000-0000-0000-0000-00000000de01";
 /// Tenant id of the dev user.
 pub const DEV_TENANT_ID: &str = "00000000-0000-0000-0000-00000000de00";
 
-/// The dev user, with every scope `policy` requires.
-pub fn dev_identity(policy: &AccessPolicy) -> Identity {
+/// The dev user, a delegated caller with `scopes` (short names) and app `roles`
+/// (`MCP_DEV_SCOPES`, `MCP_DEV_ROLES`).
+pub fn dev_identity(scopes: &[String], roles: &[String]) -> Identity {
     Identity::builder(DEV_OBJECT_ID, DEV_TENANT_ID)
         .name("Dev User")
         .username("dev@localhost")
-        .scopes(policy.required_scopes.clone())
+        .scopes(scopes.to_vec())
+        .roles(roles.to_vec())
         .client_app("mcp-server-entra-dev")
         .build()
 }
@@ -25,8 +27,13 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The static verifier of dev mode: `token` is the dev user.
-pub fn dev_verifier(token: &str, policy: AccessPolicy) -> StaticVerifier {
-    let identity = dev_identity(&policy);
-    StaticVerifier::new(policy).with_token(token, identity)
+/// The static verifier of dev mode: `token` is the dev user, checked against `policy` like any
+/// caller (so a dev identity without a required scope is refused, as Entra's would be).
+pub fn dev_verifier(
+    token: &str,
+    policy: AccessPolicy,
+    scopes: &[String],
+    roles: &[String],
+) -> StaticVerifier {
+    StaticVerifier::new(policy).with_token(token, dev_identity(scopes, roles))
 }

@@ -149,7 +149,12 @@ async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result
                 downstream,
             })
         }
-        AuthSettings::Dev { token, policy } => {
+        AuthSettings::Dev {
+            token,
+            policy,
+            scopes,
+            roles,
+        } => {
             let token = match token {
                 Some(token) => token.clone(),
                 None => {
@@ -164,7 +169,7 @@ async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result
             };
             tracing::warn!("DEV MODE: tokens are NOT verified against Entra; one static identity, loopback only. Never use in production.");
             Ok(Built {
-                verifier: Arc::new(dev::dev_verifier(&token, policy.clone())),
+                verifier: Arc::new(dev::dev_verifier(&token, policy.clone(), scopes, roles)),
                 dev_token: Some(token),
                 downstream: None,
             })
@@ -247,6 +252,8 @@ async fn start_metrics(
 async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), RunError> {
     let built = build_verifier(&settings, false).await?;
     let stdio = &settings.stdio;
+    // The scope a caller's token needs, for the messages that say how to get one.
+    let scope = settings.http.scopes.first().cloned().unwrap_or_default();
     let source = match (
         built.dev_token.clone(),
         &stdio.token,
@@ -260,9 +267,10 @@ async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), 
             stdio.token_file.clone(),
             stdio.token_command.clone(),
             stdio.command_timeout,
+            &scope,
         )?,
     };
-    let auth = Arc::new(StdioAuth::new(built.verifier.clone(), source));
+    let auth = Arc::new(StdioAuth::new(built.verifier.clone(), source).with_scope(scope));
     transports::stdio::serve(built.server(&access), auth, rmcp::transport::stdio()).await?;
     Ok(())
 }

@@ -49,6 +49,8 @@ settings! {
     "METRICS_ADDR" = "": "Serve Prometheus metrics at http://<addr>/metrics on this separate address (e.g. 0.0.0.0:9464). Empty: off.";
     "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";
     "MCP_DEV_TOKEN" = "": "With --dev: the bearer token of the local dev identity. Default: a random token printed at start-up.";
+    "MCP_DEV_SCOPES" = "": "With --dev: the dev identity's scopes (short names, comma-separated). Default: AZURE_REQUIRED_SCOPES.";
+    "MCP_DEV_ROLES" = "": "With --dev: the dev identity's app roles (comma-separated). Default: none.";
     "MCP_ACCESS_TOKEN" = "": "stdio: the caller's Entra access token.";
     "MCP_ACCESS_TOKEN_FILE" = "": "stdio: a file holding the token, re-read when it changes.";
     "MCP_ACCESS_TOKEN_COMMAND" = "": "stdio: a command printing a fresh token (run without a shell), re-run before the token expires.";

@@ -95,6 +95,24 @@ async fn dev_mode_serves_every_tool_over_stdio() {
 }
 
 #[tokio::test]
+async fn the_dev_identity_takes_its_scopes_and_roles_from_settings() {
+    let vars = [
+        ("MCP_DEV_SCOPES", "access_as_user, files.read".to_owned()),
+        ("MCP_DEV_ROLES", "Dice.Admin".to_owned()),
+    ];
+    let client = spawn_client(command(&scratch("dev-claims"), &["--dev"], &vars)).await;
+    let who = whoami(&client).await.unwrap();
+    client.cancel().await.unwrap();
+    assert_eq!(who["scopes"], json!(["access_as_user", "files.read"]));
+    assert_eq!(who["roles"], json!(["Dice.Admin"]));
+    // Without the required scope the dev caller is refused, as an Entra caller would be.
+    let vars = [("MCP_DEV_SCOPES", "files.read".to_owned())];
+    let (code, _, stderr) = run_to_exit(command(&scratch("dev-noscope"), &["--dev"], &vars)).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("access_as_user"), "{stderr}");
+}
+
+#[tokio::test]
 async fn entra_token_from_the_environment_is_verified_and_used() {
     let key = key1();
     let fake = FakeEntra::start(&[&key]).await;
@@ -406,6 +424,77 @@ async fn a_token_command_that_cannot_be_found_fails_fast_naming_the_setting_prog
             stderr,
             format!("mcp-server-entra: MCP_ACCESS_TOKEN_COMMAND: program {reason}; {fix}\n"),
             "{line}"
+        );
+    }
+}
+
+/// What the stdio process says at start-up, one row per message: the token's state and the
+/// reachability of Entra → exit code, words the message must have, words it must not have.
+#[tokio::test]
+async fn start_up_messages_name_the_fix_once_with_this_servers_scope_and_no_http_wording() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let scope = format!(
+        "az account get-access-token --scope api://{CLIENT_ID}/access_as_user --query accessToken -o tsv"
+    );
+    let mut expired = fake.claims(TENANT);
+    expired["exp"] = json!(now() - 120);
+    struct Row {
+        name: &'static str,
+        token: Option<String>,
+        entra_down: bool,
+        must: Vec<String>,
+    }
+    let rows = [
+        Row {
+            name: "expired",
+            token: Some(mint(&key, &expired)),
+            entra_down: false,
+            must: vec![
+                "mcp-server-entra: the token from MCP_ACCESS_TOKEN was rejected: the token expired at".into(),
+                scope.clone(),
+                "set MCP_ACCESS_TOKEN_COMMAND".into(),
+            ],
+        },
+        Row {
+            name: "missing",
+            token: None,
+            entra_down: false,
+            must: vec!["mcp-server-entra: no access token:".into(), scope.clone()],
+        },
+        Row {
+            name: "entra-down",
+            token: Some(mint(&key, &fake.claims(TENANT))),
+            entra_down: true,
+            must: vec![
+                "mcp-server-entra: cannot verify the token from MCP_ACCESS_TOKEN: the identity provider's signing keys could not be fetched".into(),
+                "AZURE_AUTHORITY_HOST".into(),
+            ],
+        },
+    ];
+    for row in rows {
+        fake.set_down(row.entra_down);
+        let mut vars = entra_vars(&fake);
+        if let Some(token) = row.token {
+            vars.push(("MCP_ACCESS_TOKEN", token));
+        }
+        let (code, stdout, stderr) = run_to_exit(command(&scratch(row.name), &[], &vars)).await;
+        assert_eq!((code, stdout.as_str()), (2, ""), "{}: {stderr}", row.name);
+        let last = stderr.lines().last().unwrap_or_default();
+        for must in &row.must {
+            assert!(
+                last.contains(must.as_str()),
+                "{}: lacks {must:?}: {stderr}",
+                row.name
+            );
+        }
+        for never in ["503", "answering", "<client-id>"] {
+            assert!(!stderr.contains(never), "{}: says {never:?}: {stderr}", row.name);
+        }
+        assert!(
+            last.to_lowercase().matches("get a new token").count() <= 1,
+            "{}: repeats itself: {stderr}",
+            row.name
         );
     }
 }

@@ -7,7 +7,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 use verifiers::{AccessToken, AuthError, Identity, InvalidToken, TokenVerifier};
 
-use super::source::{TokenSource, TokenSourceError};
+use super::source::{az_example, TokenSource, TokenSourceError};
 
 /// Refresh a command token this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -22,28 +22,40 @@ pub enum StdioAuthError {
     #[error(transparent)]
     Source(#[from] TokenSourceError),
     /// The token was rejected.
-    #[error(
-        "the token from {source_name} was rejected: {error}{}",
-        fix_hint(source_name, error)
-    )]
+    #[error("{}", rejection(source_name, error, scope))]
     Rejected {
         /// Which variable the token came from.
         source_name: &'static str,
         /// Why it was rejected.
         error: AuthError,
+        /// The scope URI a token needs, for the fix (empty: unknown).
+        scope: String,
     },
 }
 
-fn fix_hint(source_name: &str, error: &AuthError) -> &'static str {
-    let expired = matches!(error, AuthError::InvalidToken(InvalidToken::Expired { .. }));
-    match (source_name, expired) {
-        ("MCP_ACCESS_TOKEN", true) => {
-            ". Get a new token (az account get-access-token --scope api://<client-id>/access_as_user --query accessToken -o tsv) and restart the server, or set MCP_ACCESS_TOKEN_COMMAND so it refreshes the token itself"
-        }
-        ("MCP_ACCESS_TOKEN_FILE", true) => ". Write a fresh token to the file; it is re-read when it changes",
-        ("MCP_ACCESS_TOKEN_COMMAND", true) => ". The command printed an expired token; check that it fetches a new one",
-        _ => "",
+/// The verifier's reason, and for an expired token the fix for this source in place of the
+/// verifier's generic "get a new token" (said once, with the scope filled in).
+fn rejection(source_name: &str, error: &AuthError, scope: &str) -> String {
+    if let AuthError::Unavailable(_) = error {
+        // Not the token's fault: say so, without HTTP wording (no status code on stdio).
+        return format!(
+            "cannot verify the token from {source_name}: the identity provider's signing keys could not be fetched; check the network path to AZURE_AUTHORITY_HOST, then start the server again"
+        );
     }
+    let reason = error.to_string();
+    if !matches!(error, AuthError::InvalidToken(InvalidToken::Expired { .. })) {
+        return format!("the token from {source_name} was rejected: {reason}");
+    }
+    let reason = reason.trim_end_matches("; get a new token");
+    let fix = match source_name {
+        "MCP_ACCESS_TOKEN" => format!(
+            "get a new token ({}) and restart the server, or set MCP_ACCESS_TOKEN_COMMAND so it refreshes the token itself",
+            az_example(scope)
+        ),
+        "MCP_ACCESS_TOKEN_FILE" => "write a fresh token to the file; it is re-read when it changes".to_owned(),
+        _ => "the command printed an expired token; check that it fetches a new one".to_owned(),
+    };
+    format!("the token from {source_name} was rejected: {reason}; {fix}")
 }
 
 struct Cached {
@@ -61,6 +73,7 @@ struct Cached {
 pub struct StdioAuth {
     verifier: Arc<dyn TokenVerifier>,
     source: TokenSource,
+    scope: String,
     cached: tokio::sync::Mutex<Cached>,
 }
 
@@ -78,6 +91,7 @@ impl StdioAuth {
         StdioAuth {
             verifier,
             source,
+            scope: String::new(),
             cached: tokio::sync::Mutex::new(Cached {
                 token: None,
                 identity: None,
@@ -85,6 +99,14 @@ impl StdioAuth {
                 last_command_run: None,
             }),
         }
+    }
+
+    /// Names the scope URI a token needs (`api://<client-id>/access_as_user`), so the fix for an
+    /// expired token is a command that can be copied as it is.
+    #[must_use]
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
     }
 
     /// The verified caller now, refreshing the token if needed.
@@ -126,6 +148,7 @@ impl StdioAuth {
                 Err(StdioAuthError::Rejected {
                     source_name: self.source.name(),
                     error,
+                    scope: self.scope.clone(),
                 })
             }
         }

@@ -49,16 +49,40 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
+/// The Azure CLI command that prints a token for `scope` (a placeholder scope when empty).
+pub fn az_example(scope: &str) -> String {
+    let scope = if scope.is_empty() {
+        "api://<client-id>/access_as_user"
+    } else {
+        scope
+    };
+    format!("az account get-access-token --scope {scope} --query accessToken -o tsv")
+}
+
 /// Why a token source produced no token.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum TokenSourceError {
     /// None of the three variables is set.
-    #[error("no access token: set MCP_ACCESS_TOKEN, MCP_ACCESS_TOKEN_FILE or MCP_ACCESS_TOKEN_COMMAND (e.g. az account get-access-token --scope api://<client-id>/access_as_user --query accessToken -o tsv)")]
-    NotConfigured,
+    #[error(
+        "no access token: set MCP_ACCESS_TOKEN, MCP_ACCESS_TOKEN_FILE or MCP_ACCESS_TOKEN_COMMAND (e.g. {})",
+        az_example(scope)
+    )]
+    NotConfigured {
+        /// The scope URI a token needs (`api://<client-id>/access_as_user`), for the example.
+        scope: String,
+    },
     /// The command line is empty or has unbalanced quotes.
-    #[error("MCP_ACCESS_TOKEN_COMMAND cannot be parsed ({0}); write it as you would in a shell, e.g. az account get-access-token --scope api://<client-id>/access_as_user --query accessToken -o tsv")]
-    BadCommandLine(&'static str),
+    #[error(
+        "MCP_ACCESS_TOKEN_COMMAND cannot be parsed ({problem}); write it as you would in a shell, e.g. {}",
+        az_example(scope)
+    )]
+    BadCommandLine {
+        /// What is wrong with it.
+        problem: &'static str,
+        /// The scope URI a token needs, for the example; empty when unknown.
+        scope: String,
+    },
     /// The token file cannot be read.
     #[error("cannot read MCP_ACCESS_TOKEN_FILE {path}: {cause}")]
     File {
@@ -142,6 +166,7 @@ impl TokenSource {
         file: Option<PathBuf>,
         command: Option<String>,
         timeout: Duration,
+        scope: &str,
     ) -> Result<TokenSource, TokenSourceError> {
         if let Some(token) = token {
             return Ok(TokenSource::Fixed(token.trim().to_owned()));
@@ -150,10 +175,18 @@ impl TokenSource {
             return Ok(TokenSource::File(file));
         }
         if let Some(line) = command {
-            let argv = split_command_line(&line)?;
+            let argv = split_command_line(&line).map_err(|error| match error {
+                TokenSourceError::BadCommandLine { problem, .. } => TokenSourceError::BadCommandLine {
+                    problem,
+                    scope: scope.to_owned(),
+                },
+                other => other,
+            })?;
             return Ok(TokenSource::Command { line, argv, timeout });
         }
-        Err(TokenSourceError::NotConfigured)
+        Err(TokenSourceError::NotConfigured {
+            scope: scope.to_owned(),
+        })
     }
 
     /// The environment variable this source came from, for messages.
@@ -255,9 +288,10 @@ fn not_regular(path: &std::path::Path, kind: std::fs::FileType) -> TokenSourceEr
 }
 
 async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<String, TokenSourceError> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or(TokenSourceError::BadCommandLine("it is empty"))?;
+    let (program, args) = argv.split_first().ok_or(TokenSourceError::BadCommandLine {
+        problem: "it is empty",
+        scope: String::new(),
+    })?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -428,7 +462,12 @@ pub(crate) fn split_command_line(line: &str) -> Result<Vec<String>, TokenSourceE
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => word.push(c),
-                        None => return Err(TokenSourceError::BadCommandLine("a single quote is not closed")),
+                        None => {
+                            return Err(TokenSourceError::BadCommandLine {
+                                problem: "a single quote is not closed",
+                                scope: String::new(),
+                            })
+                        }
                     }
                 }
             }
@@ -444,11 +483,19 @@ pub(crate) fn split_command_line(line: &str) -> Result<Vec<String>, TokenSourceE
                                 word.push(c);
                             }
                             None => {
-                                return Err(TokenSourceError::BadCommandLine("a double quote is not closed"))
+                                return Err(TokenSourceError::BadCommandLine {
+                                    problem: "a double quote is not closed",
+                                    scope: String::new(),
+                                })
                             }
                         },
                         Some(c) => word.push(c),
-                        None => return Err(TokenSourceError::BadCommandLine("a double quote is not closed")),
+                        None => {
+                            return Err(TokenSourceError::BadCommandLine {
+                                problem: "a double quote is not closed",
+                                scope: String::new(),
+                            })
+                        }
                     }
                 }
             }
@@ -456,7 +503,12 @@ pub(crate) fn split_command_line(line: &str) -> Result<Vec<String>, TokenSourceE
                 in_word = true;
                 match chars.next() {
                     Some(c) => word.push(c),
-                    None => return Err(TokenSourceError::BadCommandLine("it ends with a backslash")),
+                    None => {
+                        return Err(TokenSourceError::BadCommandLine {
+                            problem: "it ends with a backslash",
+                            scope: String::new(),
+                        })
+                    }
                 }
             }
             c => {
@@ -469,7 +521,10 @@ pub(crate) fn split_command_line(line: &str) -> Result<Vec<String>, TokenSourceE
         words.push(word);
     }
     if words.is_empty() {
-        return Err(TokenSourceError::BadCommandLine("it is empty"));
+        return Err(TokenSourceError::BadCommandLine {
+            problem: "it is empty",
+            scope: String::new(),
+        });
     }
     Ok(words)
 }
@@ -514,14 +569,14 @@ mod tests {
     #[test]
     fn first_configured_source_wins() {
         let t = Duration::from_secs(1);
-        let s =
-            TokenSource::from_settings(Some("tok".into()), Some("f".into()), Some("c".into()), t).unwrap();
+        let s = TokenSource::from_settings(Some("tok".into()), Some("f".into()), Some("c".into()), t, "")
+            .unwrap();
         assert_eq!(s.name(), "MCP_ACCESS_TOKEN");
-        let s = TokenSource::from_settings(None, Some("f".into()), Some("c".into()), t).unwrap();
+        let s = TokenSource::from_settings(None, Some("f".into()), Some("c".into()), t, "").unwrap();
         assert_eq!(s.name(), "MCP_ACCESS_TOKEN_FILE");
         assert!(matches!(
-            TokenSource::from_settings(None, None, None, t),
-            Err(TokenSourceError::NotConfigured)
+            TokenSource::from_settings(None, None, None, t, "api://c/access_as_user"),
+            Err(TokenSourceError::NotConfigured { .. })
         ));
     }
 
@@ -533,21 +588,28 @@ mod tests {
 
     #[tokio::test]
     async fn command_output_is_the_token_and_failures_carry_stderr() {
-        let ok =
-            TokenSource::from_settings(None, None, Some("echo ' tok123 '".into()), Duration::from_secs(5))
-                .unwrap();
+        let ok = TokenSource::from_settings(
+            None,
+            None,
+            Some("echo ' tok123 '".into()),
+            Duration::from_secs(5),
+            "",
+        )
+        .unwrap();
         assert_eq!(ok.fetch().await.unwrap(), "tok123");
         let fail = TokenSource::from_settings(
             None,
             None,
             Some("sh -c 'echo nope >&2; exit 3'".into()),
             Duration::from_secs(5),
+            "",
         )
         .unwrap();
         let err = fail.fetch().await.unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("exit status: 3"), "{err}");
-        let slow = TokenSource::from_settings(None, None, Some("sleep 5".into()), Duration::from_millis(100))
-            .unwrap();
+        let slow =
+            TokenSource::from_settings(None, None, Some("sleep 5".into()), Duration::from_millis(100), "")
+                .unwrap();
         assert!(matches!(
             slow.fetch().await,
             Err(TokenSourceError::Timeout { .. })

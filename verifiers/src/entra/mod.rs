@@ -196,7 +196,7 @@ impl EntraVerifier {
             Ok(()) => tracing::info!(authority = %self.inner.config.authority(), "signing keys loaded"),
             Err(error) => tracing::error!(
                 error = %error_chain(error),
-                "could not load Entra signing keys; answering 503 until they load"
+                "could not load Entra signing keys; tokens cannot be verified until they load (retrying in the background)"
             ),
         }
         let weak = Arc::downgrade(&self.inner);
