@@ -1,8 +1,13 @@
 //! Calls mcp-server-entra the way any MCP client would: with a bearer token over streamable HTTP.
 //!
 //! ```text
-//! PUBLIC_URL=http://localhost:8000 MCP_ACCESS_TOKEN=<token> cargo run --example connect_with_client
+//! MCP_ACCESS_TOKEN=<token> cargo run --example connect_with_client                 # http://localhost:8000
+//! MCP_ACCESS_TOKEN=<token> cargo run --example connect_with_client -- --port 8013
+//! MCP_ACCESS_TOKEN=<token> cargo run --example connect_with_client -- https://mcp.contoso.com
 //! ```
+//!
+//! The server's address is, first found: a URL argument (with or without `/mcp`), `--port P`
+//! (`http://localhost:P`), `PUBLIC_URL`, then `http://localhost:8000`. It prints the one it uses.
 //!
 //! Against `serve --dev`, the token is the dev token the server printed (or `MCP_DEV_TOKEN`).
 //! Against Entra, get one with
@@ -21,12 +26,20 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let base = std::env::var("PUBLIC_URL").unwrap_or_else(|_| "http://localhost:8000".to_owned());
+    let base = match server_base(std::env::args().skip(1)) {
+        Ok(base) => base,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     let Ok(token) = std::env::var("MCP_ACCESS_TOKEN") else {
         eprintln!("set MCP_ACCESS_TOKEN: the dev token `serve --dev` printed, or an Entra access token");
         return ExitCode::from(2);
     };
-    let url = format!("{}/mcp", base.trim_end_matches('/'));
+    let base = base.trim_end_matches('/');
+    let url = format!("{}/mcp", base.strip_suffix("/mcp").unwrap_or(base));
+    eprintln!("connecting to {url}");
     let config = StreamableHttpClientTransportConfig::with_uri(url.clone()).auth_header(token);
     let client = match ().serve(StreamableHttpClientTransport::from_config(config)).await {
         Ok(client) => client,
@@ -44,6 +57,24 @@ async fn main() -> ExitCode {
             eprintln!("call failed: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The server's base URL from the arguments (`URL` or `--port P`), else `PUBLIC_URL`, else port 8000.
+fn server_base(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+    let usage = "usage: connect_with_client [URL | --port PORT]  (MCP_ACCESS_TOKEN holds the token)";
+    let base = match args.next().as_deref() {
+        None => std::env::var("PUBLIC_URL").unwrap_or_else(|_| "http://localhost:8000".to_owned()),
+        Some("--port") => match args.next().map(|p| p.parse::<u16>()) {
+            Some(Ok(port)) => format!("http://localhost:{port}"),
+            _ => return Err(format!("--port needs a port number; {usage}")),
+        },
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.to_owned(),
+        Some(other) => return Err(format!("unexpected argument {other:?}; {usage}")),
+    };
+    match args.next() {
+        Some(extra) => Err(format!("unexpected argument {extra:?}; {usage}")),
+        None => Ok(base),
     }
 }
 
