@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 # Starts `$1` (a simple command, as the README writes it) in the background, logging to $logs/$2.
 start() {
-  bash -c "exec $1" >"$logs/$2.out" 2>"$logs/$2.err" &
+  bash -c "exec env $1" >"$logs/$2.out" 2>"$logs/$2.err" &
   pids+=($!)
 }
 
@@ -58,9 +58,9 @@ health=$(curl -fsS http://localhost:8000/health)
 [ "$health" = "ok" ] || { echo "/health said: $health"; exit 1; }
 token=$(sed -n 's/.*dev token (send as `Authorization: Bearer <token>`): \([0-9a-f]*\).*/\1/p' "$logs/dev.err" | head -1)
 [ -n "$token" ] || { echo "no dev token printed:"; cat "$logs/dev.err"; exit 1; }
-client=$(block client)
-echo "README client: $client"
-out=$(MCP_ACCESS_TOKEN=$token timeout 60 bash -c "$client")
+client=$(block client | sed "s/<printed token>/$token/")
+echo "README client:"; echo "$client"
+out=$(timeout 60 bash -c "set -e; $client")
 echo "$out"
 grep -q '^whoami: You are Dev User (dev@localhost)\.$' <<<"$out" || { echo "whoami answer missing"; exit 1; }
 
