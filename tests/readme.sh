@@ -56,6 +56,8 @@ start "env -u MCP_DEV_TOKEN $run_cmd" dev
 wait_for http://localhost:8000/health dev
 health=$(curl -fsS http://localhost:8000/health)
 [ "$health" = "ok" ] || { echo "/health said: $health"; exit 1; }
+meta=$(curl -fsS localhost:8000/.well-known/oauth-protected-resource/mcp)
+grep -qF '"authorization_servers":[]' <<<"$meta" || { echo "dev metadata is not as the README explains: $meta"; exit 1; }
 token=$(sed -n 's/.*dev token (send as `Authorization: Bearer <token>`): \([0-9a-f]*\).*/\1/p' "$logs/dev.err" | head -1)
 [ -n "$token" ] || { echo "no dev token printed:"; cat "$logs/dev.err"; exit 1; }
 client=$(block client | sed "s/<printed token>/$token/")
