@@ -48,7 +48,9 @@ const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 const CONSUMER_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 #[derive(Parser)]
-#[command(about = "A local Entra issuer: serve OIDC discovery + JWKS on 127.0.0.1, mint signed access tokens")]
+#[command(
+    about = "A local Entra issuer: serve OIDC discovery + JWKS on 127.0.0.1, mint signed access tokens"
+)]
 struct Cli {
     /// Where the key and the issuer's address are kept.
     #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/local-entra"))]
@@ -370,7 +372,10 @@ fn mint(dir: &Path, choice: &MintChoice) -> Result<String, LocalEntraError> {
         claims["sub"] = json!(format!("local-sub-{}", choice.oid));
         claims["name"] = json!(choice.name);
         claims["preferred_username"] = json!(choice.preferred_username);
-        claims["azp"] = json!(choice.azp.clone().unwrap_or_else(|| AZURE_CLI_CLIENT_ID.to_owned()));
+        claims["azp"] = json!(choice
+            .azp
+            .clone()
+            .unwrap_or_else(|| AZURE_CLI_CLIENT_ID.to_owned()));
         claims["azpacr"] = json!("0");
     }
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid});
