@@ -413,6 +413,39 @@ pub async fn post_mcp(url: &str, token: Option<&str>, body: &Value) -> reqwest::
     req.send().await.unwrap()
 }
 
+/// Opens a legacy (2025-11-25) session by raw HTTP, sending `accept` on both requests
+/// (`initialize`, then `notifications/initialized`), and returns its `Mcp-Session-Id`.
+pub async fn open_session_accepting(url: &str, token: &str, accept: &str) -> String {
+    let r = http()
+        .post(url)
+        .header("accept", accept)
+        .bearer_auth(token)
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = r.text().await;
+    let r = http()
+        .post(url)
+        .header("accept", accept)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .bearer_auth(token)
+        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    session
+}
+
+/// [`open_session_accepting`] with the `Accept` header streamable HTTP requires.
+pub async fn open_session(url: &str, token: &str) -> String {
+    open_session_accepting(url, token, ACCEPT).await
+}
+
 /// A minimal JSON-RPC initialize body.
 pub fn initialize_body() -> Value {
     json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})

@@ -287,7 +287,7 @@ async fn send(server: &TestServer, call: Call, accept: Option<&str>) -> (u16, St
     request = match call {
         Call::Initialize => request.json(&initialize_body()),
         Call::InSession => {
-            let session = open_session_with(server, ACCEPT).await;
+            let session = open_session(&server.mcp_url(), ALICE).await;
             request
                 .header("mcp-session-id", session)
                 .header("mcp-protocol-version", "2025-11-25")
@@ -310,32 +310,6 @@ async fn send(server: &TestServer, call: Call, accept: Option<&str>) -> (u16, St
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (status, content_type, r.text().await.unwrap())
-}
-
-async fn open_session_with(server: &TestServer, accept: &str) -> String {
-    let r = http()
-        .post(server.mcp_url())
-        .header("accept", accept)
-        .bearer_auth(ALICE)
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let _ = r.text().await;
-    let r = http()
-        .post(server.mcp_url())
-        .header("accept", accept)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .bearer_auth(ALICE)
-        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    session
 }
 
 #[tokio::test]
@@ -412,7 +386,7 @@ async fn json_only_clients_get_json_sse_clients_get_sse_and_only_excluding_json_
 async fn a_json_only_client_keeps_its_session_and_get_streams_follow_accept() {
     let server = spawn_http(static_verifier(), |_| {}).await;
     // A whole session with `Accept: */*`: the session id comes back on the JSON answer.
-    let session = open_session_with(&server, "*/*").await;
+    let session = open_session_accepting(&server.mcp_url(), ALICE, "*/*").await;
     let list = http()
         .post(server.mcp_url())
         .header("accept", "*/*")

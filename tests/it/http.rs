@@ -228,26 +228,6 @@ async fn health_is_ok_and_unknown_paths_are_404() {
     assert_eq!(r.status(), 404);
 }
 
-/// Initializes a legacy session by raw HTTP and returns its id.
-async fn open_session(server: &TestServer, token: &str) -> String {
-    let r = post(server, Some(token), &initialize_body()).await;
-    assert_eq!(r.status(), 200);
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let _ = r.text().await;
-    let r = http()
-        .post(server.mcp_url())
-        .header("accept", ACCEPT)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .bearer_auth(token)
-        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    session
-}
-
 async fn session_call(server: &TestServer, token: &str, session: &str, body: Value) -> reqwest::Response {
     http()
         .post(server.mcp_url())
@@ -276,7 +256,7 @@ async fn messages(r: reqwest::Response) -> Vec<Value> {
 #[tokio::test]
 async fn another_user_cannot_use_a_session_it_did_not_open() {
     let server = spawn_http(static_verifier(), |_| {}).await;
-    let session = open_session(&server, ALICE).await;
+    let session = open_session(&server.mcp_url(), ALICE).await;
     let whoami =
         json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}});
     let stolen = session_call(&server, BOB, &session, whoami.clone()).await;
@@ -312,7 +292,7 @@ async fn another_user_cannot_use_a_session_it_did_not_open() {
 #[tokio::test]
 async fn unknown_method_gets_a_jsonrpc_error_not_a_hang() {
     let server = spawn_http(static_verifier(), |_| {}).await;
-    let session = open_session(&server, ALICE).await;
+    let session = open_session(&server.mcp_url(), ALICE).await;
     let body = json!({"jsonrpc":"2.0","id":7,"method":"no/such/method","params":{}});
     let r = tokio::time::timeout(
         Duration::from_secs(5),
@@ -488,7 +468,7 @@ async fn current_spec_requests_get_json_answers_even_with_legacy_sessions_on() {
 #[tokio::test]
 async fn session_ids_carry_the_replica_prefix_and_foreign_prefixes_are_unknown() {
     let server = spawn_http(static_verifier(), |c| c.session_id_prefix = "r7-".into()).await;
-    let session = open_session(&server, ALICE).await;
+    let session = open_session(&server.mcp_url(), ALICE).await;
     assert!(session.starts_with("r7-"), "{session}");
     let whoami =
         json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}});

@@ -258,7 +258,10 @@ async fn http_legacy_callers_see_and_run_only_the_tools_their_token_allows() {
                 .bearer_auth(&caller.token)
                 .json(&roll_body(2, false));
             if legacy_sessions {
-                request = request.header("mcp-session-id", open_session(&server, &caller.token).await);
+                request = request.header(
+                    "mcp-session-id",
+                    open_session(&server.mcp_url(), &caller.token).await,
+                );
             }
             let r = request.send().await.unwrap();
             assert_http_outcome(caller.name, path, r, caller.outcome, &config).await;
@@ -324,26 +327,6 @@ async fn chunked_post(server: &TestServer, token: &str, body: &Value) -> Value {
         .next()
         .unwrap()
         .unwrap()
-}
-
-/// Initializes a legacy session by raw HTTP and returns its id.
-async fn open_session(server: &TestServer, token: &str) -> String {
-    let r = post_mcp(&server.mcp_url(), Some(token), &initialize_body()).await;
-    assert_eq!(r.status(), 200);
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let _ = r.text().await;
-    let r = http()
-        .post(server.mcp_url())
-        .header("accept", ACCEPT)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .bearer_auth(token)
-        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    session
 }
 
 fn scratch(name: &str) -> PathBuf {
