@@ -224,27 +224,6 @@ async fn a_path_in_public_url_serves_prefixed_and_stripped_paths_and_self_consis
 }
 
 #[tokio::test]
-async fn metadata_without_a_prefix_names_the_endpoint_and_the_root_names_the_origin() {
-    let server = spawn_http(static_verifier(), |_| {}).await;
-    for (path, resource) in [
-        (
-            "/.well-known/oauth-protected-resource/mcp",
-            format!("{}/mcp", server.base),
-        ),
-        ("/.well-known/oauth-protected-resource", server.base.clone()),
-    ] {
-        let r = http().get(format!("{}{path}", server.base)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        assert_eq!(r.headers()["content-type"], "application/json");
-        assert_eq!(
-            r.json::<Value>().await.unwrap(),
-            metadata_document(&resource),
-            "{path}"
-        );
-    }
-}
-
-#[tokio::test]
 async fn rmcp_clients_work_through_the_prefixed_endpoint() {
     let server = behind_gateway().await;
     let url = format!("{}/entra/mcp", server.base);
