@@ -1,5 +1,7 @@
 //! Who is calling: the one place tools learn the verified identity, whatever the transport.
 
+use std::sync::Arc;
+
 use rmcp::model::ErrorData as McpError;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
@@ -7,17 +9,19 @@ use verifiers::{AccessToken, Identity};
 
 /// The verified caller of the current request.
 ///
-/// Over HTTP the bearer-auth layer puts the [`Identity`] into the HTTP request's extensions, and
-/// rmcp moves the request's `http::request::Parts` into the MCP context. Over stdio the transport
-/// puts the identity into the MCP context directly. Tools call this and need not care which.
+/// Over HTTP the bearer-auth layer puts the identity (an `Arc<Identity>`, shared with the
+/// verified-token cache) into the HTTP request's extensions, and rmcp moves the request's
+/// `http::request::Parts` into the MCP context. Over stdio the transport puts it into the MCP
+/// context directly. Tools call this and need not care which.
 pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<&Identity, McpError> {
     ctx.extensions
-        .get::<Identity>()
+        .get::<Arc<Identity>>()
         .or_else(|| {
             ctx.extensions
                 .get::<http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<Identity>())
+                .and_then(|parts| parts.extensions.get::<Arc<Identity>>())
         })
+        .map(|identity| &**identity)
         // Unreachable through our transports, which authenticate every request; a clear error
         // rather than a panic if someone mounts the server without them.
         .ok_or_else(|| McpError::invalid_request("this request carries no verified caller identity", None))

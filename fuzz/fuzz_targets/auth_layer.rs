@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(request) = request.body(Full::new(Bytes::copy_from_slice(body))) else { return };
     let inner = tower::service_fn(|req: Request<transports::http::PeekedBody<Full<Bytes>>>| async move {
-        assert!(req.extensions().get::<Identity>().is_some(), "passed on without an identity");
+        assert!(req.extensions().get::<Arc<Identity>>().is_some(), "passed on without an identity");
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner")).map_err(|never| match never {}).boxed()))
     });
     let service = layer().layer(inner);

@@ -345,7 +345,7 @@ pub struct UnavailableVerifier;
 
 #[async_trait]
 impl TokenVerifier for UnavailableVerifier {
-    async fn verify(&self, _token: &str) -> Result<Identity, AuthError> {
+    async fn verify(&self, _token: &str) -> Result<std::sync::Arc<Identity>, AuthError> {
         Err(Unavailable::NoSigningKeys.into())
     }
 

@@ -1,6 +1,7 @@
 //! A verifier with a fixed token → identity table, for tests and the local dev mode.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -13,7 +14,7 @@ use crate::{AccessPolicy, AuthError, Identity, InvalidToken, TokenVerifier};
 /// builds one for `--dev`, which also refuses to listen on anything but loopback.
 #[derive(Clone, Default)]
 pub struct StaticVerifier {
-    tokens: HashMap<String, Identity>,
+    tokens: HashMap<String, Arc<Identity>>,
     policy: AccessPolicy,
 }
 
@@ -38,14 +39,14 @@ impl StaticVerifier {
 
     /// Adds a token that verifies as `identity`.
     pub fn with_token(mut self, token: impl Into<String>, identity: Identity) -> Self {
-        self.tokens.insert(token.into(), identity);
+        self.tokens.insert(token.into(), Arc::new(identity));
         self
     }
 }
 
 #[async_trait]
 impl TokenVerifier for StaticVerifier {
-    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let identity = self.tokens.get(token).ok_or(InvalidToken::Unknown)?;
         if let Some(expired_at) = identity
             .expires_at
@@ -54,7 +55,7 @@ impl TokenVerifier for StaticVerifier {
             return Err(InvalidToken::Expired { expired_at }.into());
         }
         self.policy.authorize(identity)?;
-        Ok(identity.clone())
+        Ok(Arc::clone(identity))
     }
 }
 

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::{AuthError, Identity};
@@ -9,7 +11,10 @@ use crate::{AuthError, Identity};
 #[async_trait]
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies `token` (the bare credential, without the `Bearer ` prefix).
-    async fn verify(&self, token: &str) -> Result<Identity, AuthError>;
+    ///
+    /// The identity is shared (`Arc`): a verifier that caches verified tokens hands every request
+    /// carrying the same token the same identity, without copying its claims per request.
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError>;
 
     /// Whether the verifier can currently accept tokens at all (for a readiness probe).
     ///
@@ -45,8 +50,8 @@ impl Readiness {
 }
 
 #[async_trait]
-impl<T: TokenVerifier + ?Sized> TokenVerifier for std::sync::Arc<T> {
-    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         (**self).verify(token).await
     }
 

@@ -60,7 +60,7 @@ fn rejection(source_name: &str, error: &AuthError, scope: &str) -> String {
 
 struct Cached {
     token: Option<String>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     file_stamp: Option<(SystemTime, u64)>,
     last_command_run: Option<Instant>,
 }
@@ -110,13 +110,13 @@ impl StdioAuth {
     }
 
     /// The verified caller now, refreshing the token if needed.
-    pub async fn identity(&self) -> Result<Identity, StdioAuthError> {
+    pub async fn identity(&self) -> Result<Arc<Identity>, StdioAuthError> {
         self.caller().await.map(|(identity, _)| identity)
     }
 
     /// The verified caller now and its token (opaque, for on-behalf-of calls), refreshing the
     /// token if needed.
-    pub async fn caller(&self) -> Result<(Identity, AccessToken), StdioAuthError> {
+    pub async fn caller(&self) -> Result<(Arc<Identity>, AccessToken), StdioAuthError> {
         let mut cached = self.cached.lock().await;
         let now = SystemTime::now();
         if self.needs_new_token(&mut cached, now).await {
@@ -133,12 +133,12 @@ impl StdioAuth {
         let token = cached.token.clone().unwrap_or_default();
         if let Some(identity) = &cached.identity {
             if !identity.is_expired_at(now) {
-                return Ok((identity.clone(), AccessToken::new(token)));
+                return Ok((Arc::clone(identity), AccessToken::new(token)));
             }
         }
         match self.verifier.verify(&token).await {
             Ok(identity) => {
-                cached.identity = Some(identity.clone());
+                cached.identity = Some(Arc::clone(&identity));
                 Ok((identity, AccessToken::new(token)))
             }
             Err(error) => {

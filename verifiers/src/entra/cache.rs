@@ -13,7 +13,7 @@
 //!   cannot keep alive a token that a re-verification would refuse.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_lc_rs::digest::{digest, SHA256};
 
@@ -22,7 +22,7 @@ use crate::Identity;
 type Digest = [u8; 32];
 
 struct Entry {
-    identity: Identity,
+    identity: Arc<Identity>,
     /// What this entry costs, as [`entry_cost`] estimates it.
     bytes: usize,
     /// Unix seconds after which the entry must not be used (`exp` + leeway).
@@ -97,19 +97,19 @@ impl TokenCache {
     }
 
     /// The identity verified for this token, if it is still valid at `now` under `generation`.
-    pub(crate) fn get(&self, key: &Digest, now: u64, generation: u64) -> Option<Identity> {
+    pub(crate) fn get(&self, key: &Digest, now: u64, generation: u64) -> Option<Arc<Identity>> {
         if self.capacity == 0 {
             return None;
         }
         let entries = self.map();
         let entry = entries.map.get(key)?;
-        (entry.generation == generation && now < entry.valid_until).then(|| entry.identity.clone())
+        (entry.generation == generation && now < entry.valid_until).then(|| Arc::clone(&entry.identity))
     }
 
     pub(crate) fn insert(
         &self,
         key: Digest,
-        identity: Identity,
+        identity: Arc<Identity>,
         valid_until: u64,
         now: u64,
         generation: u64,
@@ -162,8 +162,8 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn id(oid: &str) -> Identity {
-        Identity::builder(oid, "t").build()
+    fn id(oid: &str) -> Arc<Identity> {
+        Arc::new(Identity::builder(oid, "t").build())
     }
 
     #[test]
@@ -171,7 +171,10 @@ mod tests {
         let cache = TokenCache::new(10, 1 << 20);
         let key = TokenCache::key("token-a");
         cache.insert(key, id("a"), 1000, 900, 1);
-        assert_eq!(cache.get(&key, 999, 1).map(|i| i.object_id), Some("a".into()));
+        assert_eq!(
+            cache.get(&key, 999, 1).map(|i| i.object_id.clone()),
+            Some("a".into())
+        );
         assert!(
             cache.get(&key, 1000, 1).is_none(),
             "expired entries are never served"
@@ -209,7 +212,7 @@ mod tests {
             identity
                 .claims
                 .insert("blob".into(), serde_json::Value::String("x".repeat(16 * 1024)));
-            identity
+            Arc::new(identity)
         };
         let cost = entry_cost(&big(0));
         assert!(cost > 16 * 1024, "{cost}");

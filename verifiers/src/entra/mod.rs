@@ -369,7 +369,7 @@ impl EntraVerifier {
         Ok(policy.check_tenant(tid, &cfg.allowed_tenants)?)
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+    async fn verify_token(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let max = self.inner.config.max_token_bytes;
         if token.len() > max {
             // Before any work on it, the cache's hash included.
@@ -430,12 +430,16 @@ impl EntraVerifier {
         if !verified {
             return Err(InvalidToken::BadSignature.into());
         }
-        let identity = Identity::from_parsed(checked.caller, checked.claims);
+        let identity = Arc::new(Identity::from_parsed(checked.caller, checked.claims));
         self.inner.access.authorize(&identity)?;
         let valid_until = checked.expires.saturating_add(self.inner.config.leeway.as_secs());
-        self.inner
-            .cache
-            .insert(cache_key, identity.clone(), valid_until, now, snapshot.generation);
+        self.inner.cache.insert(
+            cache_key,
+            Arc::clone(&identity),
+            valid_until,
+            now,
+            snapshot.generation,
+        );
         Ok(identity)
     }
 }
@@ -455,7 +459,7 @@ struct Checked {
 
 #[async_trait]
 impl TokenVerifier for EntraVerifier {
-    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         self.verify_token(token).await
     }
 
