@@ -1,8 +1,8 @@
 //! Load generator for mcp-server-entra (and any streamable-HTTP MCP server with bearer auth).
 //!
 //! Keep-alive HTTP/1.1 connections on loopback, each sending authenticated `tools/call roll_dice`
-//! back to back for a fixed time, checking every answer. Reports throughput and latency
-//! percentiles; with `--json`, one JSON line for scripts.
+//! back to back for a fixed time (or a fixed number of requests, `--requests`), checking every
+//! answer. Reports throughput and latency percentiles; with `--json`, one JSON line for scripts.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- run --url http://127.0.0.1:8000/mcp --token T \
@@ -54,6 +54,10 @@ enum Cmd {
         /// Seconds of load before measuring starts.
         #[arg(long, default_value_t = 2)]
         warmup: u64,
+        /// Stop after exactly this many measured requests (across all connections) instead of
+        /// after `--seconds`; with `--warmup 0` the server sees exactly this many tools/calls.
+        #[arg(long)]
+        requests: Option<u64>,
         /// Print one JSON line instead of a table.
         #[arg(long)]
         json: bool,
@@ -248,21 +252,35 @@ fn check(status: u16, body: &[u8], sides: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Stops a `run` after a time or after a number of measured requests.
+#[derive(Clone, Copy)]
+enum Until {
+    Seconds(u64),
+    Requests(u64),
+}
+
 async fn run(
     target: Arc<Target>,
     mode: Mode,
     connections: usize,
-    seconds: u64,
+    until: Until,
     warmup: u64,
     as_json: bool,
 ) -> Result<(), Error> {
-    let measuring = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(warmup == 0));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    // Measured requests started so far (with `--requests`: a worker claims one before sending).
+    let claimed = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for worker in 0..connections {
-        let (target, measuring, stop, errors) =
-            (target.clone(), measuring.clone(), stop.clone(), errors.clone());
+        let (target, measuring, stop, errors, claimed) = (
+            target.clone(),
+            measuring.clone(),
+            stop.clone(),
+            errors.clone(),
+            claimed.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut conn = Connection::open(&target).await?;
@@ -281,6 +299,16 @@ async fn run(
             while !stop.load(Ordering::Relaxed) {
                 id += 1;
                 let sides = 2 + id % 99;
+                let counted = match until {
+                    Until::Requests(n) if measuring.load(Ordering::Relaxed) => {
+                        if claimed.fetch_add(1, Ordering::Relaxed) >= n {
+                            break;
+                        }
+                        true
+                    }
+                    Until::Requests(_) => false,
+                    Until::Seconds(_) => true,
+                };
                 let body = call_body(mode, id, sides);
                 let started = Instant::now();
                 let outcome = conn.post(&target, &body, &extra).await;
@@ -306,25 +334,40 @@ async fn run(
                         false
                     }
                 };
-                if ok && measuring.load(Ordering::Relaxed) {
+                if ok && counted && measuring.load(Ordering::Relaxed) {
                     latencies.push(elapsed.as_micros().min(u32::MAX as u128) as u32);
                 }
             }
             Ok::<_, Error>(latencies)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(warmup)).await;
-    errors.store(0, Ordering::Relaxed);
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await??);
+    if warmup > 0 {
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+        errors.store(0, Ordering::Relaxed);
+        measuring.store(true, Ordering::Relaxed);
     }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let elapsed = match until {
+        Until::Seconds(seconds) => {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            measuring.store(false, Ordering::Relaxed);
+            let elapsed = started.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            for w in workers {
+                all.extend(w.await??);
+            }
+            elapsed
+        }
+        // The workers stop by themselves once every request is claimed.
+        Until::Requests(_) => {
+            for w in workers {
+                all.extend(w.await??);
+            }
+            started.elapsed()
+        }
+    };
+    let seconds = elapsed.as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -332,8 +375,12 @@ async fn run(
             .unwrap_or(0) as f64
             / 1000.0
     };
-    let rps = all.len() as f64 / elapsed.as_secs_f64();
+    let rps = all.len() as f64 / seconds;
     let errors = errors.load(Ordering::Relaxed);
+    let seconds = match until {
+        Until::Seconds(s) => json!(s),
+        Until::Requests(_) => json!((seconds * 1000.0).round() / 1000.0),
+    };
     if as_json {
         println!(
             "{}",
@@ -593,13 +640,18 @@ async fn main() -> Result<(), Error> {
             connections,
             seconds,
             warmup,
+            requests,
             json,
         } => {
+            let until = match requests {
+                Some(n) => Until::Requests(n.min(10_000_000)),
+                None => Until::Seconds(seconds.min(600)),
+            };
             run(
                 Arc::new(Target::parse(&url, &token)?),
                 mode,
                 connections,
-                seconds.min(600),
+                until,
                 warmup.min(60),
                 json,
             )

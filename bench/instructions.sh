@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# CPU instructions per request, counted by valgrind callgrind in the server process: a
+# deterministic per-request cost for A/B comparisons of small optimisations, where short load runs
+# on this machine vary by ±25% run to run.
+#
+# For each case the release server runs under callgrind twice, serving N1 and then N2 authenticated
+# tools/call roll_dice on one connection without warm-up (`loadgen run --requests N --warmup 0`);
+# instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1), so start-up, shutdown and the first
+# connection cancel out. Only user-space instructions of the server process are counted (the
+# kernel is not visible to callgrind; a syscall counts as the instructions that issue it).
+#
+# The server runs with one tokio worker (INSTR_WORKERS=1, passed as TOKIO_WORKER_THREADS): with
+# two, which thread runs and frees what depends on timing, and jemalloc's per-thread caches make
+# the count vary by about ±1.5% run to run; with one, by about ±0.1%.
+#
+#   bash bench/instructions.sh                     # builds release (under /tmp/cargo.lock) first
+#   BIN=/tmp/base/mcp-server-entra LOADGEN=target/release/examples/loadgen bash bench/instructions.sh
+#   INSTR_N1=300 INSTR_N2=1300 INSTR_CASES="entra dev" bash bench/instructions.sh
+#
+# Cases (INSTR_CASES, default all): entra (2026-07-28, Entra verifier, verified-token cache hit),
+# dev (2026-07-28, dev verifier), sessions (2025-11-25 with sessions), stateless (2025-11-25,
+# LEGACY_SESSIONS=false). For entra, also a by-layer breakdown of the N2 - N1 difference of
+# exclusive instructions per function. INSTR_ENV adds server environment (e.g.
+# "_RJEM_MALLOC_CONF=dirty_decay_ms:-1"); PY is a python with PyJWT (default: the bench venv).
+# Do not run this script itself under flock: it takes /tmp/cargo.lock only to build. Loopback
+# only; every valgrind run is bounded (INSTR_TIMEOUT, 300 s). Results: target/bench/instructions.md
+# (the callgrind files and logs stay in target/bench/instr/).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work="$root/target/bench/instr"
+mkdir -p "$work"
+n1=${INSTR_N1:-300}
+n2=${INSTR_N2:-1300}
+cases=${INSTR_CASES:-entra dev sessions stateless}
+limit=${INSTR_TIMEOUT:-300}
+workers=${INSTR_WORKERS:-1}
+PY=${PY:-$root/target/bench/venv/bin/python}
+CLIENT_ID=11111111-2222-3333-4444-555555555555
+TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null \
+  || { echo "needs valgrind and callgrind_annotate (apt-get install valgrind)" >&2; exit 1; }
+[ -x "$PY" ] || { echo "needs the bench venv ($PY; bash bench/run.sh creates it) or PY=python with PyJWT" >&2; exit 1; }
+if [ -z "${BIN:-}" ] || [ -z "${LOADGEN:-}" ]; then
+  echo "== building (release, under /tmp/cargo.lock)" >&2
+  (cd "$root" && flock /tmp/cargo.lock cargo build --release --quiet --bin mcp-server-entra --example loadgen)
+fi
+BIN=${BIN:-$root/target/release/mcp-server-entra}
+LOADGEN=${LOADGEN:-$root/target/release/examples/loadgen}
+
+wait_for() { # wait_for FILE SED-EXPR SECONDS -> prints the first match
+  local tries=$(($3 * 20))
+  for _ in $(seq 1 "$tries"); do
+    local v; v=$(sed -n "$2" "$1" | head -1)
+    if [ -n "$v" ]; then echo "$v"; return 0; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for $1" >&2; cat "$1" >&2; return 1
+}
+
+"$PY" "$root/tests/interop/fake_entra.py" serve >"$work/fake-entra.out" 2>&1 &
+pids+=($!)
+entra_port=$(wait_for "$work/fake-entra.out" 's/listening //p' 10)
+authority="http://127.0.0.1:$entra_port"
+token=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID)
+
+measure() { # measure NAME N LOADGEN-MODE [ENV… --] [SERVER-ARGS…] -> prints total Ir of the server
+  local name=$1 n=$2 mode=$3; shift 3
+  local envs=() args=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  args=("$@")
+  local log="$work/$name-$n.log" out="$work/$name-$n.callgrind"
+  rm -f "$out"
+  # The whole environment is fixed (env -i), so runs differ only in N.
+  env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
+    TOKIO_WORKER_THREADS="$workers" ${INSTR_ENV:-} "${envs[@]}" timeout --kill-after=10 "$limit" \
+    valgrind --tool=callgrind --cache-sim=no --callgrind-out-file="$out" \
+    "$BIN" serve --port 0 "${args[@]}" >"$log" 2>&1 &
+  local pid=$!; pids+=($pid)
+  local url
+  url="http://$(wait_for "$log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p' 120)/mcp"
+  timeout "$limit" "$LOADGEN" run --url "$url" --token "$token" --mode "$mode" --connections 1 \
+    --warmup 0 --requests "$n" --json >"$work/$name-$n.loadgen.json"
+  grep -q "\"requests\":$n[,}]" "$work/$name-$n.loadgen.json" \
+    || { echo "loadgen did not complete $n requests:" >&2; cat "$work/$name-$n.loadgen.json" >&2; return 1; }
+  kill -TERM "$pid" # timeout forwards it to valgrind, i.e. the server: graceful shutdown, then the dump
+  wait "$pid" || { echo "server under valgrind exited with $?:" >&2; tail -20 "$log" >&2; return 1; }
+  sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out" | head -1 | grep . \
+    || sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$out" | head -1 | grep . \
+    || { echo "no summary in $out" >&2; return 1; }
+}
+
+# Exclusive Ir per function of one callgrind file: "IR<TAB>FUNCTION" lines.
+functions() {
+  callgrind_annotate --threshold=100 --inclusive=no "$1" 2>/dev/null | awk '
+    /^-+$/ { dashes++; next }
+    dashes >= 3 && $1 ~ /^[0-9][0-9,]*$/ && !/PROGRAM TOTALS/ {
+      ir = $1; gsub(",", "", ir)
+      line = $0; sub(/^ *[0-9,]+ +(\([ 0-9.]+%\) +)?/, "", line)   # drop the count and the percentage
+      sub(/ \[[^]]*\]$/, "", line)                                   # drop the object file
+      sub(/^[^:]*:/, "", line)                                       # drop the source file
+      print ir "\t" line
+    }'
+}
+
+# Layer of a demangled symbol; generic std/core/alloc code counts for the crate in its type arguments.
+layers_awk='
+function crate_layer(c) {
+  if (c ~ /^(mcp_server_entra.*|verifiers|transports)$/) return "ours (mcp_server_entra, verifiers, transports)"
+  if (c == "rmcp") return "rmcp"
+  if (c ~ /^(hyper|hyper_util|http|h2|httparse|http_body|http_body_util)$/) return "hyper / http / h2 / httparse"
+  if (c ~ /^(serde|serde_core|serde_json)$/) return "serde / serde_json"
+  if (c ~ /^(tracing|tracing_core|tracing_subscriber|metrics|metrics_util|metrics_exporter_prometheus)$/) return "tracing / metrics"
+  if (c ~ /^(tokio|tokio_util|futures|futures_util|futures_core|futures_channel|mio)$/) return "tokio / futures / mio"
+  if (c ~ /^(tower|tower_http|tower_service|tower_layer|axum|axum_core)$/) return "tower / axum"
+  if (c == "jsonwebtoken") return "jsonwebtoken"
+  if (c ~ /^(aws_lc_rs|aws_lc_sys|ring|sha2)$/) return "SHA-256 / aws-lc / ring"
+  return ""
+}
+function layer(s,   rest, c, l) {
+  if (s ~ /mem(cpy|move|set|cmp)|bcmp/) return "memcpy/memmove/memset"
+  if (s ~ /_rjem_|jemalloc|^je_|^malloc$|^free$|^calloc$|^realloc$|__rust_(alloc|dealloc|realloc)/) return "allocator (jemalloc)"
+  if (s ~ /aws_lc|sha256|SHA256/) return "SHA-256 / aws-lc / ring"
+  if (s ~ / as serde(_json)?::/) return "serde / serde_json"
+  # The first crate named, skipping std/core/alloc (generic std code counts for its type arguments).
+  rest = s
+  while (match(rest, /[A-Za-z_][A-Za-z0-9_]*::/)) {
+    c = substr(rest, RSTART, RLENGTH - 2); rest = substr(rest, RSTART + RLENGTH)
+    if (c ~ /^(core|alloc|std|impl|dyn)$/ || c ~ /^[A-Z]/) continue
+    l = crate_layer(c)
+    return l != "" ? l : "other (std, libc, …)"
+  }
+  return "other (std, libc, …)"
+}'
+
+# breakdown FILE1 FILE2 N -> markdown rows of the per-layer difference per request, and the top functions
+breakdown() {
+  local f1="$work/functions-1.tsv" f2="$work/functions-2.tsv"
+  functions "$1" >"$f1"; functions "$2" >"$f2"
+  awk -F'\t' -v n="$3" "$layers_awk"'
+    FNR == NR { a[$2] += $1; next }
+    { b[$2] += $1 }
+    END {
+      for (f in b) d[f] = b[f] - a[f]
+      for (f in a) if (!(f in b)) d[f] = -a[f]
+      for (f in d) { l = layer(f); by[l] += d[f]; total += d[f] }
+      for (l in by) printf "%s\t%.0f\t%.1f\n", l, by[l] / n, 100 * by[l] / total
+      printf "TOTAL\t%.0f\t100.0\n", total / n
+      for (f in d) printf "FN\t%.0f\t%s\n", d[f] / n, f > "/dev/stderr"
+    }' "$f1" "$f2" 2>"$work/functions-delta.tsv" | sort -t$'\t' -k2,2nr
+}
+
+per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (b - a) / n }'; }
+fixed() { awk -v a="$1" -v p="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - p * n) / 1e6 }'; }
+
+declare -A label=(
+  [entra]="2026-07-28 Entra"
+  [dev]="2026-07-28 dev verifier"
+  [sessions]="2025-11-25 sessions"
+  [stateless]="2025-11-25 stateless"
+)
+rows=()
+layer_rows=""
+top_rows=""
+started=$SECONDS
+for c in $cases; do
+  case $c in
+    entra) spec=(current --) ;;
+    dev) spec=(current MCP_DEV_TOKEN="$token" -- --dev) ;;
+    sessions) spec=(legacy --) ;;
+    stateless) spec=(stateless LEGACY_SESSIONS=false --) ;;
+    *) echo "unknown case $c (entra dev sessions stateless)" >&2; exit 2 ;;
+  esac
+  echo "== ${label[$c]}: N=$n1" >&2
+  ir1=$(measure "$c" "$n1" "${spec[@]}")
+  echo "== ${label[$c]}: N=$n2" >&2
+  ir2=$(measure "$c" "$n2" "${spec[@]}")
+  per=$(per_request "$ir1" "$ir2" $((n2 - n1)))
+  echo "   Ir($n1)=$ir1 Ir($n2)=$ir2 -> $per instructions per request" >&2
+  rows+=("| ${label[$c]} | $per | $ir1 | $ir2 | $(fixed "$ir1" "$per" "$n1") |")
+  if [ "$c" = entra ]; then
+    layer_rows=$(breakdown "$work/entra-$n1.callgrind" "$work/entra-$n2.callgrind" $((n2 - n1)) \
+      | awk -F'\t' '$1 != "TOTAL" { printf "| %s | %s | %s%% |\n", $1, $2, $3 } $1 == "TOTAL" { t = $2 } END { printf "| total of functions above the threshold | %s | 100%% |\n", t }')
+    top_rows=$(sed 's/^FN\t//' "$work/functions-delta.tsv" | sort -t$'\t' -k1,1nr | awk 'NR <= 25' \
+      | awk -F'\t' '{ f = $2; gsub(/\|/, "\\|", f); if (length(f) > 150) f = substr(f, 1, 147) "..."; printf "| %s | `%s` |\n", $1, f }')
+  fi
+done
+
+{
+  echo "Instructions per request (valgrind $(valgrind --version | sed 's/valgrind-//') callgrind, server process, user space only;"
+  echo "slope between $n1 and $n2 requests on one connection, no warm-up; $workers tokio worker thread(s))."
+  echo "Server: \`$BIN\`."
+  echo
+  echo "| case | instructions per request | Ir at N=$n1 | Ir at N=$n2 | fixed cost (start-up, shutdown), M instructions |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  if [ -n "$layer_rows" ]; then
+    echo
+    echo "2026-07-28 Entra, by layer: exclusive instructions per request (N=$n2 minus N=$n1, every function of"
+    echo "\`callgrind_annotate --threshold=100\`). A symbol's layer is the first crate it names after std/core/alloc, so"
+    echo "generic std code counts for its type arguments (where the symbol shows them) and derived serde impls count"
+    echo "for serde. The kernel's share of a request is not visible to callgrind."
+    echo
+    echo "| layer | instructions per request | share |"
+    echo "|---|---|---|"
+    echo "$layer_rows"
+    echo
+    echo "Top functions (exclusive instructions per request):"
+    echo
+    echo "| instructions | function |"
+    echo "|---|---|"
+    echo "$top_rows"
+  fi
+  echo
+  echo "($(( SECONDS - started )) s for $(wc -w <<<"$cases") cases.)"
+} | tee "$root/target/bench/instructions.md"
