@@ -1,6 +1,7 @@
 //! The MCP surface around the tools: server info, capabilities, and the card resource.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::LazyLock;
 
 use futures::FutureExt as _;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -32,6 +33,29 @@ fn card_resource_meta() -> MetaObject {
         json!({ "csp": { "connectDomains": [], "resourceDomains": [] }, "prefersBorder": true }),
     );
     meta
+}
+
+/// What `get_info` answers: capabilities (tools, resources, the MCP Apps extension), name,
+/// version and instructions.
+fn server_config() -> ServerConfig {
+    let mut extensions = ExtensionCapabilities::new();
+    if let Ok(ui) = serde_json::from_value(json!({ "mimeTypes": [CARD_MIME_TYPE] })) {
+        extensions.insert(UI_EXTENSION.to_owned(), ui);
+    }
+    let capabilities = ServerCapabilities::builder()
+        .enable_extensions_with(extensions)
+        .enable_resources()
+        .enable_tools()
+        .build();
+    ServerConfig::new(capabilities)
+        .with_server_info(Implementation::new(
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Example tools protected by Microsoft Entra ID: whoami tells you who your token says you are, \
+                 roll_dice rolls a die, greeting_card makes a card (an MCP App).",
+        )
 }
 
 #[tool_handler(router = shared_router())]
@@ -94,22 +118,11 @@ impl ServerHandler for EntraMcpServer {
         shared_router().get(name).cloned()
     }
 
+    /// Built once: rmcp asks for it on every request (each 2026-07-28 request configures a fresh
+    /// peer with it), and it never changes.
     fn get_info(&self) -> ServerConfig {
-        let mut extensions = ExtensionCapabilities::new();
-        if let Ok(ui) = serde_json::from_value(json!({ "mimeTypes": [CARD_MIME_TYPE] })) {
-            extensions.insert(UI_EXTENSION.to_owned(), ui);
-        }
-        let capabilities = ServerCapabilities::builder()
-            .enable_extensions_with(extensions)
-            .enable_resources()
-            .enable_tools()
-            .build();
-        ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Example tools protected by Microsoft Entra ID: whoami tells you who your token says you are, \
-                 roll_dice rolls a die, greeting_card makes a card (an MCP App).",
-            )
+        static INFO: LazyLock<ServerConfig> = LazyLock::new(server_config);
+        INFO.clone()
     }
 
     async fn list_resources(
