@@ -4,11 +4,13 @@
 # static-answer hyper server that does no work, examples/static_answer.rs: what the same load
 # generator reaches on this machine) and against the Python reference peer (FastMCP 4.x, same
 # tools, RS256 JWT verification), all measured in the same run; the dev verifier beside the Entra
-# verifier (the cost of the Entra path on a verified-token cache hit); idle RSS and RSS
-# with 1,000 and 10,000 open legacy sessions; stdio cold start; criterion benches of verification
-# and of one in-process tool call.
+# verifier (the cost of the Entra path on a verified-token cache hit); the server's CPU time per
+# request; idle RSS and RSS with 1,000 and 10,000 open legacy sessions, and the heap per session
+# counted by the allocator (examples/session_memory.rs); stdio cold start; criterion benches of
+# verification and of one in-process tool call. Instructions per request (callgrind, for A/B of
+# small changes): bench/instructions.sh.
 #
-#   bash bench/run.sh                 # BENCH_SECONDS=10 per load run, BENCH_CONNECTIONS=16
+#   bash bench/run.sh     # BENCH_SECONDS=10 per load run, BENCH_ROUNDS=3, BENCH_CONNECTIONS=16
 #
 # Loopback only; every load run is bounded in time. Results: target/bench/results.md.
 set -euo pipefail
@@ -16,6 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/bench"
 mkdir -p "$work"
 seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
 conns=${BENCH_CONNECTIONS:-16}
 CLIENT_ID=11111111-2222-3333-4444-555555555555
 TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
@@ -24,10 +27,11 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 echo "== building (release)"
-(cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen --example static_answer)
+(cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen --example static_answer --example session_memory)
 BIN="$root/target/release/mcp-server-entra"
 LOADGEN="$root/target/release/examples/loadgen"
 STATIC="$root/target/release/examples/static_answer"
+SESSION_MEMORY="$root/target/release/examples/session_memory"
 [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
 PY="$work/venv/bin/python"
@@ -68,38 +72,55 @@ start_peer() { # start_peer MODE -> sets $pid and $url
   done
   cat "$work/peer-$1.log"; return 1
 }
-load() { # load URL MODE -> one JSON line
-  "$LOADGEN" run --url "$1" --token "$token" --mode "$2" --connections "$conns" --seconds "$seconds" --warmup 2 --json
+load() { # load URL MODE [PID] -> one JSON line (with the server's CPU per request when PID is given)
+  "$LOADGEN" run --url "$1" --token "$token" --mode "$2" --connections "$conns" --seconds "$seconds" --warmup 2 \
+    ${3:+--server-pid "$3"} --json
 }
 field() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"; }
 
-echo "== ceiling: static answers, no work"
+# Every server is started once; the load runs are interleaved round by round (ceiling, ours, dev
+# in each round), so a slow stretch of the machine hits them alike, and each figure reported is
+# the median over the rounds (ratios: the median of the per-round ratios, with their range).
+echo "== starting the ceiling (static answers, no work) and our server in three set-ups"
 "$STATIC" >"$work/static.out" 2>&1 &
-pid=$!; pids+=($pid)
-url="http://$(wait_for "$work/static.out" 's/listening //p')/mcp"
-ceil_current=$(load "$url" current); echo "$ceil_current"
-ceil_legacy=$(load "$url" legacy); echo "$ceil_legacy"
-ceil_stateless=$(load "$url" stateless); echo "$ceil_stateless"
-kill "$pid"
-
-echo "== our server"
-start_ours ours-sessions
-ours_current=$(load "$url" current); echo "$ours_current"
-ours_legacy=$(load "$url" legacy); echo "$ours_legacy"
-loaded_rss=$(rss_kb "$pid")
-kill "$pid"
-start_ours ours-stateless LEGACY_SESSIONS=false
-ours_stateless=$(load "$url" stateless); echo "$ours_stateless"
-kill "$pid"
-# The same server with the dev verifier and the same token: what the Entra path costs on a
-# verified-token cache hit.
+static_pid=$!; pids+=($static_pid)
+static_url="http://$(wait_for "$work/static.out" 's/listening //p')/mcp"
+start_ours ours-sessions; sessions_pid=$pid; sessions_url=$url
+start_ours ours-stateless LEGACY_SESSIONS=false; stateless_pid=$pid; stateless_url=$url
+# The dev verifier with the same token: what the Entra path costs on a verified-token cache hit.
 env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
-pid=$!; pids+=($pid)
-url="http://$(wait_for "$work/ours-dev.log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
-ours_dev=$(load "$url" current); echo "$ours_dev"
-kill "$pid"
+dev_pid=$!; pids+=($dev_pid)
+dev_url="http://$(wait_for "$work/ours-dev.log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
+results="$work/rounds.txt"; : >"$results"
+for round in $(seq 1 "$rounds"); do
+  echo "== round $round of $rounds"
+  for run in "ceiling current $static_url $static_pid" "ours current $sessions_url $sessions_pid" \
+    "dev current $dev_url $dev_pid" "ceiling legacy $static_url $static_pid" \
+    "ours legacy $sessions_url $sessions_pid" "ceiling stateless $static_url $static_pid" \
+    "ours stateless $stateless_url $stateless_pid"; do
+    read -r who mode u p <<<"$run"
+    line=$(load "$u" "$mode" "$p"); echo "$who $mode $line"
+    echo "$round $who $mode $line" >>"$results"
+  done
+done
+loaded_rss=$(rss_kb "$sessions_pid")
+kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid"
 
-echo "== python peer (FastMCP)"
+# median WHO MODE FIELD -> the median of FIELD over the rounds
+median() {
+  awk -v w="$1" -v m="$2" '$2 == w && $3 == m' "$results" | sed -n "s/.*\"$3\":\([0-9.]*\).*/\1/p" | sort -g \
+    | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%.6g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# ratio WHO MODE BASE-WHO BASE-MODE -> "median% (min–max%)" of the per-round rps ratios
+ratio_rounds() {
+  for r in $(seq 1 "$rounds"); do
+    a=$(awk -v r="$r" -v w="$1" -v m="$2" '$1 == r && $2 == w && $3 == m' "$results" | sed -n 's/.*"rps":\([0-9.]*\).*/\1/p')
+    b=$(awk -v r="$r" -v w="$3" -v m="$4" '$1 == r && $2 == w && $3 == m' "$results" | sed -n 's/.*"rps":\([0-9.]*\).*/\1/p')
+    awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.1f\n", 100 * a / b }'
+  done | sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f%% (%.0f–%.0f%%)", m, v[1], v[NR] }'
+}
+
+echo "== python peer (FastMCP), one run per mode"
 start_peer stateless
 peer_current=$(load "$url" current); echo "$peer_current"
 peer_stateless=$(load "$url" stateless); echo "$peer_stateless"
@@ -120,6 +141,8 @@ holder2=$!; pids+=($holder2)
 for _ in $(seq 1 1200); do grep -q "sessions open" "$work/s9000.out" && break; sleep 0.05; done
 rss_10000=$(rss_kb "$pid")
 kill "$holder" "$holder2" "$pid"
+# The same, counted by the allocator instead of RSS, and the floor of rmcp's service loop alone.
+heap=$("$SESSION_MEMORY" 1000); echo "$heap"
 
 echo "== stdio cold start"
 cold=$("$LOADGEN" coldstart --binary "$BIN" --runs 30 --json); echo "$cold"
@@ -128,30 +151,33 @@ echo "== criterion (verification, one in-process tool call)"
 (cd "$root" && cargo bench --quiet --bench verify --bench tool_call -- --warm-up-time 1 --measurement-time 3 2>/dev/null) \
   | grep -E "^[a-z/].*|time:" | tee "$work/criterion.txt"
 
-frac() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
-ratio() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
-row() { # row LABEL OURS PEER CEILING
-  echo "| $1 | $(field "$4" rps) | $(field "$2" rps) | $(frac "$2" "$4") | $(field "$2" p50_ms) | $(field "$2" p99_ms) | $(field "$3" rps) | $(field "$3" p99_ms) | $(ratio "$2" "$3") |"
+ratio() { awk -v a="$1" -v b="$(field "$2" rps)" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
+row() { # row LABEL MODE PEER-JSON
+  echo "| $1 | $(median ceiling "$2" rps) | $(median ours "$2" rps) | $(ratio_rounds ours "$2" ceiling "$2") | $(median ours "$2" p50_ms) | $(median ours "$2" p99_ms) | $(median ours "$2" server_cpu_us) | $(median ceiling "$2" server_cpu_us) | $(field "$3" rps) | $(field "$3" p99_ms) | $(ratio "$(median ours "$2" rps)" "$3") |"
 }
 per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b) / n }'; }
 {
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator on the same cores."
-  echo "Authenticated tools/call roll_dice, $conns connections, $seconds s each, every answer checked."
+  echo "Authenticated tools/call roll_dice, $conns connections, $seconds s per load run, every answer checked;"
+  echo "ceiling and ours: the median of $rounds interleaved rounds (the ratio's range over the rounds in brackets); server CPU: user + system time of the"
+  echo "server process per request. Python peer: one run per mode."
   echo
-  echo "| mode | ceiling req/s | ours req/s | ours / ceiling | ours p50 ms | ours p99 ms | Python peer req/s | peer p99 ms | ours / peer |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  row "2026-07-28 (stateless)" "$ours_current" "$peer_current" "$ceil_current"
-  row "2025-11-25 with sessions" "$ours_legacy" "$peer_legacy" "$ceil_legacy"
-  row "2025-11-25 stateless, JSON" "$ours_stateless" "$peer_stateless" "$ceil_stateless"
+  echo "| mode | ceiling req/s | ours req/s | ours / ceiling | ours p50 ms | ours p99 ms | ours CPU µs/req | ceiling CPU µs/req | Python peer req/s | peer p99 ms | ours / peer |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  row "2026-07-28 (stateless)" current "$peer_current"
+  row "2025-11-25 with sessions" legacy "$peer_legacy"
+  row "2025-11-25 stateless, JSON" stateless "$peer_stateless"
   echo
-  echo "Entra verifier vs dev verifier (2026-07-28, same token, cache hit): $(field "$ours_current" rps) vs $(field "$ours_dev" rps) req/s ($(frac "$ours_current" "$ours_dev") of dev; p99 $(field "$ours_current" p99_ms) vs $(field "$ours_dev" p99_ms) ms)"
+  echo "Entra verifier vs dev verifier (2026-07-28, same token, cache hit): $(median ours current rps) vs $(median dev current rps) req/s, Entra / dev $(ratio_rounds ours current dev current); server CPU $(median ours current server_cpu_us) vs $(median dev current server_cpu_us) µs per request; p99 $(median ours current p99_ms) vs $(median dev current p99_ms) ms"
   echo
   echo "| memory | value |"
   echo "|---|---|"
   echo "| idle RSS | $((rss_idle / 1024)) MB ($rss_idle kB) |"
   echo "| RSS with 1,000 legacy sessions | $((rss_1000 / 1024)) MB ($(per_session "$rss_1000" "$rss_idle" 1000) kB per session) |"
   echo "| RSS with 10,000 legacy sessions | $((rss_10000 / 1024)) MB ($(per_session "$rss_10000" "$rss_idle" 10000) kB per session) |"
-  echo "| RSS after the two load runs above | $((loaded_rss / 1024)) MB ($loaded_rss kB) |"
+  echo "| RSS after the load runs above | $((loaded_rss / 1024)) MB ($loaded_rss kB) |"
+  echo "| heap per legacy session, counted by the allocator (examples/session_memory.rs, 1,000 sessions) | $(field "$heap" http_bytes_per_session) bytes |"
+  echo "| of which rmcp's service loop alone (any session manager's floor) | $(field "$heap" service_bytes_per_session) bytes |"
   echo
   echo "stdio cold start (spawn → first tools/call result, 30 runs): median $(field "$cold" median_ms) ms, min $(field "$cold" min_ms) ms"
 } | tee "$work/results.md"

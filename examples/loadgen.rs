@@ -58,6 +58,10 @@ enum Cmd {
         /// after `--seconds`; with `--warmup 0` the server sees exactly this many tools/calls.
         #[arg(long)]
         requests: Option<u64>,
+        /// The server's process id: report the CPU time (user + system, all threads, from
+        /// /proc/PID/stat) the server spent per measured request, in µs.
+        #[arg(long)]
+        server_pid: Option<u32>,
         /// Print one JSON line instead of a table.
         #[arg(long)]
         json: bool,
@@ -265,6 +269,7 @@ async fn run(
     connections: usize,
     until: Until,
     warmup: u64,
+    server_pid: Option<u32>,
     as_json: bool,
 ) -> Result<(), Error> {
     let measuring = Arc::new(AtomicBool::new(warmup == 0));
@@ -346,6 +351,7 @@ async fn run(
         errors.store(0, Ordering::Relaxed);
         measuring.store(true, Ordering::Relaxed);
     }
+    let cpu_at_start = server_pid.and_then(cpu_seconds);
     let started = Instant::now();
     let mut all = Vec::new();
     let elapsed = match until {
@@ -367,6 +373,14 @@ async fn run(
             started.elapsed()
         }
     };
+    // With `--seconds` a few requests in flight at the stop are served but not counted: a bias
+    // of at most one request per connection.
+    let server_cpu_us = match (cpu_at_start, server_pid.and_then(cpu_seconds)) {
+        (Some(start), Some(end)) if !all.is_empty() => {
+            Some(((end - start) * 1e6 / all.len() as f64 * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
     let seconds = elapsed.as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| {
@@ -386,7 +400,8 @@ async fn run(
             "{}",
             json!({"mode": format!("{mode:?}").to_lowercase(), "connections": connections, "seconds": seconds,
                    "requests": all.len(), "errors": errors, "rps": rps.round(),
-                   "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99)})
+                   "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+                   "server_cpu_us": server_cpu_us})
         );
     } else {
         println!(
@@ -399,11 +414,32 @@ async fn run(
             pct(0.9),
             pct(0.99)
         );
+        if let Some(us) = server_cpu_us {
+            println!("server CPU {us:.2} µs per request");
+        }
     }
     if errors > 0 {
         return Err(format!("{errors} requests failed").into());
     }
     Ok(())
+}
+
+/// CPU seconds (user + system, every thread) process `pid` has used: fields 14 and 15 of
+/// /proc/PID/stat, in clock ticks (`getconf CLK_TCK`, 100 on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it do not.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Some((user + system) as f64 / ticks)
 }
 
 /// How many kinds of hostile request there are.
@@ -641,6 +677,7 @@ async fn main() -> Result<(), Error> {
             seconds,
             warmup,
             requests,
+            server_pid,
             json,
         } => {
             let until = match requests {
@@ -653,6 +690,7 @@ async fn main() -> Result<(), Error> {
                 connections,
                 until,
                 warmup.min(60),
+                server_pid,
                 json,
             )
             .await
