@@ -20,7 +20,9 @@
 # Cases (INSTR_CASES, default all): entra (2026-07-28, Entra verifier, verified-token cache hit),
 # dev (2026-07-28, dev verifier), sessions (2025-11-25 with sessions), stateless (2025-11-25,
 # LEGACY_SESSIONS=false). For entra, also a by-layer breakdown of the N2 - N1 difference of
-# exclusive instructions per function. INSTR_ENV adds server environment (e.g.
+# exclusive instructions per function, and the anatomy of a request (inclusive instructions per
+# stage: hyper, router, auth, verification, rmcp's parse, validation, service and serialization).
+# Installs valgrind (Debian package) and the bench venv when missing. INSTR_ENV adds server environment (e.g.
 # "_RJEM_MALLOC_CONF=dirty_decay_ms:-1"); PY is a python with PyJWT (default: the bench venv).
 # Do not run this script itself under flock: it takes /tmp/cargo.lock only to build. Loopback
 # only; every valgrind run is bounded (INSTR_TIMEOUT, 300 s). Results: target/bench/instructions.md
@@ -44,9 +46,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null \
-  || { echo "needs valgrind and callgrind_annotate (apt-get install valgrind)" >&2; exit 1; }
-[ -x "$PY" ] || { echo "needs the bench venv ($PY; bash bench/run.sh creates it) or PY=python with PyJWT" >&2; exit 1; }
+if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
+  echo "== installing valgrind (Debian package)" >&2
+  (apt-get install -y -q valgrind >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null; }) \
+    || { echo "needs valgrind and callgrind_annotate, and could not install them (apt-get install valgrind)" >&2; exit 1; }
+fi
+if [ ! -x "$PY" ]; then # the bench venv, as bench/run.sh makes it
+  python3 -m venv "$root/target/bench/venv"
+  "$root/target/bench/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
+  PY="$root/target/bench/venv/bin/python"
+fi
 if [ -z "${BIN:-}" ] || [ -z "${LOADGEN:-}" ]; then
   echo "== building (release, under /tmp/cargo.lock)" >&2
   (cd "$root" && flock /tmp/cargo.lock cargo build --release --quiet --bin mcp-server-entra --example loadgen)
@@ -157,6 +166,49 @@ breakdown() {
     }' "$f1" "$f2" 2>"$work/functions-delta.tsv" | sort -t$'\t' -k2,2nr
 }
 
+# Inclusive Ir per function of one callgrind file: "IR<TAB>FUNCTION" lines.
+inclusive() {
+  callgrind_annotate --threshold=100 --inclusive=yes "$1" 2>/dev/null | awk '
+    /^-+$/ { dashes++; next }
+    dashes >= 3 && $1 ~ /^[0-9][0-9,]*$/ && !/PROGRAM TOTALS/ {
+      ir = $1; gsub(",", "", ir)
+      line = $0; sub(/^ *[0-9,]+ +(\([ 0-9.]+%\) +)?/, "", line)
+      sub(/ \[[^]]*\]$/, "", line)
+      sub(/^[^:]*:/, "", line)
+      print ir "\t" line
+    }'
+}
+
+# The stages of one 2026-07-28 request, outermost first: "DEPTH<TAB>LABEL<TAB>FUNCTION" (the
+# function's inclusive cost is the stage's, everything it calls included).
+stages='0	the connection task (hyper reads, parses, writes; everything below)	transports::http::server::serve_connection::{{closure}}
+1	router: ambiguity, Host and Origin checks, metrics	transports::http::router::route::{{closure}}
+2	bearer auth: token, session binding, tool gate	<transports::http::auth::BearerAuth<S> as tower_service::Service<http::request::Request<B>>>::call::{{closure}}
+3	Entra verification, a cache hit: SHA-256 of the token (valgrind hides SHA-NI; natively far cheaper), one lookup	<verifiers::entra::EntraVerifier as verifiers::verifier::TokenVerifier>::verify::{{closure}}
+3	content negotiation	<transports::http::negotiate::Negotiate<S> as tower_service::Service<http::request::Request<B>>>::call::{{closure}}
+4	rmcp: handle_post	rmcp::transport::streamable_http_server::tower::StreamableHttpService<S,M>::handle_post::{{closure}}
+5	JSON-RPC parse (untagged enums: every variant tried)	<rmcp::model::JsonRpcMessage<Req,Resp,Noti> as serde_core::de::Deserialize>::deserialize
+5	Mcp-* header validation (the message re-serialized to a Value)	rmcp::transport::streamable_http_server::tower::validate_standard_headers
+5	per-request service: set-up, spawns, channels (the handler runs in a spawned task, below)	rmcp::transport::streamable_http_server::tower::StreamableHttpService<S,M>::serve_negotiated_request_directly::{{closure}}
+5	JSON-RPC serialize	rmcp::model::_::<impl serde_core::ser::Serialize for rmcp::model::JsonRpcMessage<Req,Resp,Noti>>::serialize
+0	in the task rmcp spawns per request (outside the connection task): handler dispatch (tool router, arguments)	rmcp::handler::server::<impl rmcp::service::Service<rmcp::service::server::RoleServer> for H>::handle_request::{{closure}}
+1	the tool itself (roll_dice)	mcp_server_entra::tools::EntraMcpServer::roll_dice::{{closure}}'
+
+# anatomy FILE1 FILE2 N -> markdown rows: each stage's inclusive instructions per request
+anatomy() {
+  inclusive "$1" >"$work/inclusive-1.tsv"; inclusive "$2" >"$work/inclusive-2.tsv"
+  awk -F'\t' -v n="$3" '
+    FILENAME == "-" { depth[++k] = $1; label[k] = $2; fn[k] = $3; next }
+    FILENAME ~ /inclusive-1/ { a[$2] = $1; next }
+    { b[$2] = $1 }
+    END {
+      for (i = 1; i <= k; i++) {
+        pad = ""; for (d = 0; d < depth[i]; d++) pad = pad "&nbsp;&nbsp;"
+        printf "| %s%s | %.0f |\n", pad, label[i], (b[fn[i]] - a[fn[i]]) / n
+      }
+    }' - "$work/inclusive-1.tsv" "$work/inclusive-2.tsv" <<<"$stages"
+}
+
 per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (b - a) / n }'; }
 fixed() { awk -v a="$1" -v p="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - p * n) / 1e6 }'; }
 
@@ -168,6 +220,7 @@ declare -A label=(
 )
 rows=()
 layer_rows=""
+anatomy_rows=""
 top_rows=""
 started=$SECONDS
 for c in $cases; do
@@ -188,6 +241,7 @@ for c in $cases; do
   if [ "$c" = entra ]; then
     layer_rows=$(breakdown "$work/entra-$n1.callgrind" "$work/entra-$n2.callgrind" $((n2 - n1)) \
       | awk -F'\t' '$1 != "TOTAL" { printf "| %s | %s | %s%% |\n", $1, $2, $3 } $1 == "TOTAL" { t = $2 } END { printf "| total of functions above the threshold | %s | 100%% |\n", t }')
+    anatomy_rows=$(anatomy "$work/entra-$n1.callgrind" "$work/entra-$n2.callgrind" $((n2 - n1)))
     top_rows=$(sed 's/^FN\t//' "$work/functions-delta.tsv" | sort -t$'\t' -k1,1nr | awk 'NR <= 25' \
       | awk -F'\t' '{ f = $2; gsub(/\|/, "\\|", f); if (length(f) > 150) f = substr(f, 1, 147) "..."; printf "| %s | `%s` |\n", $1, f }')
   fi
@@ -211,6 +265,14 @@ done
     echo "| layer | instructions per request | share |"
     echo "|---|---|---|"
     echo "$layer_rows"
+    echo
+    echo "2026-07-28 Entra, the anatomy of a request: inclusive instructions per request of each stage (a stage"
+    echo "includes the stages indented under it; what rmcp runs in the tasks it spawns is outside the connection"
+    echo "task's tree, and the scheduler's own work is in neither)."
+    echo
+    echo "| stage | instructions per request |"
+    echo "|---|---|"
+    echo "$anatomy_rows"
     echo
     echo "Top functions (exclusive instructions per request):"
     echo
