@@ -10,7 +10,7 @@
 # verification and of one in-process tool call. Instructions per request (callgrind, for A/B of
 # small changes): bench/instructions.sh.
 #
-#   bash bench/run.sh     # BENCH_SECONDS=10 per load run, BENCH_ROUNDS=3, BENCH_CONNECTIONS=16
+#   bash bench/run.sh     # BENCH_SECONDS=10 per load run, BENCH_ROUNDS=5, BENCH_CONNECTIONS=16
 #
 # Loopback only; every load run is bounded in time. Results: target/bench/results.md.
 set -euo pipefail
@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/bench"
 mkdir -p "$work"
 seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 conns=${BENCH_CONNECTIONS:-16}
 CLIENT_ID=11111111-2222-3333-4444-555555555555
 TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
