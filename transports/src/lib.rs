@@ -2,8 +2,8 @@
 //!
 //! Both transports serve any rmcp [`ServerHandler`](rmcp::ServerHandler) and authenticate with
 //! any [`TokenVerifier`](verifiers::TokenVerifier); they know nothing of the concrete tools.
-//! Either way, the verified [`Identity`](verifiers::Identity) reaches the handler through the
-//! MCP request context:
+//! Either way, the verified identity reaches the handler through the MCP request context, as an
+//! `Arc<`[`Identity`](verifiers::Identity)`>` (the one the verifier returned):
 //!
 //! - [`http`]: hyper serving rmcp's streamable-HTTP service behind [`http::BearerAuthLayer`],
 //!   with RFC 9728 protected-resource metadata, `/health`, `/ready`, Host/Origin checks, CORS and

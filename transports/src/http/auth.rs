@@ -2,8 +2,9 @@
 //!
 //! [`BearerAuthLayer`] takes the one `Authorization: Bearer` credential, verifies it with the
 //! configured [`TokenVerifier`], and either answers with the right challenge (401/400/403/503, see
-//! `challenge.rs`) or passes the request on with the verified [`Identity`] and the opaque [`AccessToken`]
-//! (for on-behalf-of calls) in its extensions. It
+//! `challenge.rs`) or passes the request on with the verified identity (an `Arc<`[`Identity`]`>`,
+//! shared with the verifier's cache) and the opaque [`AccessToken`] (for on-behalf-of calls) in
+//! its extensions. It
 //! also binds legacy sessions to their owner (see [`SessionBindings`]).
 //!
 //! With a [`ToolGate`] it also refuses a forbidden `tools/call` before the MCP layer runs

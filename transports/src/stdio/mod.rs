@@ -3,7 +3,7 @@
 //! The host launches the server as a subprocess with the caller's token in the environment (see
 //! [`TokenSource`]). The token is verified once at start-up — a missing or invalid one ends the
 //! process with one line on stderr — and again before every request through [`Authenticated`],
-//! which also puts the [`Identity`](verifiers::Identity) into the request context for the tools.
+//! which also puts the verified `Arc<`[`Identity`](verifiers::Identity)`>` into the request context for the tools.
 //! stdout carries only JSON-RPC; logs must go to stderr.
 
 mod auth;
