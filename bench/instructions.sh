@@ -106,9 +106,11 @@ measure() { # measure NAME N LOADGEN-MODE [ENV… --] [SERVER-ARGS…] -> prints
     || { echo "no summary in $out" >&2; return 1; }
 }
 
-# Exclusive Ir per function of one callgrind file: "IR<TAB>FUNCTION" lines.
+# Ir per function of one callgrind file, exclusive (second argument "no", the default) or
+# inclusive ("yes"):
+# "IR<TAB>FUNCTION" lines.
 functions() {
-  callgrind_annotate --threshold=100 --inclusive=no "$1" 2>/dev/null | awk '
+  callgrind_annotate --threshold=100 --inclusive="${2:-no}" "$1" 2>/dev/null | awk '
     /^-+$/ { dashes++; next }
     dashes >= 3 && $1 ~ /^[0-9][0-9,]*$/ && !/PROGRAM TOTALS/ {
       ir = $1; gsub(",", "", ir)
@@ -166,19 +168,6 @@ breakdown() {
     }' "$f1" "$f2" 2>"$work/functions-delta.tsv" | sort -t$'\t' -k2,2nr
 }
 
-# Inclusive Ir per function of one callgrind file: "IR<TAB>FUNCTION" lines.
-inclusive() {
-  callgrind_annotate --threshold=100 --inclusive=yes "$1" 2>/dev/null | awk '
-    /^-+$/ { dashes++; next }
-    dashes >= 3 && $1 ~ /^[0-9][0-9,]*$/ && !/PROGRAM TOTALS/ {
-      ir = $1; gsub(",", "", ir)
-      line = $0; sub(/^ *[0-9,]+ +(\([ 0-9.]+%\) +)?/, "", line)
-      sub(/ \[[^]]*\]$/, "", line)
-      sub(/^[^:]*:/, "", line)
-      print ir "\t" line
-    }'
-}
-
 # The stages of one 2026-07-28 request, outermost first: "DEPTH<TAB>LABEL<TAB>FUNCTION" (the
 # function's inclusive cost is the stage's, everything it calls included).
 stages='0	the connection task (hyper reads, parses, writes; everything below)	transports::http::server::serve_connection::{{closure}}
@@ -196,7 +185,7 @@ stages='0	the connection task (hyper reads, parses, writes; everything below)	tr
 
 # anatomy FILE1 FILE2 N -> markdown rows: each stage's inclusive instructions per request
 anatomy() {
-  inclusive "$1" >"$work/inclusive-1.tsv"; inclusive "$2" >"$work/inclusive-2.tsv"
+  functions "$1" yes >"$work/inclusive-1.tsv"; functions "$2" yes >"$work/inclusive-2.tsv"
   awk -F'\t' -v n="$3" '
     FILENAME == "-" { depth[++k] = $1; label[k] = $2; fn[k] = $3; next }
     FILENAME ~ /inclusive-1/ { a[$2] = $1; next }
