@@ -36,26 +36,15 @@ n2=${INSTR_N2:-1300}
 cases=${INSTR_CASES:-entra dev sessions stateless}
 limit=${INSTR_TIMEOUT:-300}
 workers=${INSTR_WORKERS:-1}
-PY=${PY:-$root/target/bench/venv/bin/python}
-CLIENT_ID=11111111-2222-3333-4444-555555555555
-TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. "$root/bench/common.sh"
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
   echo "== installing valgrind (Debian package)" >&2
   (apt-get install -y -q valgrind >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null; }) \
     || { echo "needs valgrind and callgrind_annotate, and could not install them (apt-get install valgrind)" >&2; exit 1; }
 fi
-if [ ! -x "$PY" ]; then # the bench venv, as bench/run.sh makes it
-  python3 -m venv "$root/target/bench/venv"
-  "$root/target/bench/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
-  PY="$root/target/bench/venv/bin/python"
-fi
+[ -n "${PY:-}" ] || bench_venv
 if [ -z "${BIN:-}" ] || [ -z "${LOADGEN:-}" ]; then
   echo "== building (release, under /tmp/cargo.lock)" >&2
   (cd "$root" && flock /tmp/cargo.lock cargo build --release --quiet --bin mcp-server-entra --example loadgen)
@@ -63,21 +52,7 @@ fi
 BIN=${BIN:-$root/target/release/mcp-server-entra}
 LOADGEN=${LOADGEN:-$root/target/release/examples/loadgen}
 
-wait_for() { # wait_for FILE SED-EXPR SECONDS -> prints the first match
-  local tries=$(($3 * 20))
-  for _ in $(seq 1 "$tries"); do
-    local v; v=$(sed -n "$2" "$1" | head -1)
-    if [ -n "$v" ]; then echo "$v"; return 0; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for $1" >&2; cat "$1" >&2; return 1
-}
-
-"$PY" "$root/tests/interop/fake_entra.py" serve >"$work/fake-entra.out" 2>&1 &
-pids+=($!)
-entra_port=$(wait_for "$work/fake-entra.out" 's/listening //p' 10)
-authority="http://127.0.0.1:$entra_port"
-token=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID)
+start_fake_entra "$work/fake-entra.out"
 
 measure() { # measure NAME N LOADGEN-MODE [ENV… --] [SERVER-ARGS…] -> prints total Ir of the server
   local name=$1 n=$2 mode=$3; shift 3

@@ -20,11 +20,8 @@ mkdir -p "$work"
 seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-5}
 conns=${BENCH_CONNECTIONS:-16}
-CLIENT_ID=11111111-2222-3333-4444-555555555555
-TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. "$root/bench/common.sh"
 
 echo "== building (release)"
 (cd "$root" && cargo build --release --quiet --bin mcp-server-entra --example loadgen --example static_answer --example session_memory)
@@ -32,25 +29,10 @@ BIN="$root/target/release/mcp-server-entra"
 LOADGEN="$root/target/release/examples/loadgen"
 STATIC="$root/target/release/examples/static_answer"
 SESSION_MEMORY="$root/target/release/examples/session_memory"
-[ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/bench/requirements.txt"
-PY="$work/venv/bin/python"
-
-wait_for() { # wait_for FILE REGEX -> prints the first match's group
-  for _ in $(seq 1 200); do
-    local v; v=$(sed -n "$2" "$1" | head -1)
-    if [ -n "$v" ]; then echo "$v"; return 0; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for $1" >&2; cat "$1" >&2; return 1
-}
+bench_venv
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-"$PY" "$root/tests/interop/fake_entra.py" serve >"$work/fake-entra.out" 2>&1 &
-pids+=($!)
-entra_port=$(wait_for "$work/fake-entra.out" 's/listening //p')
-authority="http://127.0.0.1:$entra_port"
-token=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID)
+start_fake_entra "$work/fake-entra.out"
 
 start_ours() { # start_ours NAME [ENV…] -> sets $pid and $url
   local log="$work/$1.log"; shift
