@@ -222,15 +222,19 @@ impl EntraMcpServer {
                 structured(text, profile)
             }
             Err(error) => {
+                // The detail goes to the log under an id the caller is given; the caller gets
+                // it only when it can act on it (never the server's paths or AADSTS codes).
+                let correlation_id = format!("{:016x}", rand::random::<u64>());
                 tracing::info!(
                     tool = MY_PROFILE,
                     kind = error.kind(),
                     reason = %error,
+                    correlation_id,
                     tenant = %who.tenant_id,
                     object_id = %who.object_id,
                     "downstream call failed"
                 );
-                Ok(tool_error(error.to_string()))
+                Ok(tool_error(error.caller_message(&correlation_id)))
             }
         }
     }

@@ -15,7 +15,10 @@ use crate::InvalidToken;
 pub struct Identity {
     /// `sub`: the subject, stable per user *and* application.
     pub subject: String,
-    /// `oid`: the object id, stable per user (or service principal) across applications.
+    /// `oid`: the object id, stable per user (or service principal) across applications. Empty
+    /// when the token has none: never filled from `sub`, which is per application and could equal
+    /// another user's `oid`. With `tid` it names the caller wherever one is remembered (sessions,
+    /// the on-behalf-of cache); see [`principal`](Self::principal).
     pub object_id: String,
     /// `tid`: the tenant the caller signed in through.
     pub tenant_id: String,
@@ -82,7 +85,7 @@ impl Identity {
         let subject = parsed.subject.unwrap_or_default();
         Identity {
             app_only: parsed.kind == TokenKind::AppOnly,
-            object_id: parsed.object_id.unwrap_or_else(|| subject.clone()),
+            object_id: parsed.object_id.unwrap_or_default(),
             subject,
             tenant_id: parsed.tenant_id.unwrap_or_default(),
             name: parsed.name,
@@ -93,6 +96,14 @@ impl Identity {
             expires_at: parsed.expires.map(|exp| exp.system_time()),
             claims,
         }
+    }
+
+    /// `(tid, oid)`: who the caller is wherever the server remembers one (legacy sessions, the
+    /// on-behalf-of token cache). `None` when the token lacks either claim: such a caller is
+    /// never mistaken for another, it just gets nothing remembered.
+    pub fn principal(&self) -> Option<(&str, &str)> {
+        (!self.tenant_id.is_empty() && !self.object_id.is_empty())
+            .then_some((self.tenant_id.as_str(), self.object_id.as_str()))
     }
 
     /// The name to greet the caller by: `name`, else the username, else the subject.

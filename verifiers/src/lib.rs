@@ -58,7 +58,8 @@ pub use downstream::{
     JWT_BEARER_GRANT, TOKEN_EXCHANGE_AUDIENCE,
 };
 pub use entra::{
-    EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
+    is_secure_transport, EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID,
+    DEFAULT_AUTHORITY_HOST,
 };
 pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
 pub use identity::{Identity, IdentityBuilder};

@@ -1,4 +1,4 @@
-//! Downstream tokens, per (tenant, user object id, scopes), with one exchange in flight per key.
+//! Downstream tokens, per (tenant, user object id, client app, scopes), with one exchange in flight per key.
 //!
 //! Each key owns a slot behind an async mutex: the first caller holds it while it exchanges, the
 //! others wait on it and then find the fresh token, so concurrent calls cost one exchange. The
@@ -15,6 +15,8 @@ use tokio::time::Instant;
 pub(crate) struct Key {
     pub(crate) tenant: String,
     pub(crate) object_id: String,
+    /// `azp`/`appid` of the caller's token.
+    pub(crate) client_app: String,
     pub(crate) scopes: String,
 }
 
@@ -121,6 +123,7 @@ mod tests {
         Key {
             tenant: "t".into(),
             object_id: user.into(),
+            client_app: "c".into(),
             scopes: "s".into(),
         }
     }

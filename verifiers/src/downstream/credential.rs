@@ -35,7 +35,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 use url::Url;
 
-use super::http::read_limited;
+use super::http::{read_limited, token_lifetime};
 
 /// `client_assertion_type` of every assertion (RFC 7523 §2.2).
 pub(crate) const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -383,14 +383,6 @@ struct MiError {
     error: Option<String>,
 }
 
-fn seconds(value: &Option<serde_json::Value>) -> Option<u64> {
-    match value.as_ref()? {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 impl ManagedIdentity {
     async fn token(&self, http: &reqwest::Client) -> Result<Arc<str>, CredentialError> {
         let mut cached = self.cached.lock().await;
@@ -446,12 +438,9 @@ impl ManagedIdentity {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let lifetime = seconds(&parsed.expires_on)
-            .map(|on| on.saturating_sub(now))
-            .or_else(|| seconds(&parsed.expires_in))
-            .unwrap_or(0);
+        let lifetime = token_lifetime(parsed.expires_on.as_ref(), parsed.expires_in.as_ref(), now);
         let token: Arc<str> = Arc::from(parsed.access_token);
-        let keep = Duration::from_secs(lifetime).saturating_sub(MI_REFRESH_MARGIN);
+        let keep = lifetime.saturating_sub(MI_REFRESH_MARGIN);
         *cached = Some((token.clone(), Instant::now() + keep));
         Ok(token)
     }

@@ -24,6 +24,10 @@ pub enum DownstreamError {
     /// An app-only token (client credentials) has no user to act for.
     #[error("this tool acts on behalf of a signed-in user, but the caller's token is an application's own (app-only) token; call it with a delegated token obtained by a user sign-in")]
     AppOnlyCaller,
+    /// The caller's token has no `oid` (or no `tid`): tokens are cached per (tenant, object id),
+    /// and `sub` is never a stand-in (it could equal another user's `oid`).
+    #[error("this tool acts on behalf of a signed-in user identified by tenant (tid) and object id (oid), but the caller's token has no oid claim; sign in again to get a token from Microsoft Entra ID")]
+    NoObjectId,
     /// AADSTS65001: nobody consented to this server calling the downstream API for the user.
     #[error("consent is missing (AADSTS65001): the user or an administrator has not consented to this server calling {scopes} on the user's behalf. An administrator of tenant {tenant} can grant it: Entra admin center > App registrations > the app {client_id} > API permissions > add the delegated permission(s) {scopes} > Grant admin consent (or the user consents by signing in to the client again)")]
     ConsentRequired {
@@ -88,10 +92,31 @@ fn status_meaning(status: u16) -> &'static str {
 }
 
 impl DownstreamError {
+    /// `true` when the fault is the server's (its credential, or Entra refusing the server's own
+    /// exchange): the caller can do nothing about it, and the detail (file paths, AADSTS codes of
+    /// the app registration) is for the administrator's log only.
+    pub fn is_server_side(&self) -> bool {
+        matches!(
+            self,
+            DownstreamError::Credential(_) | DownstreamError::ExchangeRefused { .. }
+        )
+    }
+
+    /// What the caller is told: the error itself when the caller can act on it, otherwise one
+    /// sentence with `correlation_id`, the id under which the server logged the detail.
+    pub fn caller_message(&self, correlation_id: &str) -> String {
+        if self.is_server_side() {
+            format!("the server's credential for calls on your behalf is not working; its administrator can find the cause in the server log under correlation id {correlation_id}")
+        } else {
+            self.to_string()
+        }
+    }
+
     /// A short, stable name of the kind, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             DownstreamError::AppOnlyCaller => "app_only_caller",
+            DownstreamError::NoObjectId => "no_object_id",
             DownstreamError::ConsentRequired { .. } => "consent_required",
             DownstreamError::InteractionRequired { .. } => "interaction_required",
             DownstreamError::ExchangeRefused { .. } => "exchange_refused",

@@ -17,7 +17,7 @@
 //! configuration and HTTP client (authority host, client id, timeouts, no redirects), and like
 //! the verifier it knows nothing of MCP: tools reach it through the server.
 //!
-//! Tokens are cached per (tenant, user object id, scopes) until shortly before they expire, with
+//! Tokens are cached per (tenant, user object id, client app, scopes) until shortly before they expire, with
 //! one exchange in flight per key, and dropped when the downstream API answers 401.
 
 mod cache;
@@ -223,17 +223,20 @@ impl OnBehalfOf {
         }
     }
 
+    /// The cache key of `caller`: (tenant, `oid`, client app, scopes). The client app (`azp`) is
+    /// part of it because Entra evaluates Conditional Access at exchange time for the client the
+    /// user signed in with: a token obtained through one client never serves another.
     fn key(&self, caller: &Identity) -> Result<Key, DownstreamError> {
         if caller.app_only {
             return Err(DownstreamError::AppOnlyCaller);
         }
+        let Some((tid, oid)) = caller.principal() else {
+            return Err(DownstreamError::NoObjectId);
+        };
         Ok(Key {
-            tenant: self
-                .inner
-                .fixed_tenant
-                .clone()
-                .unwrap_or_else(|| caller.tenant_id.clone()),
-            object_id: caller.object_id.clone(),
+            tenant: self.inner.fixed_tenant.clone().unwrap_or_else(|| tid.to_owned()),
+            object_id: oid.to_owned(),
+            client_app: caller.client_app.clone().unwrap_or_default(),
             scopes: self.inner.scopes.clone(),
         })
     }
@@ -321,13 +324,9 @@ impl OnBehalfOf {
         if parsed.access_token.is_empty() {
             return Err(DownstreamError::BadResponse("Entra's token endpoint"));
         }
-        let lifetime = match &parsed.expires_in {
-            Some(serde_json::Value::Number(n)) => n.as_u64(),
-            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        }
-        .unwrap_or(0);
-        Ok((Arc::from(parsed.access_token), Duration::from_secs(lifetime)))
+        // `expires_in` only: the token endpoint's `expires_on` is not part of RFC 6749.
+        let lifetime = http::token_lifetime(None, parsed.expires_in.as_ref(), 0);
+        Ok((Arc::from(parsed.access_token), lifetime))
     }
 
     fn refusal(&self, status: u16, error: TokenError, key: &Key) -> DownstreamError {
@@ -413,6 +412,15 @@ mod tests {
             .app_only(true)
             .build();
         assert!(matches!(multi.key(&app), Err(DownstreamError::AppOnlyCaller)));
+        // No oid: no key, whatever `sub` says (it could equal another user's oid).
+        let mut no_oid = caller.clone();
+        no_oid.object_id = String::new();
+        no_oid.subject = "oid-1".into();
+        assert!(matches!(multi.key(&no_oid), Err(DownstreamError::NoObjectId)));
+        // The client app separates entries: Conditional Access is evaluated per client.
+        let mut other_client = caller.clone();
+        other_client.client_app = Some("another-client".into());
+        assert_ne!(multi.key(&caller).unwrap(), multi.key(&other_client).unwrap());
 
         let key = multi.key(&caller).unwrap();
         let rows: Vec<(TokenError, &str)> = vec![

@@ -112,8 +112,10 @@ impl CallerClaims {
         });
         let roles = match claims.get("roles") {
             None => Vec::new(),
+            // An empty role is no role (as an empty claim is no claim).
             Some(Value::Array(roles)) => roles
                 .iter()
+                .filter(|r| r.as_str() != Some(""))
                 .map(|r| r.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
                 .ok_or(InvalidToken::MalformedClaim {

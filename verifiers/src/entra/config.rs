@@ -96,15 +96,10 @@ impl EntraConfig {
         if self.identifier_uris().any(|uri| uri.trim().is_empty()) {
             return Err(EntraConfigError::EmptyIdentifierUri);
         }
-        let host = self.authority_host.host_str().unwrap_or_default();
-        match self.authority_host.scheme() {
-            "https" => {}
-            "http" if is_loopback(host) => {}
-            _ => {
-                return Err(EntraConfigError::InsecureAuthority(
-                    self.authority_host.to_string(),
-                ))
-            }
+        if !is_secure_transport(&self.authority_host) {
+            return Err(EntraConfigError::InsecureAuthority(
+                self.authority_host.to_string(),
+            ));
         }
         if self.key_min_refresh_interval.is_zero() || self.key_refresh_interval.is_zero() {
             return Err(EntraConfigError::ZeroInterval);
@@ -219,6 +214,17 @@ pub(crate) fn is_guid(s: &str) -> bool {
             8 | 13 | 18 | 23 => *b == b'-',
             _ => b.is_ascii_hexdigit(),
         })
+}
+
+/// The rule for every document the verifier fetches and every URL it sends a token to: `https`,
+/// or plain `http` to a loopback host only (test servers on 127.0.0.1). A fetched document that
+/// names another URL (the metadata's `jwks_uri`) is held to the same rule as the configured one.
+pub fn is_secure_transport(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url.host_str().unwrap_or_default()),
+        _ => false,
+    }
 }
 
 fn is_loopback(host: &str) -> bool {

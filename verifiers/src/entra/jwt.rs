@@ -67,12 +67,17 @@ fn decode_object(part: &str, problem: &'static str) -> Result<Map<String, Value>
 }
 
 /// A string claim or header parameter that may be absent, but if present must be a string.
+///
+/// An empty string is an absent value: `"oid": ""` is no object id, `"azp": ""` no client, so
+/// an empty claim can never stand as evidence (app-only by `oid` = `sub`) or as an identity
+/// that every such token would share.
 pub(crate) fn optional_str<'m>(
     map: &'m Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<&'m str>, InvalidToken> {
     match map.get(name) {
         None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(InvalidToken::MalformedClaim {
             claim: name,

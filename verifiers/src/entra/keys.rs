@@ -17,6 +17,8 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use super::config::is_secure_transport;
+
 /// Smallest RSA modulus we accept (bits).
 const MIN_RSA_BITS: usize = 2048;
 /// Largest response we read from Entra (metadata and JWKS are a few KiB).
@@ -97,6 +99,8 @@ pub(crate) enum FetchError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{url} is not an https:// URL (plain http:// only on loopback); refusing to fetch it")]
+    Insecure { url: String },
     #[error(
         "the JWKS at {url} holds no usable RSA signing key (RS256, at least {MIN_RSA_BITS} bits, with a kid)"
     )]
@@ -239,6 +243,13 @@ impl KeyStore {
             url: url.to_owned(),
             source,
         };
+        // The metadata URL is built from the checked authority; `jwks_uri` comes from the
+        // metadata document, so every fetch is checked, not just the first.
+        if !url::Url::parse(url).is_ok_and(|u| is_secure_transport(&u)) {
+            return Err(FetchError::Insecure {
+                url: crate::CallerText::new(url).to_string(),
+            });
+        }
         let mut response = self.http.get(url).send().await.map_err(http_err)?;
         if !response.status().is_success() {
             return Err(FetchError::Status {

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 
 pub(crate) use config::is_guid;
-pub use config::{EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
+pub use config::{is_secure_transport, EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::downstream::{DownstreamConfig, DownstreamConfigError, OnBehalfOf};
@@ -291,6 +291,9 @@ impl EntraVerifier {
     ) -> Result<(), InvalidToken> {
         let aud = match claims.get("aud") {
             None => return Err(InvalidToken::MissingClaim("aud")),
+            Some(serde_json::Value::String(aud)) if aud.is_empty() => {
+                return Err(InvalidToken::MissingClaim("aud"))
+            }
             Some(serde_json::Value::String(aud)) => aud,
             Some(_) => {
                 return Err(InvalidToken::MalformedClaim {
@@ -390,7 +393,16 @@ impl EntraVerifier {
         if snapshot.issuer.is_none() {
             snapshot = self.inner.keys.refresh_on_demand(None).await;
         }
-        self.check_issuer(&snapshot, &checked)?;
+        // The issuer policy (allowed tenants, v1 acceptance, single or multi-tenant) is
+        // configuration: a caller whose signature has not been verified learns nothing of it. Its
+        // verdict waits until the signature is checked; a forged token hears only "signature".
+        let issuer_verdict = match self.check_issuer(&snapshot, &checked) {
+            Err(AuthError::InvalidToken(e)) if e.reveals_configuration() => Err(e),
+            other => {
+                other?;
+                Ok(())
+            }
+        };
         if checked.graph_nonce {
             return Err(InvalidToken::GraphNonce.into());
         }
@@ -428,8 +440,12 @@ impl EntraVerifier {
             )
         });
         if !verified {
+            if let Err(policy) = &issuer_verdict {
+                tracing::debug!(policy = %policy, "an unsigned token also broke the issuer policy; the caller is told only that the signature is invalid");
+            }
             return Err(InvalidToken::BadSignature.into());
         }
+        issuer_verdict?;
         let identity = Arc::new(Identity::from_parsed(checked.caller, checked.claims));
         self.inner.access.authorize(&identity)?;
         let valid_until = checked.expires.saturating_add(self.inner.config.leeway.as_secs());
