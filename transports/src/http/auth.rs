@@ -27,10 +27,11 @@ use serde::Deserialize;
 use tower::{Layer, Service};
 use verifiers::{AccessToken, AuthError, CallerText, Identity, MalformedCredentials, TokenVerifier};
 
+use super::body::with_guard;
 use super::body::{full, Body};
 use super::challenge::{auth_error_response, tool_refusal_response, ChallengeContext};
-use super::session_cap::watch_refusals;
-use super::sessions::{Ownership, Principal, SessionBindings};
+use super::session_cap::{watch_refusals, Refusal};
+use super::sessions::{Ownership, Principal, PrincipalStreams, SessionBindings};
 use crate::ToolGate;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -49,6 +50,8 @@ pub struct BearerAuthLayer {
     sessions: SessionBindings,
     session_prefix: Option<Arc<str>>,
     tool_gate: Option<(Arc<dyn ToolGate>, usize)>,
+    streams: PrincipalStreams,
+    max_streams_per_principal: usize,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -78,7 +81,17 @@ impl BearerAuthLayer {
             sessions,
             session_prefix: None,
             tool_gate: None,
+            streams: PrincipalStreams::default(),
+            max_streams_per_principal: usize::MAX,
         }
+    }
+
+    /// Lets one principal (`tid`, `oid`) have at most `max` requests in flight (event streams
+    /// included); past it, `429 Too Many Requests` with `Retry-After`. Callers without `oid`
+    /// share their tenant's one slot pool.
+    pub fn with_max_streams_per_principal(mut self, max: usize) -> Self {
+        self.max_streams_per_principal = max;
+        self
     }
 
     /// Refuses a `tools/call` that `gate` forbids with `403 insufficient_scope` before the inner
@@ -197,16 +210,38 @@ where
                     Some(internal)
                 }
             };
+            let mut session_use = None;
             if let Some(session) = &session {
-                if layer.sessions.ownership(session, &principal) == Ownership::Other {
-                    tracing::warn!(
-                        tenant = %principal.tenant_id,
-                        object_id = %principal.object_id,
-                        "refused a request on a session opened by another principal"
-                    );
-                    return Ok(session_not_found());
+                match layer.sessions.ownership(session, principal.as_ref()) {
+                    Ownership::Other => {
+                        tracing::warn!(
+                            tenant = %identity.tenant_id,
+                            object_id = %identity.object_id,
+                            "refused a request on a session opened by another principal"
+                        );
+                        return Ok(session_not_found());
+                    }
+                    Ownership::Owner => session_use = Some(layer.sessions.begin(session)),
+                    Ownership::Unbound => {}
                 }
             }
+            let stream_owner = principal.clone().unwrap_or_else(|| Principal {
+                tenant_id: identity.tenant_id.clone(),
+                object_id: String::new(),
+            });
+            let Some(stream) = layer
+                .streams
+                .try_begin(&stream_owner, layer.max_streams_per_principal)
+            else {
+                metrics::counter!("mcp_requests_refused_total", "reason" => "principal_streams").increment(1);
+                tracing::info!(
+                    tenant = %stream_owner.tenant_id,
+                    object_id = %stream_owner.object_id,
+                    max = layer.max_streams_per_principal,
+                    "refused a request: the caller has MAX_STREAMS_PER_PRINCIPAL requests in flight"
+                );
+                return Ok(too_many_streams(layer.max_streams_per_principal));
+            };
             let method = request.method().clone();
             // Whatever logs the request further in (rmcp moves its Parts into the MCP context)
             // prints `Sensitive` instead of the credential.
@@ -222,12 +257,18 @@ where
             request.extensions_mut().insert(access_token);
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
-            let (response, refused) = watch_refusals(inner.call(request)).await;
-            if let Some(max) = refused {
-                return Ok(too_many_sessions(max));
+            let (response, refused) = watch_refusals(principal, inner.call(request)).await;
+            match refused {
+                None => {}
+                Some(Refusal::Total(max)) => return Ok(too_many_sessions(max)),
+                Some(Refusal::Principal(max)) => return Ok(principal_sessions_busy(max)),
+                Some(Refusal::NoPrincipal) => return Ok(no_principal_for_session()),
             }
-            let mut response = response?;
-            track_session(&layer.sessions, session.as_deref(), &method, &response, principal);
+            let response = response?;
+            track_session(&layer.sessions, session.as_deref(), &method, &response);
+            // The answer holds the caller's stream slot (and its session's in-flight count)
+            // until it is sent or dropped.
+            let mut response = response.map(|body| with_guard(body, (stream, session_use)));
             if let Some(prefix) = &layer.session_prefix {
                 let issued = response
                     .headers()
@@ -330,32 +371,51 @@ fn single_tool_call(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     message.params?.name
 }
 
-/// Records which principal a new session belongs to, and forgets sessions that ended.
+/// Forgets sessions that ended. (A new session is bound to its caller where it is created:
+/// `CappedSessionManager`.)
 fn track_session(
     sessions: &SessionBindings,
     request_session: Option<&str>,
     method: &Method,
     response: &Response<Body>,
-    owner: Principal,
 ) {
-    match request_session {
-        None => {
-            if let Some(issued) = response
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
-                sessions.bind(issued.to_owned(), owner);
-            }
-        }
-        Some(session) => {
-            let ended = (method == Method::DELETE && response.status().is_success())
-                || response.status() == StatusCode::NOT_FOUND;
-            if ended {
-                sessions.unbind(session);
-            }
+    if let Some(session) = request_session {
+        let ended = (method == Method::DELETE && response.status().is_success())
+            || response.status() == StatusCode::NOT_FOUND;
+        if ended {
+            sessions.unbind(session);
         }
     }
+}
+
+fn principal_sessions_busy(max: usize) -> Response<Body> {
+    let mut response = Response::new(full(format!(
+        "Service Unavailable: you hold {max} sessions (MAX_SESSIONS_PER_PRINCIPAL), each with a request in flight; end one (DELETE) or retry later"
+    )));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
+}
+
+fn too_many_streams(max: usize) -> Response<Body> {
+    let mut response = Response::new(full(format!(
+        "Too Many Requests: you have {max} requests or event streams open at once (MAX_STREAMS_PER_PRINCIPAL); close one or retry later"
+    )));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    response
+}
+
+fn no_principal_for_session() -> Response<Body> {
+    let mut response = Response::new(full(
+        "Forbidden: the token has no oid claim, and sessions are bound to the caller's tenant and object id (tid, oid); use a token from Microsoft Entra ID with oid, or the 2026-07-28 protocol, which needs no session",
+    ));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
 }
 
 fn too_many_sessions(max: usize) -> Response<Body> {
@@ -416,20 +476,21 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Au
     Ok(token)
 }
 
-/// `true` when a parameter of `query` is named `access_token` (RFC 6750 §2.3), in any case, with
-/// the name percent-decoded first (`access%5Ftoken`, `%61ccess_token`) and `;` accepted as a
-/// separator as well as `&`, as some frameworks do: every spelling a server or proxy could read
-/// as `access_token` is refused.
+/// `true` when a parameter of `query` is named `access_token` (RFC 6750 §2.3) as any server,
+/// framework or proxy could read it: in any case, with the name percent-decoded first
+/// (`access%5Ftoken`, `%61ccess_token`), `;` accepted as a separator as well as `&`, and the name
+/// read up to the first byte that cannot continue a name. So `access_token[]` (PHP, Rails
+/// arrays), `access_token%00` (C strings end at NUL), `access_token.x` and `access_token+` are
+/// refused too, while `access_tokens` is another parameter; and as PHP reads names, leading
+/// spaces are dropped and ` `, `.` or `+` stand for `_` (`access.token`, ` access_token`).
 pub fn query_has_access_token(query: &str) -> bool {
     const NAME: &[u8] = b"access_token";
     query.split(['&', ';']).any(|pair| {
         let raw = pair.split('=').next().unwrap_or_default().as_bytes();
-        let mut decoded = Vec::with_capacity(NAME.len());
+        // Enough to decide: the name and the byte after it.
+        let mut decoded = Vec::with_capacity(NAME.len() + 1);
         let mut i = 0;
-        while i < raw.len() {
-            if decoded.len() > NAME.len() {
-                return false;
-            }
+        while i < raw.len() && decoded.len() <= NAME.len() {
             let hex = |b: u8| (b as char).to_digit(16);
             match (
                 raw[i],
@@ -445,8 +506,22 @@ pub fn query_has_access_token(query: &str) -> bool {
                     i += 1;
                 }
             }
+            if decoded.len() == 1 && matches!(decoded[0], b' ' | b'+') {
+                decoded.clear();
+            }
         }
-        decoded.eq_ignore_ascii_case(NAME)
+        let (name, next) = decoded.split_at(decoded.len().min(NAME.len()));
+        let php = |b: &u8| {
+            if matches!(b, b' ' | b'.' | b'+') {
+                b'_'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        };
+        name.iter().map(php).eq(NAME.iter().copied())
+            && next
+                .first()
+                .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'))
     })
 }
 
@@ -517,6 +592,17 @@ mod tests {
             "/mcp?%61ccess_token=abc",
             "/mcp?%41%43%43%45%53%53%5F%54%4F%4B%45%4E=abc",
             "/mcp?x=1;access_token=abc",
+            "/mcp?access_token[]=abc",
+            "/mcp?access_token%5B%5D=abc",
+            "/mcp?access_token%00=abc",
+            "/mcp?access_token%00x=abc",
+            "/mcp?access_token.x=abc",
+            "/mcp?access_token+=abc",
+            "/mcp?access_token%20=abc",
+            "/mcp?access.token=abc",
+            "/mcp?access+token=abc",
+            "/mcp?%20access_token=abc",
+            "/mcp?+access_token=abc",
         ] {
             assert_eq!(
                 bearer_token(&headers(&["Bearer abc"]), &uri(q)),
@@ -530,6 +616,8 @@ mod tests {
             "/mcp?x=access_token",
             "/mcp?access%5Ftoke",
             "/mcp?%zzaccess_token=1",
+            "/mcp?access_token_2=1",
+            "/mcp?access_token-x=1",
         ] {
             assert_eq!(bearer_token(&headers(&["Bearer abc"]), &uri(q)), Ok("abc"), "{q}");
         }

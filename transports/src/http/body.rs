@@ -16,3 +16,40 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
+
+/// `body`, holding `guard` until the body has been sent or dropped: what counts a request as in
+/// flight (per connection, per session, per principal) lives exactly as long as its answer.
+pub(crate) fn with_guard<G: Send + Sync + Unpin + 'static>(body: Body, guard: G) -> Body {
+    Guarded {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed()
+}
+
+struct Guarded<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        // `Body` is `Unpin` (a boxed body), so the projection is safe without pin-project.
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -43,6 +43,13 @@ pub struct HttpConfig {
     pub session_idle_timeout: Duration,
     /// Most open legacy sessions at once; past it, new sessions get `503`. Defaults to 10,000.
     pub max_sessions: usize,
+    /// Most legacy sessions one principal (`tid`, `oid`) may hold. At the limit, a new session
+    /// closes the principal's least recently used session that has no request in flight; if
+    /// every one is busy, the new session gets `503`. Defaults to 100.
+    pub max_sessions_per_principal: usize,
+    /// Most requests (event streams included) one principal may have in flight at once; past
+    /// it, `429` with `Retry-After`. Defaults to 200.
+    pub max_streams_per_principal: usize,
     /// Prefix of every session id issued (e.g. `r1-`), for load balancers that route sessions
     /// to replicas by id. Empty: none.
     pub session_id_prefix: String,
@@ -54,6 +61,18 @@ pub struct HttpConfig {
     /// A connection that has not sent complete request headers within this time is closed
     /// (slow-loris protection). Defaults to 10 s.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1 keep-alive and
+    /// HTTP/2 alike; a long tool call or an open event stream is in flight). Defaults to 60 s.
+    pub connection_idle_timeout: Duration,
+    /// A request body that has not arrived in full this long after its headers fails the
+    /// request. Defaults to 30 s.
+    pub request_body_timeout: Duration,
+    /// Serve HTTP/2 (prior knowledge, `h2c`) beside HTTP/1.1. `false`: HTTP/1.1 only. Defaults
+    /// to `true`.
+    pub http2: bool,
+    /// HTTP/2 keep-alive `PING` interval; a peer that does not answer within the header timeout
+    /// is closed. `None`: no pings. Defaults to 30 s.
+    pub http2_keepalive_interval: Option<Duration>,
     /// Most concurrent connections; past it, new connections wait in the listen backlog.
     /// Defaults to 10,000.
     pub max_connections: usize,
@@ -79,11 +98,17 @@ impl HttpConfig {
             legacy_sessions: true,
             session_idle_timeout: Duration::from_secs(300),
             max_sessions: 10_000,
+            max_sessions_per_principal: 100,
+            max_streams_per_principal: 200,
             session_id_prefix: String::new(),
             json_response: true,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            connection_idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
+            http2: true,
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
             tool_gate: None,
         }
     }
@@ -165,6 +190,21 @@ impl HttpConfig {
         }
         if self.max_connections == 0 {
             return Err(HttpConfigError::Zero("MAX_CONNECTIONS"));
+        }
+        for (value, name) in [
+            (self.connection_idle_timeout, "CONNECTION_IDLE_TIMEOUT_SECS"),
+            (self.request_body_timeout, "REQUEST_BODY_TIMEOUT_SECS"),
+            (self.header_read_timeout, "HEADER_READ_TIMEOUT_SECS"),
+        ] {
+            if value.is_zero() {
+                return Err(HttpConfigError::Zero(name));
+            }
+        }
+        if self.max_sessions_per_principal == 0 {
+            return Err(HttpConfigError::Zero("MAX_SESSIONS_PER_PRINCIPAL"));
+        }
+        if self.max_streams_per_principal == 0 {
+            return Err(HttpConfigError::Zero("MAX_STREAMS_PER_PRINCIPAL"));
         }
         if !self
             .session_id_prefix

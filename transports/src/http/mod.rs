@@ -17,6 +17,7 @@ mod auth;
 mod body;
 mod challenge;
 mod config;
+mod connection;
 mod metadata;
 mod metrics;
 mod negotiate;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt as _;
 use verifiers::{CallerText, TokenVerifier};
@@ -18,6 +18,7 @@ use verifiers::{CallerText, TokenVerifier};
 use super::ambiguity::{ambiguity, request_host};
 use super::body::{empty, full, Body};
 use super::config::MCP_PATH;
+use super::connection::RequestBody;
 use super::metadata::MetadataDocuments;
 use super::origin::HostOriginPolicy;
 
@@ -29,7 +30,7 @@ const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-aut
 
 /// The MCP service behind bearer auth, as the router and the connections need it.
 pub(crate) trait McpService:
-    tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible, Future: Send>
     + Clone
     + Send
     + Sync
@@ -38,7 +39,7 @@ pub(crate) trait McpService:
 }
 
 impl<S> McpService for S where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible, Future: Send>
         + Clone
         + Send
         + Sync
@@ -62,10 +63,10 @@ pub(crate) struct App<S> {
 
 pub(crate) async fn route<S>(
     app: Arc<App<S>>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
+    S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     if let Some((status, reason)) = ambiguity(&request) {
         tracing::info!(
@@ -105,9 +106,9 @@ fn without_prefix<'a>(path: &'a str, prefix: &str) -> &'a str {
     }
 }
 
-async fn mcp<S>(app: &App<S>, request: Request<Incoming>) -> Response<Body>
+async fn mcp<S>(app: &App<S>, request: Request<RequestBody>) -> Response<Body>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone,
+    S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Clone,
 {
     match request_host(&request) {
         Some(host) if app.policy.host_allowed(host) => {}

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServerHandler;
@@ -15,17 +14,22 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::Layer as _;
 use verifiers::TokenVerifier;
 
 use super::auth::BearerAuthLayer;
+use super::connection::{ConnectionLimits, Connections};
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
-use super::router::{route, App, McpService};
+use super::router::{App, McpService};
 use super::session_cap::CappedSessionManager;
 use super::sessions::SessionBindings;
 use super::{HttpConfig, HttpConfigError};
+
+/// Most concurrent HTTP/2 streams (requests) on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 /// A server started by [`serve`]: its address, and the handle to stop it.
 #[derive(Debug)]
@@ -106,19 +110,20 @@ where
     session_manager.session_config.keep_alive = Some(config.session_idle_timeout);
     let session_manager = Arc::new(session_manager);
     // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
-    let capped = Arc::new(CappedSessionManager::new(
-        session_manager.clone(),
-        config.max_sessions,
-    ));
+    let sessions = SessionBindings::default();
+    let capped = Arc::new(
+        CappedSessionManager::new(session_manager.clone(), config.max_sessions)
+            .with_principal_share(sessions.clone(), config.max_sessions_per_principal),
+    );
     let service = StreamableHttpService::new(move || Ok(handler()), capped, rmcp_config);
 
-    let sessions = SessionBindings::default();
     let mut auth = BearerAuthLayer::new(
         verifier.clone(),
         config.metadata_url(),
         &config.scopes,
         sessions.clone(),
-    );
+    )
+    .with_max_streams_per_principal(config.max_streams_per_principal);
     if !config.identifier_uri.is_empty() {
         auth = auth.with_app_only_scope(format!(
             "{}/.default",
@@ -168,6 +173,9 @@ async fn accept_loop<S>(
     S: McpService,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if !config.http2 {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -176,8 +184,23 @@ async fn accept_loop<S>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(64 * 1024);
-    let graceful = GracefulShutdown::new();
+        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        // A peer that stops answering PINGs is gone (hyper closes the connection); idle peers
+        // that do answer are closed by the idle timer (connection.rs).
+        .keep_alive_interval(config.http2_keepalive_interval)
+        .keep_alive_timeout(config.header_read_timeout);
+    let limits = ConnectionLimits {
+        first_byte: config.header_read_timeout,
+        idle: config.connection_idle_timeout,
+        request_body: config.request_body_timeout,
+    };
+    let connections_shared = Connections {
+        builder,
+        limits,
+        close: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    };
     let connections = Arc::new(Semaphore::new(config.max_connections));
     loop {
         let permit = tokio::select! {
@@ -199,29 +222,13 @@ async fn accept_loop<S>(
                 }
             },
         };
-        serve_connection(
-            stream,
-            peer,
-            Some(permit),
-            &builder,
-            &graceful,
-            &app,
-            config.header_read_timeout,
-        );
+        connections_shared.spawn(stream, peer, Some(permit), &app);
     }
     // Connections the kernel has already completed sit in the listen backlog; closing the listener
     // would reset them after the client sent its request (nginx then answers 502 and cannot
     // retry a POST). Serve them too.
     while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
-        serve_connection(
-            stream,
-            peer,
-            None,
-            &builder,
-            &graceful,
-            &app,
-            config.header_read_timeout,
-        );
+        connections_shared.spawn(stream, peer, None, &app);
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; letting in-flight requests finish");
@@ -229,54 +236,15 @@ async fn accept_loop<S>(
     // Let connections accepted a moment ago read their request: a graceful shutdown closes a
     // connection that has not started one yet.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    connections_shared.close.cancel();
+    connections_shared.tracker.close();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = connections_shared.tracker.wait() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(config.shutdown_timeout) => {
             tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timeout: closing the remaining connections");
         }
     }
     mcp_shutdown.cancel();
-}
-
-/// Serves one accepted connection in its own task, watched for graceful shutdown.
-fn serve_connection<S>(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    app: &Arc<App<S>>,
-    first_byte_timeout: Duration,
-) where
-    S: McpService,
-{
-    // SSE responses leave in several small writes; without this, each waits ~40 ms for the
-    // client's delayed ACK (measured: 22 → 778 req/s on one connection).
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "could not set TCP_NODELAY");
-    }
-    let app = app.clone();
-    let service = hyper::service::service_fn(move |request| route(app.clone(), request));
-    let (builder, watcher) = (builder.clone(), graceful.watcher());
-    tokio::spawn(async move {
-        // hyper's header timer starts with the first byte; a client that connects and sends
-        // nothing would hold a connection slot forever without this.
-        let mut probe = [0u8; 1];
-        match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
-            Ok(Ok(read)) if read > 0 => {}
-            _ => {
-                tracing::debug!(%peer, "closed a connection that sent nothing");
-                return;
-            }
-        }
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(connection).await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
-        }
-        drop(permit);
-    });
 }
 
 /// Forgets bindings of sessions rmcp has closed (idle expiry), so the map cannot grow forever.

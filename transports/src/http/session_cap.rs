@@ -24,17 +24,36 @@ use rmcp::transport::streamable_http_server::session::{EventStore, ServerSseMess
 use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use std::sync::Arc;
 
-tokio::task_local! {
-    /// Set (to the cap) when this request's session creation was refused.
-    static REFUSED: Cell<Option<usize>>;
+use super::sessions::{Principal, SessionBindings};
+
+/// Why this request's session creation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `MAX_SESSIONS` sessions are open.
+    Total(usize),
+    /// The caller holds `MAX_SESSIONS_PER_PRINCIPAL` sessions, each with a request in flight.
+    Principal(usize),
+    /// The caller's token has no `oid` (or `tid`): it can own no session.
+    NoPrincipal,
 }
 
-/// Runs `request` and reports whether a session creation inside it was refused (and the cap).
-pub(crate) async fn watch_refusals<F: Future>(request: F) -> (F::Output, Option<usize>) {
+tokio::task_local! {
+    /// Set when this request's session creation was refused.
+    static REFUSED: Cell<Option<Refusal>>;
+    /// Who is asking: `Some(None)` for a caller with no (`tid`, `oid`).
+    static CALLER: Option<Principal>;
+}
+
+/// Runs `request` on behalf of `caller` and reports whether a session creation inside it was
+/// refused, and why.
+pub(crate) async fn watch_refusals<F: Future>(
+    caller: Option<Principal>,
+    request: F,
+) -> (F::Output, Option<Refusal>) {
     REFUSED
         .scope(Cell::new(None), async move {
-            let output = request.await;
-            (output, REFUSED.with(Cell::get))
+            let output = CALLER.scope(caller, request).await;
+            (output, REFUSED.with(|r| r.take()))
         })
         .await
 }
@@ -45,6 +64,12 @@ pub enum CappedSessionError {
     /// `MAX_SESSIONS` sessions are open.
     #[error("the legacy session limit (MAX_SESSIONS={0}) is reached")]
     LimitReached(usize),
+    /// The caller holds `MAX_SESSIONS_PER_PRINCIPAL` sessions, none of them idle.
+    #[error("the caller's share of legacy sessions (MAX_SESSIONS_PER_PRINCIPAL={0}) is in use")]
+    PrincipalLimitReached(usize),
+    /// The caller has no (`tid`, `oid`) to bind a session to.
+    #[error("the caller's token has no oid claim, so no session can be bound to it")]
+    NoPrincipal,
     /// rmcp's own session error.
     #[error(transparent)]
     Local(#[from] LocalSessionManagerError),
@@ -56,6 +81,9 @@ pub struct CappedSessionManager {
     inner: Arc<LocalSessionManager>,
     max: usize,
     creating: tokio::sync::Mutex<()>,
+    /// Who owns which session (bound here, as the session is created).
+    bindings: SessionBindings,
+    per_principal: usize,
 }
 
 impl CappedSessionManager {
@@ -65,7 +93,19 @@ impl CappedSessionManager {
             inner,
             max,
             creating: tokio::sync::Mutex::new(()),
+            bindings: SessionBindings::default(),
+            per_principal: usize::MAX,
         }
+    }
+
+    /// Binds each new session to the caller it is created for, in `bindings`, and lets one
+    /// principal hold at most `per_principal` sessions: past it, the principal's least recently
+    /// used session with no request in flight is closed to make room, and when every one is
+    /// busy the new session is refused.
+    pub fn with_principal_share(mut self, bindings: SessionBindings, per_principal: usize) -> Self {
+        self.bindings = bindings;
+        self.per_principal = per_principal;
+        self
     }
 
     /// The wrapped manager.
@@ -83,14 +123,45 @@ impl CappedSessionManager {
         self.inner.sessions.read().await.len()
     }
 
-    fn refuse(&self) -> CappedSessionError {
-        let _ = REFUSED.try_with(|refused| refused.set(Some(self.max)));
+    fn refuse(&self, why: Refusal) -> CappedSessionError {
+        let _ = REFUSED.try_with(|refused| refused.set(Some(why.clone())));
         metrics::counter!("mcp_sessions_refused_total").increment(1);
-        tracing::warn!(
-            max = self.max,
-            "refused a new session: the session limit is reached"
+        match why {
+            Refusal::Total(max) => {
+                tracing::warn!(max, "refused a new session: the session limit is reached");
+                CappedSessionError::LimitReached(max)
+            }
+            Refusal::Principal(max) => {
+                tracing::info!(max, "refused a new session: the caller's sessions are all busy");
+                CappedSessionError::PrincipalLimitReached(max)
+            }
+            Refusal::NoPrincipal => {
+                tracing::info!("refused a new session: the caller's token has no oid");
+                CappedSessionError::NoPrincipal
+            }
+        }
+    }
+
+    /// Makes room for one more session of the caller (closing its least recently used idle
+    /// session when it holds its share), or says why not.
+    async fn make_room(&self, caller: &Principal) -> Result<(), CappedSessionError> {
+        if self.bindings.held_by(caller) < self.per_principal {
+            return Ok(());
+        }
+        let Some(victim) = self.bindings.least_recent_idle(caller) else {
+            return Err(self.refuse(Refusal::Principal(self.per_principal)));
+        };
+        if let Err(error) = self.inner.close_session(&SessionId::from(victim.as_str())).await {
+            tracing::debug!(%error, "closing a session to make room failed; it was already gone");
+        }
+        self.bindings.unbind(&victim);
+        metrics::counter!("mcp_sessions_evicted_total").increment(1);
+        tracing::info!(
+            tenant = %caller.tenant_id,
+            object_id = %caller.object_id,
+            "closed the caller's least recently used idle session: it holds MAX_SESSIONS_PER_PRINCIPAL sessions"
         );
-        CappedSessionError::LimitReached(self.max)
+        Ok(())
     }
 }
 
@@ -100,10 +171,22 @@ impl SessionManager for CappedSessionManager {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let _one_at_a_time = self.creating.lock().await;
-        if self.open().await >= self.max {
-            return Err(self.refuse());
+        // Outside a request (unit tests) there is no caller to bind.
+        let caller = CALLER.try_with(Clone::clone).ok();
+        if let Some(caller) = &caller {
+            let Some(caller) = caller else {
+                return Err(self.refuse(Refusal::NoPrincipal));
+            };
+            self.make_room(caller).await?;
         }
-        Ok(self.inner.create_session().await?)
+        if self.open().await >= self.max {
+            return Err(self.refuse(Refusal::Total(self.max)));
+        }
+        let (id, transport) = self.inner.create_session().await?;
+        if let Some(Some(caller)) = caller {
+            self.bindings.bind(id.to_string(), caller);
+        }
+        Ok((id, transport))
     }
 
     async fn initialize_session(
@@ -154,7 +237,7 @@ impl SessionManager for CappedSessionManager {
         // do today): the same cap applies.
         let _one_at_a_time = self.creating.lock().await;
         if !self.inner.has_session(&id).await? && self.open().await >= self.max {
-            return Err(self.refuse());
+            return Err(self.refuse(Refusal::Total(self.max)));
         }
         Ok(self.inner.restore_session(id).await?)
     }
@@ -168,6 +251,45 @@ impl SessionManager for CappedSessionManager {
 mod tests {
     use super::*;
 
+    fn alice() -> Principal {
+        Principal {
+            tenant_id: "t".into(),
+            object_id: "alice".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_principal_at_its_share_gives_up_its_idle_session_or_is_refused() {
+        let bindings = SessionBindings::default();
+        let manager = CappedSessionManager::new(Arc::new(LocalSessionManager::default()), 100)
+            .with_principal_share(bindings.clone(), 2);
+        let open = |who: Option<Principal>| watch_refusals(who, manager.create_session());
+        let (first, _) = open(Some(alice())).await;
+        let first = first.unwrap().0;
+        let (second, _) = open(Some(alice())).await;
+        let second = second.unwrap().0;
+        let _busy = bindings.begin(&second);
+        // At the share: the idle one (first) goes, the busy one stays.
+        let (third, refused) = open(Some(alice())).await;
+        assert!(third.is_ok() && refused.is_none());
+        assert!(!manager.has_session(&first).await.unwrap());
+        assert!(manager.has_session(&second).await.unwrap());
+        assert_eq!(bindings.held_by(&alice()), 2);
+        // Both busy now: refused, and nobody else is affected.
+        let third = third.unwrap().0;
+        let _busy_too = bindings.begin(&third);
+        let (_, refused) = open(Some(alice())).await;
+        assert_eq!(refused, Some(Refusal::Principal(2)));
+        let bob = Principal {
+            object_id: "bob".into(),
+            ..alice()
+        };
+        assert!(open(Some(bob)).await.0.is_ok());
+        // No oid: no session at all.
+        let (_, refused) = open(None).await;
+        assert_eq!(refused, Some(Refusal::NoPrincipal));
+    }
+
     #[tokio::test]
     async fn creation_past_the_cap_is_refused_and_flagged_even_when_concurrent() {
         let manager = Arc::new(CappedSessionManager::new(
@@ -176,16 +298,16 @@ mod tests {
         ));
         let attempts = (0..20).map(|_| {
             let manager = manager.clone();
-            tokio::spawn(watch_refusals(
-                async move { manager.create_session().await.is_ok() },
-            ))
+            tokio::spawn(watch_refusals(Some(alice()), async move {
+                manager.create_session().await.is_ok()
+            }))
         });
         let mut opened = 0;
         let mut flagged = 0;
         for attempt in attempts {
             let (ok, refused) = attempt.await.unwrap();
             opened += usize::from(ok);
-            flagged += usize::from(refused == Some(3));
+            flagged += usize::from(refused == Some(Refusal::Total(3)));
             assert_eq!(ok, refused.is_none());
         }
         assert_eq!((opened, flagged), (3, 17));

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::time::Instant;
 use verifiers::Identity;
 
 /// Who owns a session: tenant and object id, stable across token refreshes.
@@ -20,19 +21,45 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal of a verified identity.
-    pub fn of(identity: &Identity) -> Self {
-        Principal {
-            tenant_id: identity.tenant_id.clone(),
-            object_id: identity.object_id.clone(),
-        }
+    /// The principal of a verified identity: `None` when its token lacks `tid` or `oid` (such
+    /// a caller can own no session: `sub` is never a stand-in for `oid`).
+    pub fn of(identity: &Identity) -> Option<Self> {
+        let (tenant_id, object_id) = identity.principal()?;
+        Some(Principal {
+            tenant_id: tenant_id.to_owned(),
+            object_id: object_id.to_owned(),
+        })
     }
+}
+
+/// One bound session: its owner, its requests in flight, and when it was last used.
+#[derive(Debug)]
+struct Binding {
+    owner: Principal,
+    in_flight: usize,
+    last_used: Instant,
 }
 
 /// Session id → owner, shared by every connection of one server.
 #[derive(Debug, Clone, Default)]
 pub struct SessionBindings {
-    inner: Arc<Mutex<HashMap<String, Principal>>>,
+    inner: Arc<Mutex<HashMap<String, Binding>>>,
+}
+
+/// A request in flight on a session; dropped when its answer is done.
+#[derive(Debug)]
+pub(crate) struct SessionUse {
+    bindings: SessionBindings,
+    session: String,
+}
+
+impl Drop for SessionUse {
+    fn drop(&mut self) {
+        if let Some(binding) = self.bindings.map().get_mut(&self.session) {
+            binding.in_flight = binding.in_flight.saturating_sub(1);
+            binding.last_used = Instant::now();
+        }
+    }
 }
 
 /// What the bindings say about a request's session id.
@@ -47,23 +74,56 @@ pub(crate) enum Ownership {
 }
 
 impl SessionBindings {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Principal>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Binding>> {
         // The map stays consistent even if a holder panicked: each operation is one call.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn bind(&self, session: String, owner: Principal) {
         let mut map = self.map();
-        map.insert(session, owner);
+        map.insert(
+            session,
+            Binding {
+                owner,
+                in_flight: 0,
+                last_used: Instant::now(),
+            },
+        );
         publish(map.len());
     }
 
-    pub(crate) fn ownership(&self, session: &str, caller: &Principal) -> Ownership {
+    pub(crate) fn ownership(&self, session: &str, caller: Option<&Principal>) -> Ownership {
         match self.map().get(session) {
             None => Ownership::Unbound,
-            Some(owner) if owner == caller => Ownership::Owner,
+            Some(binding) if Some(&binding.owner) == caller => Ownership::Owner,
             Some(_) => Ownership::Other,
         }
+    }
+
+    /// Counts a request on `session` as in flight until the returned guard is dropped.
+    pub(crate) fn begin(&self, session: &str) -> SessionUse {
+        if let Some(binding) = self.map().get_mut(session) {
+            binding.in_flight += 1;
+            binding.last_used = Instant::now();
+        }
+        SessionUse {
+            bindings: self.clone(),
+            session: session.to_owned(),
+        }
+    }
+
+    /// How many sessions `owner` holds.
+    pub(crate) fn held_by(&self, owner: &Principal) -> usize {
+        self.map().values().filter(|b| &b.owner == owner).count()
+    }
+
+    /// `owner`'s least recently used session with no request in flight, if any.
+    pub(crate) fn least_recent_idle(&self, owner: &Principal) -> Option<String> {
+        self.map()
+            .iter()
+            .filter(|(_, b)| &b.owner == owner && b.in_flight == 0)
+            .min_by_key(|(_, b)| b.last_used)
+            .map(|(id, _)| id.clone())
     }
 
     pub(crate) fn unbind(&self, session: &str) {
@@ -110,9 +170,10 @@ mod tests {
     fn only_the_owner_matches() {
         let b = SessionBindings::default();
         b.bind("s1".into(), p("alice"));
-        assert_eq!(b.ownership("s1", &p("alice")), Ownership::Owner);
-        assert_eq!(b.ownership("s1", &p("bob")), Ownership::Other);
-        assert_eq!(b.ownership("s2", &p("bob")), Ownership::Unbound);
+        assert_eq!(b.ownership("s1", Some(&p("alice"))), Ownership::Owner);
+        assert_eq!(b.ownership("s1", Some(&p("bob"))), Ownership::Other);
+        assert_eq!(b.ownership("s1", None), Ownership::Other);
+        assert_eq!(b.ownership("s2", Some(&p("bob"))), Ownership::Unbound);
         b.unbind("s1");
         assert!(b.is_empty());
     }
@@ -125,6 +186,72 @@ mod tests {
             tenant_id: "t2".into(),
             object_id: "alice".into(),
         };
-        assert_eq!(b.ownership("s", &other_tenant), Ownership::Other);
+        assert_eq!(b.ownership("s", Some(&other_tenant)), Ownership::Other);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_least_recently_used_idle_session_is_the_one_to_go() {
+        let b = SessionBindings::default();
+        for id in ["old", "busy", "new"] {
+            b.bind(id.into(), p("alice"));
+            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        }
+        b.bind("bobs".into(), p("bob"));
+        let busy = b.begin("busy");
+        let _old = b.begin("old");
+        drop(_old); // used last now
+        assert_eq!(b.held_by(&p("alice")), 3);
+        assert_eq!(b.least_recent_idle(&p("alice")).as_deref(), Some("new"));
+        drop(busy);
+        assert_eq!(b.least_recent_idle(&p("alice")).as_deref(), Some("new"));
+        assert_eq!(b.least_recent_idle(&p("carol")), None);
+    }
+}
+
+/// Requests in flight per principal (`MAX_STREAMS_PER_PRINCIPAL`): every request counts until
+/// its answer is done, so an open event stream or a long tool call holds one of its owner's
+/// slots, and nobody else's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PrincipalStreams {
+    inner: Arc<Mutex<HashMap<Principal, usize>>>,
+}
+
+/// One request of a principal in flight.
+#[derive(Debug)]
+pub(crate) struct PrincipalStream {
+    streams: PrincipalStreams,
+    owner: Principal,
+}
+
+impl PrincipalStreams {
+    fn map(&self) -> MutexGuard<'_, HashMap<Principal, usize>> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for one more request of `owner`, or `None` when it has `max` in flight.
+    pub(crate) fn try_begin(&self, owner: &Principal, max: usize) -> Option<PrincipalStream> {
+        let mut map = self.map();
+        let open = map.entry(owner.clone()).or_default();
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(PrincipalStream {
+            streams: self.clone(),
+            owner: owner.clone(),
+        })
+    }
+}
+
+impl Drop for PrincipalStream {
+    fn drop(&mut self) {
+        let mut map = self.streams.map();
+        if let Some(open) = map.get_mut(&self.owner) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                // The map holds only principals with something in flight: bounded by requests.
+                map.remove(&self.owner);
+            }
+        }
     }
 }

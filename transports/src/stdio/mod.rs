@@ -19,7 +19,7 @@ use thiserror::Error;
 
 pub use auth::{StdioAuth, StdioAuthError};
 pub use service::Authenticated;
-pub use source::{az_example, TokenSource, TokenSourceError};
+pub use source::{az_example, TokenSource, TokenSourceError, TOKEN_COMMAND_ENV};
 
 /// Why the stdio server could not start or stopped with an error.
 #[derive(Debug, Error)]

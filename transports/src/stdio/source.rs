@@ -287,12 +287,57 @@ fn not_regular(path: &std::path::Path, kind: std::fs::FileType) -> TokenSourceEr
     }
 }
 
+/// The environment variables `MCP_ACCESS_TOKEN_COMMAND` inherits; every other variable is
+/// withheld (the server's `AZURE_CLIENT_SECRET`, `IDENTITY_HEADER`, the caller's own token…).
+/// What a credential helper such as the Azure CLI needs: where programs and its configuration
+/// live (`PATH`, `HOME`, `AZURE_CONFIG_DIR`; on Windows `USERPROFILE`, `APPDATA`, `LOCALAPPDATA`,
+/// `SystemRoot`, `PATHEXT`, `ComSpec`), temporary files, locale, and the proxy and CA settings
+/// of a corporate network.
+pub const TOKEN_COMMAND_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "AZURE_CONFIG_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_RUNTIME_DIR",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "SystemRoot",
+    "SYSTEMROOT",
+    "PATHEXT",
+    "ComSpec",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
 async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<String, TokenSourceError> {
     let (program, args) = argv.split_first().ok_or(TokenSourceError::BadCommandLine {
         problem: "it is empty",
         scope: String::new(),
     })?;
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command.env_clear();
+    for name in TOKEN_COMMAND_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
