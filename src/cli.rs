@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// `Authorization: Bearer <token>` (HTTP) or in MCP_ACCESS_TOKEN (stdio).
 ///
 /// Settings come from, lowest to highest precedence: built-in defaults, the TOML file given with
-/// --config, the environment (and a .env file in the working directory), and these flags. Every
-/// setting is listed in .env.example and the README.
+/// --config, the env file given with --env-file, the environment, and these flags. No file is read
+/// unless named here: a .env in the working directory or above it is never read. Every setting
+/// is listed in .env.example and the README.
 ///
 /// Without a command it serves HTTP, so `mcp-server-entra --port 8013 --dev` is
 /// `mcp-server-entra serve --port 8013 --dev`. Try it without Azure: `mcp-server-entra --dev`.
@@ -88,6 +89,16 @@ pub struct GlobalArgs {
     /// tables stop start-up.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Read settings from this env file (`NAME=value` lines, as in .env.example).
+    ///
+    /// Only files named here are read: a `.env` in the working directory or its parents never
+    /// is, so a repository a desktop host opens cannot steer the server. The file may hold only
+    /// this server's settings (anything else stops start-up), and it never changes the process
+    /// environment (PATH, for one, stays the host's). The environment and flags override it; it
+    /// overrides --config.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 
     /// Log format on stderr. Overrides LOG_FORMAT. The level comes from RUST_LOG.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]

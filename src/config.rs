@@ -1,6 +1,9 @@
-//! Loading and validating settings: defaults < TOML file < environment (+ `.env`) < flags.
+//! Loading and validating settings: defaults < TOML file < env file < environment < flags.
 //!
-//! The environment is read here and nowhere else. serde and the `config` crate turn every source
+//! The environment is read here and nowhere else, and no file is read unless the operator names
+//! it (`--config`, `--env-file`): a `.env` found in the working directory or above is never
+//! read, so a repository a desktop host opens cannot choose the token command, the authority or
+//! where tokens are sent. serde and the `config` crate turn every source
 //! into the typed fields of one struct (`Raw`, one field per row of [`SETTINGS`]); the value
 //! types in `value` accept a TOML value and its text form alike, so `port = 8013` and `PORT=8013`,
 //! `azure_required_scopes = ["a", "b"]` and `AZURE_REQUIRED_SCOPES=a,b` mean the same. Built-in
@@ -71,6 +74,27 @@ pub enum ConfigError {
     /// An HTTP setting is wrong.
     #[error(transparent)]
     Http(#[from] HttpConfigError),
+    /// The `--env-file` file does not exist or is not a file.
+    #[error("the env file {0} does not exist or is not a file (given with --env-file)")]
+    EnvFileMissing(PathBuf),
+    /// The `--env-file` file cannot be read or parsed.
+    #[error("cannot read the env file {path}: {cause}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The `--env-file` file names a variable that is no setting of this server.
+    #[error("`{name}` in the env file {path} is not a setting of this server{suggestion}; an env file given with --env-file holds only the settings listed in .env.example (set anything else, such as PATH, in the environment)")]
+    UnknownEnvFileName {
+        /// The name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// `; did you mean `PORT`?`, or empty.
+        suggestion: String,
+    },
     /// The `--config` file does not exist.
     #[error("the configuration file {0} does not exist (given with --config)")]
     FileMissing(PathBuf),
@@ -139,6 +163,12 @@ struct Raw {
     session_id_prefix: Option<Text>,
     max_connections: Count,
     header_read_timeout_secs: Secs,
+    connection_idle_timeout_secs: Secs,
+    request_body_timeout_secs: Secs,
+    http2: Flag,
+    http2_keepalive_secs: Secs,
+    max_sessions_per_principal: Count,
+    max_streams_per_principal: Count,
     shutdown_timeout_secs: Secs,
     metrics_addr: Option<Text>,
     log_format: Format,
@@ -258,6 +288,9 @@ pub struct Settings {
     pub identifier_uri: String,
     /// Downstream calls, when a server credential is configured.
     pub downstream: Option<DownstreamSettings>,
+    /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
+    /// log; empty when every setting came from the environment, flags and defaults.
+    pub files_read: Vec<String>,
 }
 
 impl Settings {
@@ -285,11 +318,13 @@ impl Settings {
         ))
     }
 
-    /// Loads settings from the TOML file, the process environment (after `.env`), and flags.
+    /// Loads settings from the `--config` file, the `--env-file` file, the process environment,
+    /// and flags. Nothing else is read: no `.env` is looked for.
     pub fn load(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, ConfigError> {
-        // A missing .env is normal; it never overrides variables already set.
-        let _ = dotenvy::dotenv();
-        let env: HashMap<String, String> = std::env::vars().collect();
+        // Variables that are not UTF-8 cannot be settings; `vars()` would panic on them.
+        let env: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         Settings::from_sources(global, serve, &env)
     }
 
@@ -300,7 +335,12 @@ impl Settings {
         env: &HashMap<String, String>,
     ) -> Result<Settings, ConfigError> {
         let raw = merge(global, serve, env)?;
-        validate(raw, global.dev)
+        let mut settings = validate(raw, global.dev)?;
+        settings.files_read = [("--config", &global.config), ("--env-file", &global.env_file)]
+            .into_iter()
+            .filter_map(|(flag, path)| Some(format!("{flag} {}", path.as_ref()?.display())))
+            .collect();
+        Ok(settings)
     }
 }
 
@@ -308,6 +348,7 @@ impl Settings {
 enum Source<'a> {
     Flag,
     Environment,
+    EnvFile(&'a Path),
     File(&'a Path),
     Default,
 }
@@ -344,6 +385,11 @@ fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) 
         file_keys = keys;
         builder = builder.add_source(file);
     }
+    let env_file = match &global.env_file {
+        Some(path) => read_env_file(path)?,
+        None => HashMap::new(),
+    };
+    builder = builder.add_source(config::Environment::default().source(Some(env_file.clone())));
     builder = builder.add_source(config::Environment::default().source(Some(known.clone())));
     for (key, value) in &flags {
         builder = builder
@@ -355,6 +401,12 @@ fn merge(global: &GlobalArgs, serve: &ServeArgs, env: &HashMap<String, String>) 
             Source::Flag
         } else if known.contains_key(&key.to_ascii_uppercase()) {
             Source::Environment
+        } else if let Some(path) = global
+            .env_file
+            .as_deref()
+            .filter(|_| env_file.contains_key(&key.to_ascii_uppercase()))
+        {
+            Source::EnvFile(path)
         } else if let Some(path) = global
             .config
             .as_deref()
@@ -404,6 +456,47 @@ fn read_file(path: &Path) -> Result<(config::Config, Vec<String>), ConfigError> 
     Ok((file, keys.into_keys().collect()))
 }
 
+/// The `--env-file` file: `NAME=value` lines (dotenv syntax), every name a setting. Read into a
+/// map, never into the process environment. Empty values count as unset, as in the environment.
+fn read_env_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::EnvFileMissing(path.to_owned()));
+    }
+    // Never the line itself: it may hold a secret.
+    let unreadable = |cause: dotenvy::Error| ConfigError::EnvFile {
+        path: path.to_owned(),
+        cause: match cause {
+            dotenvy::Error::LineParse(_, at) => {
+                format!("a line does not read as NAME=value (at character {at} of that line)")
+            }
+            dotenvy::Error::Io(io) => io.to_string(),
+            _ => "it is not a dotenv file".to_owned(),
+        },
+    };
+    let mut values = HashMap::new();
+    for item in dotenvy::from_path_iter(path).map_err(unreadable)? {
+        let (name, value) = item.map_err(unreadable)?;
+        if !SETTINGS.iter().any(|s| s.name == name) {
+            let suggestion = SETTINGS
+                .iter()
+                .map(|s| s.name)
+                .filter(|n| edit_distance(n, &name.to_ascii_uppercase()) <= 2)
+                .min_by_key(|n| edit_distance(n, &name.to_ascii_uppercase()))
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            return Err(ConfigError::UnknownEnvFileName {
+                name,
+                path: path.to_owned(),
+                suggestion,
+            });
+        }
+        if !value.is_empty() {
+            values.insert(name, value);
+        }
+    }
+    Ok(values)
+}
+
 fn unreadable(path: &Path, cause: config::ConfigError) -> ConfigError {
     ConfigError::File {
         path: path.to_owned(),
@@ -432,6 +525,7 @@ fn value_error<'a>(cause: config::ConfigError, source_of: &dyn Fn(&str) -> Sourc
     let setting = match source_of(top) {
         Source::Flag => format!("--{}", key.replace('_', "-")),
         Source::Environment => key.to_ascii_uppercase(),
+        Source::EnvFile(path) => format!("{} in {}", key.to_ascii_uppercase(), path.display()),
         Source::File(path) => format!("{key} in {}", path.display()),
         Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
     };
@@ -572,6 +666,12 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     }
     http.max_connections = raw.max_connections.0;
     http.header_read_timeout = raw.header_read_timeout_secs.0;
+    http.connection_idle_timeout = raw.connection_idle_timeout_secs.0;
+    http.request_body_timeout = raw.request_body_timeout_secs.0;
+    http.http2 = raw.http2.0;
+    http.http2_keepalive_interval = Some(raw.http2_keepalive_secs.0).filter(|d| !d.is_zero());
+    http.max_sessions_per_principal = raw.max_sessions_per_principal.0;
+    http.max_streams_per_principal = raw.max_streams_per_principal.0;
     http.shutdown_timeout = raw.shutdown_timeout_secs.0;
     http.validate()?;
 
@@ -607,6 +707,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         log_format: raw.log_format.0,
         tools: raw.tools,
         identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
+        files_read: Vec::new(),
     })
 }
 
@@ -701,9 +802,7 @@ fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<DownstreamSettings
     config.scopes = raw.downstream_scopes.0.clone();
     config.validate()?;
     let graph_base_url = raw.graph_base_url.0.clone();
-    if !(graph_base_url.scheme() == "https"
-        || (graph_base_url.scheme() == "http" && is_loopback_url(&graph_base_url)))
-    {
+    if !verifiers::is_secure_transport(&graph_base_url) {
         return Err(invalid(
             "GRAPH_BASE_URL",
             "an https:// URL such as https://graph.microsoft.com (http:// only for loopback)",
@@ -756,15 +855,6 @@ fn managed_identity(raw: &Raw) -> Result<ClientCredential, ConfigError> {
         .map(|id| id.0.trim().to_owned())
         .filter(|id| !id.is_empty());
     Ok(ClientCredential::managed_identity(endpoint, client_id).map_err(DownstreamConfigError::from)?)
-}
-
-fn is_loopback_url(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 fn invalid(name: &'static str, expected: &'static str, got: &str) -> ConfigError {
@@ -937,8 +1027,10 @@ mod tests {
             (In::Env, "HOST", "example.com", "HOST must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
             (In::Flag, "--host", "example.com", "--host must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
             (In::Env, "LOG_FORMAT", "xml", "LOG_FORMAT must be human or json, got \"xml\"".into()),
-            (In::Env, "SESSION_IDLE_TIMEOUT_SECS", "5m", "SESSION_IDLE_TIMEOUT_SECS must be a whole number of seconds, got \"5m\"".into()),
-            (In::Toml, "session_idle_timeout_secs", "-1", format!("session_idle_timeout_secs in {file} must be a whole number of seconds, got -1")),
+            (In::Env, "SESSION_IDLE_TIMEOUT_SECS", "5m", "SESSION_IDLE_TIMEOUT_SECS must be a whole number of seconds up to 31536000 (a year), got \"5m\"".into()),
+            (In::Toml, "session_idle_timeout_secs", "-1", format!("session_idle_timeout_secs in {file} must be a whole number of seconds up to 31536000 (a year), got -1")),
+            (In::Env, "SESSION_IDLE_TIMEOUT_SECS", "18446744073709551615", "SESSION_IDLE_TIMEOUT_SECS must be a whole number of seconds up to 31536000 (a year), got \"18446744073709551615\"".into()),
+            (In::Toml, "request_body_timeout_secs", "31536001", format!("request_body_timeout_secs in {file} must be a whole number of seconds up to 31536000 (a year), got 31536001")),
             (In::Toml, "max_sessions", "1.5", format!("max_sessions in {file} must be a whole number, got 1.5")),
             (In::Env, "MAX_BODY_BYTES", "1MB", "MAX_BODY_BYTES must be a whole number, got \"1MB\"".into()),
             (In::Toml, "azure_allowed_tenants", "7", format!("azure_allowed_tenants in {file} must be a list such as [\"a\", \"b\"] or a comma-separated string, got 7")),

@@ -84,6 +84,11 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         Command::Stdio => logging::STDIO_DEFAULT,
     };
     logging::init(settings.log_format, default_filter);
+    if settings.files_read.is_empty() {
+        tracing::info!("settings from the environment and flags only: no settings file read (name one with --config or --env-file)");
+    } else {
+        tracing::info!(files = ?settings.files_read, "settings files read");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -42,9 +42,15 @@ settings! {
     "LEGACY_SESSIONS" = "true": "Serve pre-2026-07-28 clients with sessions. false: stateless for every version (replicas without sticky sessions).";
     "SESSION_IDLE_TIMEOUT_SECS" = "300": "Idle legacy sessions are closed after this many seconds.";
     "MAX_SESSIONS" = "10000": "Most legacy sessions open at once; past it, new sessions get 503.";
+    "MAX_SESSIONS_PER_PRINCIPAL" = "100": "Most legacy sessions one caller (tid, oid) may hold; at the limit a new session closes that caller's least recently used idle session (503 if none is idle).";
+    "MAX_STREAMS_PER_PRINCIPAL" = "200": "Most requests and event streams one caller (tid, oid) may have open at once; past it, 429 with Retry-After.";
     "SESSION_ID_PREFIX" = "": "Prefix of every session id this replica issues (e.g. its pod name), so a load balancer can route sessions by id.";
     "MAX_CONNECTIONS" = "10000": "Most TCP connections served at once; more wait in the listen backlog.";
     "HEADER_READ_TIMEOUT_SECS" = "10": "A connection that has not sent its request headers within this time is closed (slow clients).";
+    "CONNECTION_IDLE_TIMEOUT_SECS" = "60": "A connection with no request in flight for this long is closed (HTTP/1.1 keep-alive, HTTP/2 without streams). A running call or an open event stream is not idle.";
+    "REQUEST_BODY_TIMEOUT_SECS" = "30": "A request body not received in full this long after its headers fails the request (slow or stalled uploads).";
+    "HTTP2" = "true": "Serve HTTP/2 (h2c, prior knowledge) beside HTTP/1.1. false: HTTP/1.1 only.";
+    "HTTP2_KEEPALIVE_SECS" = "30": "HTTP/2 keep-alive PING interval; a peer that does not answer within HEADER_READ_TIMEOUT_SECS is disconnected. 0: no pings.";
     "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
     "METRICS_ADDR" = "": "Serve Prometheus metrics at http://<addr>/metrics on this separate address (e.g. 0.0.0.0:9464). Empty: off.";
     "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";

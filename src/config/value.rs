@@ -125,11 +125,16 @@ scalar_value!(
     "a whole number",
     |s| s.parse().ok()
 );
+/// The longest duration a `*_SECS` setting may hold: one year. Durations become deadlines
+/// (`Instant + duration`), which overflow past a few hundred billion years; nothing here needs
+/// more than a year.
+pub(crate) const MAX_SECS: u64 = 365 * 24 * 3600;
+
 scalar_value!(
-    /// A duration written as whole seconds (settings named `*_SECS`).
+    /// A duration written as whole seconds (settings named `*_SECS`), at most a year.
     Secs(Duration),
-    "a whole number of seconds",
-    |s| s.parse().ok().map(Duration::from_secs)
+    "a whole number of seconds up to 31536000 (a year)",
+    |s| s.parse::<u64>().ok().filter(|n| *n <= MAX_SECS).map(Duration::from_secs)
 );
 scalar_value!(
     /// A boolean: `true`/`false` in TOML; also `1`/`0`, `yes`/`no`, `on`/`off` (any case) as text.
@@ -271,8 +276,13 @@ mod tests {
         );
         assert_eq!(
             text::<Secs>("5m").unwrap_err(),
-            "must be a whole number of seconds, got \"5m\""
+            "must be a whole number of seconds up to 31536000 (a year), got \"5m\""
         );
+        assert_eq!(
+            text::<Secs>("31536000").unwrap(),
+            Secs(Duration::from_secs(MAX_SECS))
+        );
+        assert!(text::<Secs>("31536001").is_err());
         assert_eq!(
             number::<List>(3).unwrap_err(),
             "must be a list such as [\"a\", \"b\"] or a comma-separated string, got 3"

@@ -258,6 +258,12 @@ impl Rules {
 
 type MakeToken = Box<dyn Fn(&Ctx) -> String>;
 
+/// `token` with its signature replaced by four base64url zero bytes' worth of `A`s.
+fn unsigned(token: String) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    format!("{signed}.AAAA")
+}
+
 fn row(
     rule: &'static str,
     server: Server,
@@ -840,6 +846,50 @@ async fn token_rules() {
             AllowList,
             |c| mint(&c.key1, &c.fake.claims(OTHER_TENANT)),
             Refused(401, INVALID, &["AZURE_ALLOWED_TENANTS"]),
+        ),
+        // -- an unsigned token learns nothing of the configuration (allow-list, v1 policy) --
+        row(
+            "allow-list, unsigned token of another tenant: only the signature is named",
+            AllowList,
+            |c| unsigned(mint(&c.key1, &c.fake.claims(OTHER_TENANT))),
+            Refused(401, INVALID, &["signature is invalid"]),
+        ),
+        row(
+            "allow-list, unsigned token of the listed tenant: the same answer",
+            AllowList,
+            |c| unsigned(c.user(json!({}))),
+            Refused(401, INVALID, &["signature is invalid"]),
+        ),
+        row(
+            "v1 policy, unsigned v1 token: only the signature is named",
+            Single,
+            |c| unsigned(c.user(json!({"iss": format!("https://sts.windows.net/{TENANT}/"), "ver": "1.0"}))),
+            Refused(401, INVALID, &["signature is invalid"]),
+        ),
+        // -- an empty claim is an absent claim --
+        row(
+            "empty oid and sub are no evidence of an app token",
+            Single,
+            |c| c.app(json!({"oid": "", "sub": ""})),
+            Refused(403, SCOPE, &["carries no delegated scopes", "access_as_user"]),
+        ),
+        row(
+            "empty azp and appid are no client id",
+            Single,
+            |c| c.app(json!({"azp": "", "appid": ""})),
+            Refused(403, SCOPE, &["carries no delegated scopes", "access_as_user"]),
+        ),
+        row(
+            "empty aud is no audience",
+            Single,
+            |c| c.user(json!({"aud": ""})),
+            Refused(401, INVALID, &["`aud`"]),
+        ),
+        row(
+            "empty tid is no tenant",
+            Single,
+            |c| c.user(json!({"tid": ""})),
+            Refused(401, INVALID, &["`tid`"]),
         ),
         // -- header and signature --
         row(

@@ -108,7 +108,16 @@ async fn an_access_token_in_the_query_is_refused_in_every_spelling() {
         ("%61ccess_token=x", 400),
         ("%41CCESS%5FTOKEN=x", 400),
         ("a=1;access_token=x", 400),
+        // Names a framework reads as `access_token`: arrays, NUL-terminated, PHP's mangling.
+        ("access_token[]=x", 400),
+        ("access_token%5B0%5D=x", 400),
+        ("access_token%00=x", 400),
+        ("access_token%00junk=x", 400),
+        ("access.token=x", 400),
+        ("access+token=x", 400),
+        ("+access_token=x", 400),
         ("access_tokens=x", 200),
+        ("access_token_hint=x", 200),
         ("access%255Ftoken=x", 200),
     ];
     for (query, status) in table {

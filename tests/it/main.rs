@@ -15,3 +15,4 @@ mod metrics;
 mod stdio;
 mod tool_access;
 mod tools;
+mod trust;
