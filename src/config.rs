@@ -164,6 +164,8 @@ struct Raw {
     max_connections: Count,
     header_read_timeout_secs: Secs,
     connection_idle_timeout_secs: Secs,
+    sse_retention_secs: Secs,
+    sse_retention_bytes: Count,
     request_body_timeout_secs: Secs,
     http2: Flag,
     http2_keepalive_secs: Secs,
@@ -639,6 +641,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     };
 
     let mut http = HttpConfig::new(public_url);
+    http.public_url_is_default = !public_url_set;
     http.authorization_servers = authorization_servers;
     http.identifier_uri = identifier_uri.clone();
     http.scopes = scopes
@@ -667,6 +670,10 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     http.max_connections = raw.max_connections.0;
     http.header_read_timeout = raw.header_read_timeout_secs.0;
     http.connection_idle_timeout = raw.connection_idle_timeout_secs.0;
+    http.sse_retention = transports::http::EventRetention {
+        time: raw.sse_retention_secs.0,
+        bytes: raw.sse_retention_bytes.0,
+    };
     http.request_body_timeout = raw.request_body_timeout_secs.0;
     http.http2 = raw.http2.0;
     http.http2_keepalive_interval = Some(raw.http2_keepalive_secs.0).filter(|d| !d.is_zero());

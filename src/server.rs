@@ -7,9 +7,9 @@ use futures::FutureExt as _;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, ErrorData as McpError, ExtensionCapabilities,
-    Implementation, ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, ServerConfig,
+    Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, RoleServer, ServerHandler};
@@ -58,6 +58,19 @@ fn server_config() -> ServerConfig {
         )
 }
 
+/// Every list fits in one page, so this server issues no cursor: a request that carries one
+/// carries a cursor the server never issued, which the MCP pagination rules answer with
+/// `-32602` (Invalid params) rather than by silently starting over.
+fn no_cursor(request: Option<&PaginatedRequestParams>) -> Result<(), McpError> {
+    match request.and_then(|r| r.cursor.as_deref()) {
+        None => Ok(()),
+        Some(_) => Err(McpError::invalid_params(
+            "unknown cursor: this server returns every list in one page and never issues a cursor; send the request without one",
+            None,
+        )),
+    }
+}
+
 #[tool_handler(router = shared_router())]
 impl ServerHandler for EntraMcpServer {
     async fn call_tool(
@@ -90,9 +103,10 @@ impl ServerHandler for EntraMcpServer {
     /// are told it is private to them.
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        no_cursor(request.as_ref())?;
         let who = caller(&context)?;
         // Only the tools this caller may call, and my_profile only when a downstream credential
         // is configured (DESIGN §9, §10).
@@ -127,9 +141,10 @@ impl ServerHandler for EntraMcpServer {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        no_cursor(request.as_ref())?;
         // The card belongs to greeting_card: a caller who may not call the tool does not see it.
         if !self.access().allows(CARD_TOOL, caller(&ctx)?) {
             return Ok(ListResourcesResult::with_all_items(Vec::new()));
@@ -140,6 +155,16 @@ impl ServerHandler for EntraMcpServer {
             .with_mime_type(CARD_MIME_TYPE)
             .with_meta(card_resource_meta());
         Ok(ListResourcesResult::with_all_items(vec![card]))
+    }
+
+    /// No templates; a cursor is refused as in every list.
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        no_cursor(request.as_ref())?;
+        Ok(ListResourceTemplatesResult::default())
     }
 
     async fn read_resource(

@@ -40,7 +40,9 @@ settings! {
     "ALLOWED_ORIGINS" = "": "Comma-separated browser origins accepted on /mcp (http://localhost:* for any port). Default: the PUBLIC_URL origin and localhost.";
     "MAX_BODY_BYTES" = "1048576": "Largest request body accepted; larger gets 413.";
     "LEGACY_SESSIONS" = "true": "Serve pre-2026-07-28 clients with sessions. false: stateless for every version (replicas without sticky sessions).";
-    "SESSION_IDLE_TIMEOUT_SECS" = "300": "Idle legacy sessions are closed after this many seconds.";
+    "SESSION_IDLE_TIMEOUT_SECS" = "300": "A legacy session with no request in flight and no stream open is closed this many seconds after the last one ended; then its id gets 404.";
+    "SSE_RETENTION_SECS" = "300": "How long the events of legacy sessions' streams are kept, so a client that lost its connection resumes with Last-Event-ID and gets what it missed (the answer included).";
+    "SSE_RETENTION_BYTES" = "16777216": "Most bytes of stream events kept for resumption, over all sessions; the oldest go first.";
     "MAX_SESSIONS" = "10000": "Most legacy sessions open at once; past it, new sessions get 503.";
     "MAX_SESSIONS_PER_PRINCIPAL" = "100": "Most legacy sessions one caller (tid, oid) may hold; at the limit a new session closes that caller's least recently used idle session (503 if none is idle).";
     "MAX_STREAMS_PER_PRINCIPAL" = "200": "Most requests and event streams one caller (tid, oid) may have open at once; past it, 429 with Retry-After.";

@@ -97,6 +97,10 @@ expect inspector-resources-read '"mimeType": "text/html;profile=mcp-app"' \
 expect inspector-missing-token-is-an-auth-error 'auth_required|401|[Uu]nauthorized' \
   "${INSPECTOR[@]}" "$dev_url" --method tools/list --stored-auth-only
 
+echo "== a long-lived legacy session (idle timeout 2 s) with the Python SDK"
+start_server "$work/idle-server.log" --dev -- MCP_DEV_TOKEN=$DEV_TOKEN SESSION_IDLE_TIMEOUT_SECS=2
+client python-long-session "$PY" "$here/py_long_session.py" "$url" $DEV_TOKEN 2
+
 echo "== a client that sends Accept: */* (curl's default) gets JSON answers"
 init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
 current='{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'

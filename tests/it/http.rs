@@ -391,16 +391,18 @@ async fn foreign_host_and_origin_get_403_allowed_origin_gets_cors() {
         .contains("authorization"));
 }
 
-/// A handler with one slow tool, to show that shutdown lets it finish.
+/// A handler with one slow tool, to show that shutdown lets it finish. It says when it starts.
 #[derive(Clone)]
 struct Slow {
     tool_router: ToolRouter<Self>,
+    started: Arc<tokio::sync::Notify>,
 }
 
 #[tool_router]
 impl Slow {
     #[tool(description = "Sleeps a second, then answers")]
     async fn slow(&self) -> Result<CallToolResult, rmcp::model::ErrorData> {
+        self.started.notify_one();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         Ok(CallToolResult::success(vec![ContentBlock::text("done")]))
     }
@@ -416,12 +418,16 @@ impl ServerHandler for Slow {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, running) = spawn_handler(listener, || Slow {
+    let call_started = Arc::new(tokio::sync::Notify::new());
+    let signal = call_started.clone();
+    let (base, running) = spawn_handler(listener, move || Slow {
         tool_router: Slow::tool_router(),
+        started: signal.clone(),
     });
     let client = discover_client(&format!("{base}/mcp"), ALICE).await;
     let call = tokio::spawn(async move { client.call_tool(CallToolRequestParams::new("slow")).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down once the call is running (an event, not a guessed time).
+    call_started.notified().await;
     let stop = running.shutdown_token();
     stop.cancel();
     let started = std::time::Instant::now();

@@ -40,7 +40,16 @@ async fn idle_sessions_expire() {
     .await;
     let r = initialize(&server, ALICE).await;
     let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Expired when its binding is gone (no request may touch the session meanwhile, or it would
+    // not be idle); waited for, not guessed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server.server.sessions().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = http()
         .post(server.mcp_url())
         .header("accept", ACCEPT)

@@ -288,6 +288,21 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
     assert!(made.success());
     let big = dir.join("big");
     std::fs::write(&big, vec![b'a'; 70 * 1024]).unwrap();
+    // What Windows tools write: a UTF-8 BOM (tolerated), UTF-16LE with a BOM (refused, named).
+    let token = mint(&key, &fake.claims(TENANT));
+    let bom = dir.join("bom");
+    std::fs::write(
+        &bom,
+        [b"\xEF\xBB\xBF".as_slice(), token.as_bytes(), b"\r\n"].concat(),
+    )
+    .unwrap();
+    let utf16 = dir.join("utf16");
+    let wide: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(token.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    std::fs::write(&utf16, wide).unwrap();
+    let utf16_line = "mcp-server-entra: MCP_ACCESS_TOKEN_FILE is UTF-16 text (what Windows PowerShell 5.1 writes with `>` or Out-File); write it as UTF-8 or ASCII: `Out-File -Encoding ascii`, or `Set-Content -Encoding utf8`";
     let cap = "produced more than 65536 bytes, which is no access token; it must hold only the token";
     let not_regular = |path: &Path, what: &str| {
         Outcome::Refused(format!(
@@ -337,6 +352,19 @@ async fn token_sources_are_read_with_a_cap_until_the_process_exits_and_only_from
             big.display().to_string(),
             Outcome::Refused(format!("mcp-server-entra: MCP_ACCESS_TOKEN_FILE {cap}")),
         ),
+        ("MCP_ACCESS_TOKEN_FILE", bom.display().to_string(), Outcome::Serves),
+        ("MCP_ACCESS_TOKEN_FILE", utf16.display().to_string(), Outcome::Refused(utf16_line.into())),
+        (
+            "MCP_ACCESS_TOKEN",
+            format!("\"{token}\""),
+            Outcome::Refused("mcp-server-entra: MCP_ACCESS_TOKEN is wrapped in quotes (some env-file loaders keep them); give the token without quotes".into()),
+        ),
+        (
+            "MCP_ACCESS_TOKEN",
+            format!("Bearer {token}"),
+            Outcome::Refused("mcp-server-entra: MCP_ACCESS_TOKEN starts with `Bearer `; give the token alone: the server sends it as a bearer token itself".into()),
+        ),
+        ("MCP_ACCESS_TOKEN", format!("  {token}\n"), Outcome::Serves),
     ];
     for (name, value, outcome) in rows {
         let mut vars = entra_vars(&fake);

@@ -202,18 +202,24 @@ async fn http_2026_callers_see_and_run_only_the_tools_their_token_allows() {
     let fake = FakeEntra::start(&[&key]).await;
     let (server, config) = server(&fake, true).await;
     for caller in callers(&key, &fake) {
-        let r = http()
-            .post(server.mcp_url())
-            .header("accept", ACCEPT)
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "roll_dice")
-            .bearer_auth(&caller.token)
-            .json(&roll_body(1, true))
-            .send()
-            .await
-            .unwrap();
-        assert_http_outcome(caller.name, "2026-07-28", r, caller.outcome, &config).await;
+        // The header as plain text and in the protocol's `=?base64?…?=` form: the same tool.
+        for (spelling, name) in [
+            ("plain Mcp-Name", "roll_dice"),
+            ("base64 Mcp-Name", "=?base64?cm9sbF9kaWNl?="),
+        ] {
+            let r = http()
+                .post(server.mcp_url())
+                .header("accept", ACCEPT)
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", name)
+                .bearer_auth(&caller.token)
+                .json(&roll_body(1, true))
+                .send()
+                .await
+                .unwrap();
+            assert_http_outcome(caller.name, spelling, r, caller.outcome, &config).await;
+        }
 
         let client = discover_client(&server.mcp_url(), &caller.token).await;
         let listed = client.list_all_tools().await.unwrap();

@@ -319,17 +319,6 @@ pub enum InvalidToken {
 }
 
 impl InvalidToken {
-    /// `true` when the refusal would tell the caller something of the server's configuration
-    /// (which tenants are allowed, whether v1 tokens are accepted). Verifiers give such a reason
-    /// only to a caller whose token's signature they have verified; an unsigned token hears
-    /// only that its signature is invalid.
-    pub fn reveals_configuration(&self) -> bool {
-        matches!(
-            self,
-            InvalidToken::TenantNotAllowed { .. } | InvalidToken::V1Token { .. }
-        )
-    }
-
     /// A short, stable label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -27,16 +27,17 @@ use serde::Deserialize;
 use tower::{Layer, Service};
 use verifiers::{AccessToken, AuthError, CallerText, Identity, MalformedCredentials, TokenVerifier};
 
+use super::ambiguity::request_host;
 use super::body::with_guard;
 use super::body::{full, Body};
 use super::challenge::{auth_error_response, tool_refusal_response, ChallengeContext};
+use super::mcp_headers;
+use super::priming::{predates_priming, without_priming};
 use super::session_cap::{watch_refusals, Refusal};
 use super::sessions::{Ownership, Principal, PrincipalStreams, SessionBindings};
 use crate::ToolGate;
 
 const SESSION_HEADER: &str = "mcp-session-id";
-const METHOD_HEADER: &str = "mcp-method";
-const NAME_HEADER: &str = "mcp-name";
 
 /// The body [`BearerAuth`] hands on: the request's own (`Left`), or the bytes it read to peek
 /// at a legacy `tools/call` (`Right`).
@@ -52,6 +53,11 @@ pub struct BearerAuthLayer {
     tool_gate: Option<(Arc<dyn ToolGate>, usize)>,
     streams: PrincipalStreams,
     max_streams_per_principal: usize,
+    /// Legacy sessions are served: every live session id is bound when it is created, so an
+    /// unbound id is no session of this server.
+    bound_sessions_only: bool,
+    /// `host:port` → the challenge for a client that reached the server by that loopback host.
+    by_host: Arc<Vec<(String, Arc<ChallengeContext>)>>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -83,7 +89,44 @@ impl BearerAuthLayer {
             tool_gate: None,
             streams: PrincipalStreams::default(),
             max_streams_per_principal: usize::MAX,
+            bound_sessions_only: false,
+            by_host: Arc::new(Vec::new()),
         }
+    }
+
+    /// Challenges name the metadata URL of the host the client used, for each `(host:port,
+    /// resource_metadata)`: see `HttpConfig::public_url_is_default`.
+    pub fn with_metadata_by_host(mut self, hosts: Vec<(String, String)>) -> Self {
+        self.by_host = Arc::new(
+            hosts
+                .into_iter()
+                .map(|(host, resource_metadata)| {
+                    let mut challenge = (*self.challenge).clone();
+                    challenge.resource_metadata = resource_metadata;
+                    (host, Arc::new(challenge))
+                })
+                .collect(),
+        );
+        self
+    }
+
+    /// The challenge context for a request that named `host`.
+    fn challenge_for(&self, host: Option<&str>) -> &ChallengeContext {
+        host.and_then(|host| {
+            self.by_host
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(host))
+                .map(|(_, c)| &**c)
+        })
+        .unwrap_or(&self.challenge)
+    }
+
+    /// Answers `404` to a session id that is bound to nobody. For a server with legacy sessions,
+    /// where each session is bound to its owner as it is created; without it, an id whose binding
+    /// was lost would be usable by any caller.
+    pub fn with_bound_sessions_only(mut self) -> Self {
+        self.bound_sessions_only = true;
+        self
     }
 
     /// Lets one principal (`tid`, `oid`) have at most `max` requests in flight (event streams
@@ -191,7 +234,8 @@ where
                 Ok(verified) => verified,
                 Err(err) => {
                     log_rejection(&err, &request);
-                    return Ok(auth_error_response(&err, &layer.challenge));
+                    let challenge = layer.challenge_for(request_host(&request));
+                    return Ok(auth_error_response(&err, challenge));
                 }
             };
             let principal = Principal::of(&identity);
@@ -222,6 +266,7 @@ where
                         return Ok(session_not_found());
                     }
                     Ownership::Owner => session_use = Some(layer.sessions.begin(session)),
+                    Ownership::Unbound if layer.bound_sessions_only => return Ok(session_not_found()),
                     Ownership::Unbound => {}
                 }
             }
@@ -243,6 +288,11 @@ where
                 return Ok(too_many_streams(layer.max_streams_per_principal));
             };
             let method = request.method().clone();
+            let header_version = request
+                .headers()
+                .get("mcp-protocol-version")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             // Whatever logs the request further in (rmcp moves its Parts into the MCP context)
             // prints `Sensitive` instead of the credential.
             if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
@@ -263,9 +313,30 @@ where
                 Some(Refusal::Total(max)) => return Ok(too_many_sessions(max)),
                 Some(Refusal::Principal(max)) => return Ok(principal_sessions_busy(max)),
                 Some(Refusal::NoPrincipal) => return Ok(no_principal_for_session()),
+                Some(Refusal::SessionGone) => return Ok(session_not_found()),
+                Some(Refusal::UnknownEvent) => return Ok(cannot_resume()),
             }
-            let response = response?;
+            let mut response = response?;
             track_session(&layer.sessions, session.as_deref(), &method, &response);
+            // Priming events only for sessions (and session-less requests) at 2025-11-25 or
+            // later: the version the session negotiated, else the request's header.
+            let issued = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let version = session
+                .as_deref()
+                .or(issued.as_deref())
+                .and_then(|id| layer.sessions.protocol_version(id))
+                .or(header_version);
+            let streamed = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            if streamed && predates_priming(version.as_deref()) {
+                response = response.map(without_priming);
+            }
             // The answer holds the caller's stream slot (and its session's in-flight count)
             // until it is sent or dropped.
             let mut response = response.map(|body| with_guard(body, (stream, session_use)));
@@ -302,6 +373,7 @@ where
     if request.method() != Method::POST {
         return Ok(request.map(Either::Left));
     }
+    let challenge = layer.challenge_for(request_host(&request));
     // The refusal of a call to `name`, if the gate forbids it.
     let refuse = |name: &str| {
         let refusal = gate.check_tool(name, identity).err()?;
@@ -313,17 +385,27 @@ where
             reason = %refusal.error,
             "tool call refused"
         );
-        Some(tool_refusal_response(&refusal, &layer.challenge))
+        Some(tool_refusal_response(&refusal, challenge))
     };
-    // 2026-07-28: the method and the tool are in headers (rmcp checks them against the body).
-    if let Some(method) = request.headers().get(METHOD_HEADER) {
-        if method == "tools/call" {
-            let name = request.headers().get(NAME_HEADER).and_then(|v| v.to_str().ok());
-            if let Some(response) = name.and_then(refuse) {
-                return Err(response);
+    // 2026-07-28: the method and the tool are in headers (rmcp checks them against the body),
+    // read as the protocol defines them: plain or `=?base64?…?=`.
+    let method = mcp_headers::header_value(request.headers(), mcp_headers::METHOD);
+    let name = mcp_headers::header_value(request.headers(), mcp_headers::NAME);
+    match (method, name) {
+        (Ok(None), _) => {}
+        (Ok(Some(method)), Ok(name)) => {
+            if method == "tools/call" {
+                if let Some(response) = name.as_deref().and_then(refuse) {
+                    return Err(response);
+                }
             }
+            return Ok(request.map(Either::Left));
         }
-        return Ok(request.map(Either::Left));
+        (Err(error), _) | (_, Err(error)) => {
+            let mut response = Response::new(full(format!("Bad Request: {error}")));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(response);
+        }
     }
     // Legacy: peek at a body of known, acceptable length.
     let length = request
@@ -371,8 +453,10 @@ fn single_tool_call(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     message.params?.name
 }
 
-/// Forgets sessions that ended. (A new session is bound to its caller where it is created:
-/// `CappedSessionManager`.)
+/// Forgets a session its owner ended with `DELETE`. (A new session is bound to its caller where
+/// it is created, `CappedSessionManager`; sessions that end otherwise are unbound by the
+/// reaper. A `404` unbinds nothing: rmcp answers `404` for other reasons too, such as an unknown
+/// method, and a live session must never lose its owner.)
 fn track_session(
     sessions: &SessionBindings,
     request_session: Option<&str>,
@@ -380,9 +464,7 @@ fn track_session(
     response: &Response<Body>,
 ) {
     if let Some(session) = request_session {
-        let ended = (method == Method::DELETE && response.status().is_success())
-            || response.status() == StatusCode::NOT_FOUND;
-        if ended {
+        if method == Method::DELETE && response.status().is_success() {
             sessions.unbind(session);
         }
     }
@@ -426,6 +508,14 @@ fn too_many_sessions(max: usize) -> Response<Body> {
     response
         .headers_mut()
         .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
+}
+
+fn cannot_resume() -> Response<Body> {
+    let mut response = Response::new(full(
+        "Bad Request: the stream cannot be resumed: Last-Event-ID names no event this server still keeps for this session (never issued, or older than SSE_RETENTION_SECS); send the request again instead",
+    ));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
     response
 }
 
@@ -482,7 +572,8 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<&'a str, Au
 /// read up to the first byte that cannot continue a name. So `access_token[]` (PHP, Rails
 /// arrays), `access_token%00` (C strings end at NUL), `access_token.x` and `access_token+` are
 /// refused too, while `access_tokens` is another parameter; and as PHP reads names, leading
-/// spaces are dropped and ` `, `.` or `+` stand for `_` (`access.token`, ` access_token`).
+/// spaces are dropped and ` `, `.`, `+` or an unmatched `[` stand for `_` (`access.token`,
+/// `access[token`, ` access_token`).
 pub fn query_has_access_token(query: &str) -> bool {
     const NAME: &[u8] = b"access_token";
     query.split(['&', ';']).any(|pair| {
@@ -512,7 +603,7 @@ pub fn query_has_access_token(query: &str) -> bool {
         }
         let (name, next) = decoded.split_at(decoded.len().min(NAME.len()));
         let php = |b: &u8| {
-            if matches!(b, b' ' | b'.' | b'+') {
+            if matches!(b, b' ' | b'.' | b'+' | b'[') {
                 b'_'
             } else {
                 b.to_ascii_lowercase()
@@ -600,6 +691,7 @@ mod tests {
             "/mcp?access_token+=abc",
             "/mcp?access_token%20=abc",
             "/mcp?access.token=abc",
+            "/mcp?access[token=abc",
             "/mcp?access+token=abc",
             "/mcp?%20access_token=abc",
             "/mcp?+access_token=abc",

@@ -17,19 +17,21 @@ pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
-/// `body`, holding `guard` until the body has been sent or dropped: what counts a request as in
-/// flight (per connection, per session, per principal) lives exactly as long as its answer.
+/// `body`, holding `guard` until the body has produced its last frame (or is dropped): what
+/// counts a request as in flight (per connection, per session, per principal) lives as long as
+/// the server is still producing its answer. Not until the peer has taken it: an HTTP/2 peer
+/// that grants no send window would otherwise hold the count, and its connection, for ever.
 pub(crate) fn with_guard<G: Send + Sync + Unpin + 'static>(body: Body, guard: G) -> Body {
     Guarded {
         inner: body,
-        _guard: guard,
+        guard: Some(guard),
     }
     .boxed()
 }
 
 struct Guarded<G> {
     inner: Body,
-    _guard: G,
+    guard: Option<G>,
 }
 
 impl<G: Unpin> hyper::body::Body for Guarded<G> {
@@ -42,7 +44,11 @@ impl<G: Unpin> hyper::body::Body for Guarded<G> {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
         // `Body` is `Unpin` (a boxed body), so the projection is safe without pin-project.
         let this = self.get_mut();
-        std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.guard = None;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

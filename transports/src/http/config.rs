@@ -19,6 +19,12 @@ pub struct HttpConfig {
     /// serves it under, if any: `https://api.contoso.com/entra`). Used for the advertised
     /// resource and metadata URLs, and for the default allowed Host and Origin.
     pub public_url: Url,
+    /// `PUBLIC_URL` was not given: `public_url` is only a default. A request that reached the
+    /// server as `localhost`, `127.0.0.1` or `[::1]` is then answered with URLs of the host it
+    /// used (RFC 9728 §3.3: the `resource` is the URL the client derived the metadata URL from),
+    /// so a strict client that connected to `127.0.0.1` is not sent to `localhost`. Defaults to
+    /// `false`.
+    pub public_url_is_default: bool,
     /// `resource_name` in the metadata document.
     pub resource_name: String,
     /// `authorization_servers` in the metadata document (e.g. `<authority>/<tenant>/v2.0`).
@@ -39,8 +45,12 @@ pub struct HttpConfig {
     /// Serve pre-2026-07-28 clients with sessions (`Mcp-Session-Id`). Turn off to run stateless
     /// replicas behind a load balancer without sticky sessions. Defaults to `true`.
     pub legacy_sessions: bool,
-    /// Idle legacy sessions are closed after this long. Defaults to 5 minutes.
+    /// A legacy session with no request in flight and no stream open is closed this long after
+    /// the last one ended. Defaults to 5 minutes.
     pub session_idle_timeout: Duration,
+    /// How long, and in how many bytes, the events of legacy sessions' streams are kept so a
+    /// client can resume with `Last-Event-ID`. Defaults to 5 minutes and 16 MiB.
+    pub sse_retention: crate::http::EventRetention,
     /// Most open legacy sessions at once; past it, new sessions get `503`. Defaults to 10,000.
     pub max_sessions: usize,
     /// Most legacy sessions one principal (`tid`, `oid`) may hold. At the limit, a new session
@@ -90,6 +100,7 @@ impl HttpConfig {
             allowed_hosts: default_allowed_hosts(&public_url),
             allowed_origins: default_allowed_origins(&public_url),
             public_url,
+            public_url_is_default: false,
             resource_name: "mcp-server-entra".to_owned(),
             authorization_servers: Vec::new(),
             scopes: Vec::new(),
@@ -97,6 +108,10 @@ impl HttpConfig {
             max_body_bytes: 1024 * 1024,
             legacy_sessions: true,
             session_idle_timeout: Duration::from_secs(300),
+            sse_retention: crate::http::EventRetention {
+                time: Duration::from_secs(300),
+                bytes: 16 * 1024 * 1024,
+            },
             max_sessions: 10_000,
             max_sessions_per_principal: 100,
             max_streams_per_principal: 200,
@@ -111,6 +126,24 @@ impl HttpConfig {
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             tool_gate: None,
         }
+    }
+
+    /// The same configuration described by the loopback hosts a client may use instead of the
+    /// default `PUBLIC_URL`'s, at `port`: `(host:port, config)` for `localhost`, `127.0.0.1` and
+    /// `[::1]`. Empty unless [`public_url_is_default`](Self::public_url_is_default).
+    pub fn loopback_variants(&self, port: u16) -> Vec<(String, HttpConfig)> {
+        if !self.public_url_is_default {
+            return Vec::new();
+        }
+        ["localhost", "127.0.0.1", "[::1]"]
+            .into_iter()
+            .filter_map(|host| {
+                let authority = format!("{host}:{port}");
+                let mut variant = self.clone();
+                variant.public_url = Url::parse(&format!("http://{authority}{}", self.path_prefix())).ok()?;
+                Some((authority, variant))
+            })
+            .collect()
     }
 
     /// The `PUBLIC_URL` without a trailing slash: `https://api.contoso.com/entra`.

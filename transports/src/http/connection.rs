@@ -13,7 +13,7 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -91,17 +91,26 @@ fn spawn<S>(
         let (app, activity) = (app.clone(), activity.clone());
         hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let in_flight = activity.begin();
-            let timed_out = Arc::new(AtomicBool::new(false));
-            let request = request.map(|body| DeadlineBody::new(body, limits.request_body, timed_out.clone()));
+            let state = Arc::new(AtomicU8::new(BODY_UNREAD));
+            let http1 = request.version() < http::Version::HTTP_2;
+            let has_body = !request.body().is_end_stream();
+            let request = request.map(|body| DeadlineBody::new(body, limits.request_body, state.clone()));
             route(app.clone(), request).map(move |response| {
-                // Whoever read the body (rmcp answers a failed read with a 500) gave up because
-                // the client did not send it: that is the client's 408 (RFC 9110 §15.5.9).
-                let response = if timed_out.load(Ordering::Relaxed) {
-                    Ok(request_timeout(limits.request_body))
-                } else {
-                    response
+                let mut response = match state.load(Ordering::Relaxed) {
+                    // Whoever read the body (rmcp answers a failed read with a 500) gave up
+                    // because the client did not send it: the client's 408 (RFC 9110 §15.5.9).
+                    BODY_TIMED_OUT => request_timeout(limits.request_body),
+                    _ => response.unwrap_or_else(|never| match never {}),
                 };
-                response.map(|response| response.map(|body| with_guard(body, in_flight)))
+                // Answered before the body was read (a 401 for an expired token, a 403, 413,
+                // 429…): hyper will close the connection rather than read on, so say so. A
+                // client that reuses it otherwise races the close and loses its next request.
+                if http1 && has_body && state.load(Ordering::Relaxed) != BODY_DONE {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response.map(|body| with_guard(body, in_flight)))
             })
         })
     };
@@ -134,8 +143,16 @@ fn spawn<S>(
         // Shutdown is bounded by the server's shutdown timeout (the accept loop stops waiting);
         // an idle close by the header timeout, for a peer that never finishes a header block.
         if why == "idle" {
-            if tokio::time::timeout(limits.first_byte, connection).await.is_err() {
-                tracing::debug!(%peer, "dropped an idle connection that did not close in time");
+            // A peer that never finishes closing (a header block never ended) is dropped after
+            // the header timeout, unless a request it slipped in before the close is running.
+            while tokio::time::timeout(limits.first_byte, connection.as_mut())
+                .await
+                .is_err()
+            {
+                if activity.in_flight() == 0 {
+                    tracing::debug!(%peer, "dropped an idle connection that did not close in time");
+                    break;
+                }
             }
         } else {
             let _ = connection.await;
@@ -165,6 +182,10 @@ impl Activity {
     fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Instant)> {
         // Each update is one assignment: the state is consistent even after a panic elsewhere.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.lock().0
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -231,16 +252,24 @@ pub(crate) struct DeadlineBody<B> {
     inner: B,
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
-    timed_out: Arc<AtomicBool>,
+    /// [`BODY_UNREAD`], [`BODY_DONE`] or [`BODY_TIMED_OUT`], for the connection to see.
+    state: Arc<AtomicU8>,
 }
 
+/// The body has not been read to its end (perhaps not at all).
+const BODY_UNREAD: u8 = 0;
+/// The body was read to its end.
+const BODY_DONE: u8 = 1;
+/// The body did not arrive in time.
+const BODY_TIMED_OUT: u8 = 2;
+
 impl<B> DeadlineBody<B> {
-    fn new(inner: B, limit: Duration, timed_out: Arc<AtomicBool>) -> Self {
+    fn new(inner: B, limit: Duration, state: Arc<AtomicU8>) -> Self {
         DeadlineBody {
             inner,
             limit,
             deadline: Box::pin(tokio::time::sleep(limit)),
-            timed_out,
+            state,
         }
     }
 }
@@ -271,10 +300,15 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::from))),
+            Poll::Ready(frame) => {
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.state.store(BODY_DONE, Ordering::Relaxed);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::from)))
+            }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    this.timed_out.store(true, Ordering::Relaxed);
+                    this.state.store(BODY_TIMED_OUT, Ordering::Relaxed);
                     tracing::debug!(limit = ?this.limit, "a request body did not arrive in time");
                     metrics::counter!("mcp_http_body_timeouts_total").increment(1);
                     Poll::Ready(Some(Err(RequestBodyError::TimedOut(this.limit))))

@@ -53,6 +53,9 @@ pub(crate) struct App<S> {
     pub(crate) mcp: S,
     pub(crate) verifier: Arc<dyn TokenVerifier>,
     pub(crate) metadata: MetadataDocuments,
+    /// `host:port` → the documents for a client that reached the server by that loopback host
+    /// (only when `PUBLIC_URL` is a default).
+    pub(crate) metadata_by_host: Vec<(String, MetadataDocuments)>,
     /// The path of `PUBLIC_URL` (`""` or `/entra`): requests are served with it (a gateway that
     /// keeps the prefix) and without it (a gateway that strips it).
     pub(crate) prefix: String,
@@ -80,7 +83,14 @@ where
         return Ok(response);
     }
     let path = request.uri().path();
-    let (route, response) = if let Some(json) = app.metadata.render(path, app.verifier.as_ref()) {
+    let documents = request_host(&request)
+        .and_then(|host| {
+            app.metadata_by_host
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        })
+        .map_or(&app.metadata, |(_, documents)| documents);
+    let (route, response) = if let Some(json) = documents.render(path, app.verifier.as_ref()) {
         // Metadata lives at the host's well-known path (RFC 9728 §3.1), never under the prefix.
         ("metadata", metadata(request.method(), json))
     } else {

@@ -20,6 +20,7 @@ use verifiers::TokenVerifier;
 
 use super::auth::BearerAuthLayer;
 use super::connection::{ConnectionLimits, Connections};
+use super::event_store::MemoryEventStore;
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
@@ -106,16 +107,21 @@ where
     if !config.legacy_sessions {
         rmcp_config = rmcp_config.with_sse_retry(None);
     }
-    let mut session_manager = LocalSessionManager::default();
-    session_manager.session_config.keep_alive = Some(config.session_idle_timeout);
+    // Idle sessions are closed by our reaper, which knows what is in flight (rmcp's timer counts
+    // from the last event: it would close a session during a long call or with a GET stream
+    // open).
+    let events = Arc::new(MemoryEventStore::new(config.sse_retention));
+    let mut session_manager = LocalSessionManager::default().with_event_store(events.clone());
+    session_manager.session_config.keep_alive = None;
     let session_manager = Arc::new(session_manager);
     // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
     let sessions = SessionBindings::default();
     let capped = Arc::new(
         CappedSessionManager::new(session_manager.clone(), config.max_sessions)
-            .with_principal_share(sessions.clone(), config.max_sessions_per_principal),
+            .with_principal_share(sessions.clone(), config.max_sessions_per_principal)
+            .with_events(events),
     );
-    let service = StreamableHttpService::new(move || Ok(handler()), capped, rmcp_config);
+    let service = StreamableHttpService::new(move || Ok(handler()), capped.clone(), rmcp_config);
 
     let mut auth = BearerAuthLayer::new(
         verifier.clone(),
@@ -134,18 +140,39 @@ where
         auth = auth.with_tool_gate(gate.clone(), config.max_body_bytes);
     }
     if config.legacy_sessions {
-        auth = auth.with_session_prefix(config.session_id_prefix.clone());
+        auth = auth
+            .with_session_prefix(config.session_id_prefix.clone())
+            .with_bound_sessions_only();
+    }
+    let loopback = config.loopback_variants(local_addr.port());
+    if !loopback.is_empty() {
+        auth = auth.with_metadata_by_host(
+            loopback
+                .iter()
+                .map(|(host, variant)| (host.clone(), variant.metadata_url()))
+                .collect(),
+        );
     }
     let app = Arc::new(App {
         mcp: auth.layer(NegotiateLayer.layer(service)),
         verifier,
         metadata: MetadataDocuments::new(&config),
+        metadata_by_host: loopback
+            .iter()
+            .map(|(host, variant)| (host.clone(), MetadataDocuments::new(variant)))
+            .collect(),
         prefix: config.path_prefix().to_owned(),
         policy: HostOriginPolicy::new(&config.allowed_hosts, &config.allowed_origins),
         draining: draining.clone(),
     });
 
-    spawn_binding_sweeper(sessions.clone(), session_manager, shutdown.clone());
+    spawn_session_reaper(
+        sessions.clone(),
+        capped,
+        session_manager,
+        config.session_idle_timeout,
+        shutdown.clone(),
+    );
     let task = tokio::spawn(accept_loop(
         listener,
         app,
@@ -247,18 +274,28 @@ async fn accept_loop<S>(
     mcp_shutdown.cancel();
 }
 
-/// Forgets bindings of sessions rmcp has closed (idle expiry), so the map cannot grow forever.
-fn spawn_binding_sweeper(
+/// Closes sessions idle for `idle` (no request in flight, no stream open, since the end of the
+/// last one), and forgets bindings of sessions that ended otherwise, so the map cannot grow.
+fn spawn_session_reaper(
     sessions: SessionBindings,
+    capped: Arc<CappedSessionManager>,
     manager: Arc<LocalSessionManager>,
+    idle: Duration,
     stop: CancellationToken,
 ) {
+    // A session outlives its idle time by at most a quarter of it (or 30 s).
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            let closed = capped.close_idle(idle).await;
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle sessions");
+                metrics::counter!("mcp_sessions_expired_total").increment(closed as u64);
             }
             let live = manager.sessions.read().await;
             sessions.retain(|id| live.keys().any(|s| s.as_ref() == id));

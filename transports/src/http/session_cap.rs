@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_server::session::{EventStore, ServerSseMess
 use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use std::sync::Arc;
 
+use super::event_store::MemoryEventStore;
 use super::sessions::{Principal, SessionBindings};
 
 /// Why this request's session creation was refused.
@@ -35,6 +36,11 @@ pub(crate) enum Refusal {
     Principal(usize),
     /// The caller's token has no `oid` (or `tid`): it can own no session.
     NoPrincipal,
+    /// The session's worker has ended (it was closed while this request ran): the session is
+    /// gone, which the transport spec answers with `404`, never rmcp's `500`.
+    SessionGone,
+    /// `Last-Event-ID` names no event this server still holds: the stream cannot be resumed.
+    UnknownEvent,
 }
 
 tokio::task_local! {
@@ -70,6 +76,9 @@ pub enum CappedSessionError {
     /// The caller has no (`tid`, `oid`) to bind a session to.
     #[error("the caller's token has no oid claim, so no session can be bound to it")]
     NoPrincipal,
+    /// The session (or the stream to resume) is gone.
+    #[error("the session or the event stream is gone")]
+    Gone,
     /// rmcp's own session error.
     #[error(transparent)]
     Local(#[from] LocalSessionManagerError),
@@ -84,6 +93,8 @@ pub struct CappedSessionManager {
     /// Who owns which session (bound here, as the session is created).
     bindings: SessionBindings,
     per_principal: usize,
+    /// Where the sessions' events are kept for resumption, when they are.
+    events: Option<Arc<MemoryEventStore>>,
 }
 
 impl CappedSessionManager {
@@ -95,7 +106,47 @@ impl CappedSessionManager {
             creating: tokio::sync::Mutex::new(()),
             bindings: SessionBindings::default(),
             per_principal: usize::MAX,
+            events: None,
         }
+    }
+
+    /// Checks each resume against `events`, the store `inner` keeps its sessions' events in: a
+    /// `Last-Event-ID` that is not one of the session's own kept events is refused (`400`)
+    /// instead of rmcp's empty `200`.
+    pub fn with_events(mut self, events: Arc<MemoryEventStore>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// `stream` of session `id`, its stream claimed for the session at its first event.
+    fn claimed(
+        &self,
+        id: &SessionId,
+        stream: impl Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
+        use futures::StreamExt as _;
+        let claim = self.events.clone().map(|events| (events, id.to_string()));
+        let mut first = true;
+        stream.inspect(move |event| {
+            if std::mem::take(&mut first) {
+                if let (Some((events, session)), Some(event_id)) = (&claim, &event.event_id) {
+                    events.claim(event_id, session);
+                }
+            }
+        })
+    }
+
+    /// Closes every session that has had no request in flight for `idle` (rmcp's own timer
+    /// counts from the last event, which would close a session during a long call or with a
+    /// GET stream open). Returns how many were closed.
+    pub(crate) async fn close_idle(&self, idle: std::time::Duration) -> usize {
+        let idle_sessions = self.bindings.take_idle_for(idle);
+        for id in &idle_sessions {
+            if let Err(error) = self.inner.close_session(&SessionId::from(id.as_str())).await {
+                tracing::debug!(%error, "an idle session was already gone");
+            }
+        }
+        idle_sessions.len()
     }
 
     /// Binds each new session to the caller it is created for, in `bindings`, and lets one
@@ -139,7 +190,28 @@ impl CappedSessionManager {
                 tracing::info!("refused a new session: the caller's token has no oid");
                 CappedSessionError::NoPrincipal
             }
+            Refusal::SessionGone | Refusal::UnknownEvent => CappedSessionError::Gone,
         }
+    }
+
+    /// rmcp's error for `id`, with a session whose worker has ended removed at once and the
+    /// request's answer turned into `404` (see [`Refusal::SessionGone`]).
+    async fn gone_if_terminated(
+        &self,
+        id: &SessionId,
+        error: LocalSessionManagerError,
+    ) -> CappedSessionError {
+        use rmcp::transport::streamable_http_server::session::local::SessionError;
+        if matches!(
+            error,
+            LocalSessionManagerError::SessionError(SessionError::SessionServiceTerminated)
+                | LocalSessionManagerError::SessionNotFound(_)
+        ) {
+            let _ = self.inner.close_session(id).await;
+            self.bindings.unbind(id);
+            return self.refuse(Refusal::SessionGone);
+        }
+        error.into()
     }
 
     /// Makes room for one more session of the caller (closing its least recently used idle
@@ -148,13 +220,14 @@ impl CappedSessionManager {
         if self.bindings.held_by(caller) < self.per_principal {
             return Ok(());
         }
-        let Some(victim) = self.bindings.least_recent_idle(caller) else {
+        // Taken (unbound) under the bindings' lock only if still idle, so a request that starts
+        // on it from now on finds no session (404) rather than one being closed under it.
+        let Some(victim) = self.bindings.take_least_recent_idle(caller) else {
             return Err(self.refuse(Refusal::Principal(self.per_principal)));
         };
         if let Err(error) = self.inner.close_session(&SessionId::from(victim.as_str())).await {
             tracing::debug!(%error, "closing a session to make room failed; it was already gone");
         }
-        self.bindings.unbind(&victim);
         metrics::counter!("mcp_sessions_evicted_total").increment(1);
         tracing::info!(
             tenant = %caller.tenant_id,
@@ -171,21 +244,17 @@ impl SessionManager for CappedSessionManager {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let _one_at_a_time = self.creating.lock().await;
-        // Outside a request (unit tests) there is no caller to bind.
-        let caller = CALLER.try_with(Clone::clone).ok();
-        if let Some(caller) = &caller {
-            let Some(caller) = caller else {
-                return Err(self.refuse(Refusal::NoPrincipal));
-            };
-            self.make_room(caller).await?;
-        }
+        // Every session has an owner: outside a request run by the auth layer (no caller in
+        // scope) or for a caller without (tid, oid), none is opened.
+        let Some(caller) = CALLER.try_with(Clone::clone).ok().flatten() else {
+            return Err(self.refuse(Refusal::NoPrincipal));
+        };
+        self.make_room(&caller).await?;
         if self.open().await >= self.max {
             return Err(self.refuse(Refusal::Total(self.max)));
         }
         let (id, transport) = self.inner.create_session().await?;
-        if let Some(Some(caller)) = caller {
-            self.bindings.bind(id.to_string(), caller);
-        }
+        self.bindings.bind(id.to_string(), caller);
         Ok((id, transport))
     }
 
@@ -194,7 +263,12 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        Ok(self.inner.initialize_session(id, message).await?)
+        let response = self.inner.initialize_session(id, message).await?;
+        // The negotiated version decides whether the session's streams carry priming events.
+        if let Some(version) = negotiated_version(&response) {
+            self.bindings.set_protocol_version(id, version);
+        }
+        Ok(response)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
@@ -210,18 +284,27 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.create_stream(id, message).await?)
+        match self.inner.create_stream(id, message).await {
+            Ok(stream) => Ok(self.claimed(id, stream)),
+            Err(error) => Err(self.gone_if_terminated(id, error).await),
+        }
     }
 
     async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
-        Ok(self.inner.accept_message(id, message).await?)
+        match self.inner.accept_message(id, message).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.gone_if_terminated(id, error).await),
+        }
     }
 
     async fn create_standalone_stream(
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.create_standalone_stream(id).await?)
+        match self.inner.create_standalone_stream(id).await {
+            Ok(stream) => Ok(self.claimed(id, stream)),
+            Err(error) => Err(self.gone_if_terminated(id, error).await),
+        }
     }
 
     async fn resume(
@@ -229,7 +312,22 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.resume(id, last_event_id).await?)
+        if !self.inner.has_session(id).await? {
+            return Err(self.refuse(Refusal::SessionGone));
+        }
+        // rmcp answers a failed resume with an empty 200, which a client re-polls for ever:
+        // an id the store does not hold (never issued, expired, or another session's) is said.
+        let owned = self
+            .events
+            .as_ref()
+            .is_none_or(|events| events.belongs_to(&last_event_id, id));
+        if !owned {
+            return Err(self.refuse(Refusal::UnknownEvent));
+        }
+        match self.inner.resume(id, last_event_id).await {
+            Ok(stream) => Ok(stream),
+            Err(error) => Err(self.gone_if_terminated(id, error).await),
+        }
     }
 
     async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
@@ -242,9 +340,18 @@ impl SessionManager for CappedSessionManager {
         Ok(self.inner.restore_session(id).await?)
     }
 
+    /// None, on purpose: the sessions keep their events in `inner`'s store, and rmcp would
+    /// otherwise also persist every 2026-07-28 answer and replay any event id on a session-less
+    /// `GET`. 2026-07-28 requests have no session to resume in.
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
-        self.inner.event_store()
+        None
     }
+}
+
+/// The `protocolVersion` of an `initialize` response, if `response` is one.
+fn negotiated_version(response: &ServerJsonRpcMessage) -> Option<String> {
+    let value = serde_json::to_value(response).ok()?;
+    Some(value.get("result")?.get("protocolVersion")?.as_str()?.to_owned())
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ struct Binding {
     owner: Principal,
     in_flight: usize,
     last_used: Instant,
+    /// The protocol version `initialize` negotiated, once it has.
+    protocol_version: Option<String>,
 }
 
 /// Session id → owner, shared by every connection of one server.
@@ -87,6 +89,7 @@ impl SessionBindings {
                 owner,
                 in_flight: 0,
                 last_used: Instant::now(),
+                protocol_version: None,
             },
         );
         publish(map.len());
@@ -112,18 +115,51 @@ impl SessionBindings {
         }
     }
 
+    /// Records the protocol version `session` negotiated.
+    pub(crate) fn set_protocol_version(&self, session: &str, version: String) {
+        if let Some(binding) = self.map().get_mut(session) {
+            binding.protocol_version = Some(version);
+        }
+    }
+
+    /// The protocol version `session` negotiated, if known.
+    pub(crate) fn protocol_version(&self, session: &str) -> Option<String> {
+        self.map().get(session)?.protocol_version.clone()
+    }
+
+    /// Unbinds, and returns, the sessions with no request in flight whose last use ended
+    /// `idle` ago or longer: under one lock, so none of them can become busy in between.
+    pub(crate) fn take_idle_for(&self, idle: std::time::Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut map = self.map();
+        let idle: Vec<String> = map
+            .iter()
+            .filter(|(_, b)| b.in_flight == 0 && now.saturating_duration_since(b.last_used) >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            map.remove(id);
+        }
+        publish(map.len());
+        idle
+    }
+
     /// How many sessions `owner` holds.
     pub(crate) fn held_by(&self, owner: &Principal) -> usize {
         self.map().values().filter(|b| &b.owner == owner).count()
     }
 
-    /// `owner`'s least recently used session with no request in flight, if any.
-    pub(crate) fn least_recent_idle(&self, owner: &Principal) -> Option<String> {
-        self.map()
+    /// Unbinds, and returns, `owner`'s least recently used session with no request in flight.
+    pub(crate) fn take_least_recent_idle(&self, owner: &Principal) -> Option<String> {
+        let mut map = self.map();
+        let id = map
             .iter()
             .filter(|(_, b)| &b.owner == owner && b.in_flight == 0)
             .min_by_key(|(_, b)| b.last_used)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.clone())?;
+        map.remove(&id);
+        publish(map.len());
+        Some(id)
     }
 
     pub(crate) fn unbind(&self, session: &str) {
@@ -192,19 +228,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_least_recently_used_idle_session_is_the_one_to_go() {
         let b = SessionBindings::default();
+        let tick = || tokio::time::advance(std::time::Duration::from_secs(1));
         for id in ["old", "busy", "new"] {
             b.bind(id.into(), p("alice"));
-            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+            tick().await;
         }
         b.bind("bobs".into(), p("bob"));
         let busy = b.begin("busy");
-        let _old = b.begin("old");
-        drop(_old); // used last now
+        tick().await;
+        drop(b.begin("old")); // "old" was used last, and is idle again
         assert_eq!(b.held_by(&p("alice")), 3);
-        assert_eq!(b.least_recent_idle(&p("alice")).as_deref(), Some("new"));
-        drop(busy);
-        assert_eq!(b.least_recent_idle(&p("alice")).as_deref(), Some("new"));
-        assert_eq!(b.least_recent_idle(&p("carol")), None);
+        assert_eq!(b.take_least_recent_idle(&p("alice")).as_deref(), Some("new"));
+        assert_eq!(b.held_by(&p("alice")), 2);
+        tick().await;
+        drop(busy); // ends after "old" was last used
+        assert_eq!(b.take_least_recent_idle(&p("alice")).as_deref(), Some("old"));
+        assert_eq!(b.take_least_recent_idle(&p("carol")), None);
+        assert_eq!(b.held_by(&p("bob")), 1);
     }
 }
 

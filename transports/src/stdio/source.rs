@@ -113,6 +113,17 @@ pub enum TokenSourceError {
     /// The source produced an empty token.
     #[error("{0} is empty")]
     Empty(&'static str),
+    /// The source holds something around or instead of the bare token, as Windows tools and
+    /// some env-file loaders write it.
+    #[error("{setting} {found}; {fix}")]
+    Shape {
+        /// `MCP_ACCESS_TOKEN`, `MCP_ACCESS_TOKEN_FILE` or `MCP_ACCESS_TOKEN_COMMAND`.
+        setting: &'static str,
+        /// What was found, e.g. `is UTF-16 text`.
+        found: &'static str,
+        /// What to do.
+        fix: &'static str,
+    },
     /// The command's program cannot be found. Desktop hosts (Claude Desktop, VS Code) often start
     /// the server with only their `env` block, so `PATH` lacks the shell's entries; on Windows
     /// `az` is `az.cmd`, which only a shell finds.
@@ -169,7 +180,7 @@ impl TokenSource {
         scope: &str,
     ) -> Result<TokenSource, TokenSourceError> {
         if let Some(token) = token {
-            return Ok(TokenSource::Fixed(token.trim().to_owned()));
+            return Ok(TokenSource::Fixed(token));
         }
         if let Some(file) = file {
             return Ok(TokenSource::File(file));
@@ -209,19 +220,16 @@ impl TokenSource {
 
     /// Produces a token now: returns the fixed one, reads the file, or runs the command.
     pub async fn fetch(&self) -> Result<String, TokenSourceError> {
-        let token = match self {
-            TokenSource::Fixed(token) => token.clone(),
+        let raw = match self {
+            TokenSource::Fixed(token) => token.as_bytes().to_vec(),
             TokenSource::File(path) => read_file(path).await?,
             TokenSource::Command { line, argv, timeout } => run_command(line, argv, *timeout).await?,
         };
-        if token.is_empty() {
-            return Err(TokenSourceError::Empty(self.name()));
-        }
-        Ok(token)
+        token_text(self.name(), &raw)
     }
 }
 
-async fn read_file(path: &PathBuf) -> Result<String, TokenSourceError> {
+async fn read_file(path: &PathBuf) -> Result<Vec<u8>, TokenSourceError> {
     let file_err = |cause| TokenSourceError::File {
         path: path.clone(),
         cause,
@@ -253,7 +261,7 @@ async fn read_file(path: &PathBuf) -> Result<String, TokenSourceError> {
             max: MAX_TOKEN_OUTPUT,
         });
     }
-    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
+    Ok(bytes)
 }
 
 fn not_regular(path: &std::path::Path, kind: std::fs::FileType) -> TokenSourceError {
@@ -325,7 +333,7 @@ pub const TOKEN_COMMAND_ENV: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
-async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<String, TokenSourceError> {
+async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<Vec<u8>, TokenSourceError> {
     let (program, args) = argv.split_first().ok_or(TokenSourceError::BadCommandLine {
         problem: "it is empty",
         scope: String::new(),
@@ -407,7 +415,54 @@ async fn run_command(line: &str, argv: &[String], timeout: Duration) -> Result<S
             stderr: CallerText::escape_all(&stderr[start..].replace('\n', " | ")),
         });
     }
-    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
+    Ok(stdout)
+}
+
+/// The bare token in what a source produced: surrounding white space and a UTF-8 byte-order mark
+/// are dropped (Notepad and PowerShell 7 write one); every other shape is refused with a message
+/// that names what was found and the fix, instead of reaching the verifier as "not a JWT".
+fn token_text(setting: &'static str, raw: &[u8]) -> Result<String, TokenSourceError> {
+    let shape = |found, fix| TokenSourceError::Shape { setting, found, fix };
+    if raw.starts_with(&[0xFF, 0xFE]) || raw.starts_with(&[0xFE, 0xFF]) || raw.contains(&0) {
+        return Err(shape(
+            "is UTF-16 text (what Windows PowerShell 5.1 writes with `>` or Out-File)",
+            "write it as UTF-8 or ASCII: `Out-File -Encoding ascii`, or `Set-Content -Encoding utf8`",
+        ));
+    }
+    let raw = raw.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(raw);
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Err(shape(
+            "is not UTF-8 text",
+            "it must hold only the token, as ASCII",
+        ));
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(TokenSourceError::Empty(setting));
+    }
+    let quoted = |q: char| token.len() >= 2 && token.starts_with(q) && token.ends_with(q);
+    if quoted('"') || quoted('\'') {
+        return Err(shape(
+            "is wrapped in quotes (some env-file loaders keep them)",
+            "give the token without quotes",
+        ));
+    }
+    if token
+        .get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("bearer "))
+    {
+        return Err(shape(
+            "starts with `Bearer `",
+            "give the token alone: the server sends it as a bearer token itself",
+        ));
+    }
+    if token.contains(char::is_whitespace) {
+        return Err(shape(
+            "holds more than one word or line",
+            "it must hold only the token (for az: --query accessToken -o tsv)",
+        ));
+    }
+    Ok(token.to_owned())
 }
 
 /// What a token command left behind.

@@ -397,11 +397,9 @@ impl EntraVerifier {
         // configuration: a caller whose signature has not been verified learns nothing of it. Its
         // verdict waits until the signature is checked; a forged token hears only "signature".
         let issuer_verdict = match self.check_issuer(&snapshot, &checked) {
-            Err(AuthError::InvalidToken(e)) if e.reveals_configuration() => Err(e),
-            other => {
-                other?;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
+            Err(AuthError::InvalidToken(refusal)) => Err(refusal),
+            Err(other) => return Err(other),
         };
         if checked.graph_nonce {
             return Err(InvalidToken::GraphNonce.into());
@@ -416,10 +414,36 @@ impl EntraVerifier {
             }
             return Err(InvalidToken::UnknownSigningKey { kid: kid.into() }.into());
         };
-        // A key signs only for its own issuer (DESIGN §3a): checked before any RSA work.
+        // The signature first, so that the reason a token is refused (the issuer policy, or a
+        // key that signs only for another issuer) is told only about tokens Entra signed. Keys
+        // that may sign for this issuer are tried first; the others only to tell a real
+        // key-issuer mismatch from a forgery.
         let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
-        let mut admitted = candidates.iter().filter(|k| k.signs_for(iss, tid)).peekable();
-        if admitted.peek().is_none() {
+        let signing_input = &token.as_bytes()[..checked.signing_input];
+        let signature = &token[checked.signature_at..];
+        let verifies = |key: &jsonwebtoken::DecodingKey| {
+            matches!(
+                jsonwebtoken::crypto::verify(signature, signing_input, key, Algorithm::RS256),
+                Ok(true)
+            )
+        };
+        let by_admitted_key = candidates
+            .iter()
+            .filter(|k| k.signs_for(iss, tid))
+            .any(|k| verifies(&k.key));
+        let by_other_key = !by_admitted_key
+            && candidates
+                .iter()
+                .filter(|k| !k.signs_for(iss, tid))
+                .any(|k| verifies(&k.key));
+        if !by_admitted_key && !by_other_key {
+            if let Err(policy) = &issuer_verdict {
+                tracing::debug!(policy = %policy, "an unsigned token also broke the issuer policy; the caller is told only that the signature is invalid");
+            }
+            return Err(InvalidToken::BadSignature.into());
+        }
+        issuer_verdict?;
+        if !by_admitted_key {
             let key_issuer = candidates
                 .iter()
                 .find_map(|k| k.issuer.clone())
@@ -431,21 +455,6 @@ impl EntraVerifier {
             }
             .into());
         }
-        let signing_input = &token.as_bytes()[..checked.signing_input];
-        let signature = &token[checked.signature_at..];
-        let verified = admitted.any(|k| {
-            matches!(
-                jsonwebtoken::crypto::verify(signature, signing_input, &k.key, Algorithm::RS256),
-                Ok(true)
-            )
-        });
-        if !verified {
-            if let Err(policy) = &issuer_verdict {
-                tracing::debug!(policy = %policy, "an unsigned token also broke the issuer policy; the caller is told only that the signature is invalid");
-            }
-            return Err(InvalidToken::BadSignature.into());
-        }
-        issuer_verdict?;
         let identity = Arc::new(Identity::from_parsed(checked.caller, checked.claims));
         self.inner.access.authorize(&identity)?;
         let valid_until = checked.expires.saturating_add(self.inner.config.leeway.as_secs());
