@@ -559,7 +559,13 @@ async fn hostile(target: Arc<Target>, connections: usize, seconds: u64) -> Resul
             while Instant::now() < deadline {
                 kind += 1;
                 let (request, expected) = hostile_request(kind, &target);
-                conn.sender.ready().await?;
+                if conn.sender.ready().await.is_err() {
+                    // The server closed the connection after its last answer (a refusal sent
+                    // before the body was read says `Connection: close`): reconnect, as every
+                    // HTTP client does.
+                    conn = Connection::open(&target).await?;
+                    conn.sender.ready().await?;
+                }
                 let status = match conn.sender.send_request(request).await {
                     Ok(response) => {
                         let status = response.status().as_u16();

@@ -256,7 +256,9 @@ where
             };
             let mut session_use = None;
             if let Some(session) = &session {
-                match layer.sessions.ownership(session, principal.as_ref()) {
+                let (ownership, in_flight) = layer.sessions.begin_if_owner(session, principal.as_ref());
+                session_use = in_flight;
+                match ownership {
                     Ownership::Other => {
                         tracing::warn!(
                             tenant = %identity.tenant_id,
@@ -265,7 +267,7 @@ where
                         );
                         return Ok(session_not_found());
                     }
-                    Ownership::Owner => session_use = Some(layer.sessions.begin(session)),
+                    Ownership::Owner => {}
                     Ownership::Unbound if layer.bound_sessions_only => return Ok(session_not_found()),
                     Ownership::Unbound => {}
                 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 pub struct EventRetention {
     /// How long an event is kept after it was sent.
     pub time: Duration,
-    /// The most bytes (estimated from the events' JSON) kept over all streams.
+    /// The most bytes kept over all streams (each event's JSON, ids and bookkeeping).
     pub bytes: usize,
 }
 
@@ -100,6 +100,28 @@ impl MemoryEventStore {
             .is_some_and(|owner| owner == session)
     }
 
+    /// The stream `event_id` belongs to, if it is kept.
+    pub(crate) fn stream_of(&self, event_id: &str) -> Option<String> {
+        self.state().index.get(event_id).map(|(stream, _)| stream.clone())
+    }
+
+    /// The kept events of `stream_id` after `after` (all of them for `None`), oldest first.
+    pub(crate) fn stream_after(&self, stream_id: &str, after: Option<&str>) -> Vec<ServerSseMessage> {
+        let state = self.state();
+        let after = after.and_then(|id| state.index.get(id)).map(|(_, seq)| *seq);
+        state
+            .streams
+            .get(stream_id)
+            .map(|log| {
+                log.events
+                    .iter()
+                    .filter(|(seq, _)| after.is_none_or(|after| *seq > after))
+                    .map(|(_, event)| event.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Events kept, over all streams.
     pub fn len(&self) -> usize {
         self.state().order.len()
@@ -142,7 +164,11 @@ impl EventStore for MemoryEventStore {
         event: &ServerSseMessage,
     ) -> Result<EventId, EventStoreError> {
         let id = format!("{:032x}", rand::random::<u128>());
-        let size = 64
+        // What an entry really holds: the event's JSON, its id three times (event, index, order),
+        // the stream id in the index, and the bookkeeping around them.
+        let size = 128
+            + 3 * id.len()
+            + stream_id.len()
             + event
                 .message
                 .as_ref()
@@ -229,7 +255,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_byte_bound_drops_the_oldest_first() {
-        let store = store(3600, 64 * 3);
+        // Each of these events is charged 128 + 3 × 32 + 1 bytes: room for three.
+        let store = store(3600, 225 * 3);
         let event = ServerSseMessage::retry(Duration::from_secs(1));
         let mut ids = Vec::new();
         for _ in 0..5 {

@@ -118,7 +118,7 @@ impl CappedSessionManager {
         self
     }
 
-    /// `stream` of session `id`, its stream claimed for the session at its first event.
+    /// `stream` of session `id`, its events claimed for the session as they pass.
     fn claimed(
         &self,
         id: &SessionId,
@@ -126,12 +126,11 @@ impl CappedSessionManager {
     ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
         use futures::StreamExt as _;
         let claim = self.events.clone().map(|events| (events, id.to_string()));
-        let mut first = true;
+        // Every event, not just the first: a stream whose events all expired starts afresh in
+        // the store, and must still be its session's.
         stream.inspect(move |event| {
-            if std::mem::take(&mut first) {
-                if let (Some((events, session)), Some(event_id)) = (&claim, &event.event_id) {
-                    events.claim(event_id, session);
-                }
+            if let (Some((events, session)), Some(event_id)) = (&claim, &event.event_id) {
+                events.claim(event_id, session);
             }
         })
     }
@@ -312,20 +311,42 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        type Events = std::pin::Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync>>;
+        use futures::StreamExt as _;
         if !self.inner.has_session(id).await? {
             return Err(self.refuse(Refusal::SessionGone));
         }
-        // rmcp answers a failed resume with an empty 200, which a client re-polls for ever:
-        // an id the store does not hold (never issued, expired, or another session's) is said.
-        let owned = self
-            .events
-            .as_ref()
-            .is_none_or(|events| events.belongs_to(&last_event_id, id));
-        if !owned {
+        let Some(events) = &self.events else {
+            return match self.inner.resume(id, last_event_id).await {
+                Ok(stream) => Ok(Box::pin(stream) as Events),
+                Err(error) => Err(self.gone_if_terminated(id, error).await),
+            };
+        };
+        // The standalone GET stream (rmcp's priming id for it is "0"): what it missed, then
+        // live again, so server-to-client messages keep flowing after a reconnect.
+        let common = format!("{id}:common");
+        let missed = if last_event_id == "0" {
+            Some(events.stream_after(&common, None))
+        } else if events.stream_of(&last_event_id).as_deref() == Some(common.as_str()) {
+            Some(events.stream_after(&common, Some(&last_event_id)))
+        } else {
+            None
+        };
+        if let Some(missed) = missed {
+            let live = match self.inner.create_standalone_stream(id).await {
+                Ok(live) => self.claimed(id, live),
+                Err(error) => return Err(self.gone_if_terminated(id, error).await),
+            };
+            return Ok(Box::pin(futures::stream::iter(missed).chain(live)) as Events);
+        }
+        // A request's stream: replayed from the store, the final answer included. rmcp answers
+        // a failed resume with an empty 200, which a client re-polls for ever: an id the store
+        // does not hold for this session (never issued, expired, another session's) is said.
+        if !events.belongs_to(&last_event_id, id) {
             return Err(self.refuse(Refusal::UnknownEvent));
         }
         match self.inner.resume(id, last_event_id).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => Ok(Box::pin(stream) as Events),
             Err(error) => Err(self.gone_if_terminated(id, error).await),
         }
     }

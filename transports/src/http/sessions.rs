@@ -95,6 +95,7 @@ impl SessionBindings {
         publish(map.len());
     }
 
+    #[cfg(test)]
     pub(crate) fn ownership(&self, session: &str, caller: Option<&Principal>) -> Ownership {
         match self.map().get(session) {
             None => Ownership::Unbound,
@@ -103,7 +104,33 @@ impl SessionBindings {
         }
     }
 
+    /// Who owns `session`, and for its owner the request counted as in flight (until the guard
+    /// is dropped), under one lock: a session the reaper has not taken stays until the request
+    /// ends, one it has taken is unbound.
+    pub(crate) fn begin_if_owner(
+        &self,
+        session: &str,
+        caller: Option<&Principal>,
+    ) -> (Ownership, Option<SessionUse>) {
+        let mut map = self.map();
+        match map.get_mut(session) {
+            None => (Ownership::Unbound, None),
+            Some(binding) if Some(&binding.owner) == caller => {
+                binding.in_flight += 1;
+                binding.last_used = Instant::now();
+                drop(map);
+                let guard = SessionUse {
+                    bindings: self.clone(),
+                    session: session.to_owned(),
+                };
+                (Ownership::Owner, Some(guard))
+            }
+            Some(_) => (Ownership::Other, None),
+        }
+    }
+
     /// Counts a request on `session` as in flight until the returned guard is dropped.
+    #[cfg(test)]
     pub(crate) fn begin(&self, session: &str) -> SessionUse {
         if let Some(binding) = self.map().get_mut(session) {
             binding.in_flight += 1;
