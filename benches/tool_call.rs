@@ -46,7 +46,7 @@ fn tool_call(c: &mut Criterion) {
     });
 }
 
-/// The per-tool check alone (DESIGN §9): what every allowed `tools/call` pays on top, once in
+/// The per-tool check alone (docs/ARCHITECTURE.md#per-tool-authorization): what every allowed `tools/call` pays on top, once in
 /// the handler and, over HTTP, once in the auth layer.
 fn tool_check(c: &mut Criterion) {
     use mcp_server_entra::access::{ToolAccess, ToolOverride, ToolOverrides};

@@ -1,4 +1,4 @@
-//! Who may call which tool (DESIGN §9).
+//! Who may call which tool (docs/ARCHITECTURE.md#per-tool-authorization).
 //!
 //! Each tool declares its [`Requirement`] beside its definition (`tools.rs`); an administrator
 //! may replace it in the configuration file with a `[tools.<name>]` table ([`ToolOverride`]).

@@ -33,7 +33,7 @@ use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 use crate::settings::SETTINGS;
 use value::{AbsoluteUrl, Count, Flag, Format, Host, List, Port, Secs, Text};
 
-/// The TOML key of the per-tool table (`[tools.<name>]`, DESIGN §9). Not a row of [`SETTINGS`]:
+/// The TOML key of the per-tool table (`[tools.<name>]`, docs/ARCHITECTURE.md#per-tool-authorization). Not a row of [`SETTINGS`]:
 /// it has no environment form.
 pub const TOOLS_KEY: &str = "tools";
 
@@ -196,7 +196,7 @@ struct Raw {
 }
 
 /// An administrator's override of one tool's requirement, from `[tools.<name>]` in the TOML file
-/// (DESIGN §9). Lists are TOML arrays or comma-separated strings. Read here, not yet checked:
+/// (docs/ARCHITECTURE.md#per-tool-authorization). Lists are TOML arrays or comma-separated strings. Read here, not yet checked:
 /// the tool names and requirements are validated where the tools are declared.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,7 +209,7 @@ pub struct ToolOverride {
     pub app_roles: Option<Vec<String>>,
 }
 
-/// Downstream calls on the caller's behalf (DESIGN §10): present when a server credential is set.
+/// Downstream calls on the caller's behalf (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): present when a server credential is set.
 #[derive(Debug, Clone)]
 pub struct DownstreamSettings {
     /// The server credential, scopes and cache of the on-behalf-of provider.
@@ -591,7 +591,7 @@ fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
 
     let scopes = raw.azure_required_scopes.0.clone();
     if scopes.is_empty() {
-        // Every delegated call needs at least one scope of this API (DESIGN §3): an empty list
+        // Every delegated call needs at least one scope of this API (docs/ARCHITECTURE.md#token-verification): an empty list
         // would admit any token for this audience that carries some `scp`.
         return Err(invalid(
             "AZURE_REQUIRED_SCOPES",

@@ -1,4 +1,4 @@
-//! Calls to other APIs as the caller (DESIGN §10): what the `my_profile` tool needs.
+//! Calls to other APIs as the caller (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): what the `my_profile` tool needs.
 //!
 //! The token exchange itself is Entra's business and lives in the verifiers crate
 //! ([`OnBehalfOf`]); this module knows which API to call and what to keep from the answer.

@@ -109,7 +109,7 @@ impl ServerHandler for EntraMcpServer {
         no_cursor(request.as_ref())?;
         let who = caller(&context)?;
         // Only the tools this caller may call, and my_profile only when a downstream credential
-        // is configured (DESIGN §9, §10).
+        // is configured (docs/ARCHITECTURE.md#per-tool-authorization, docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
         let mut tools = shared_router().list_all();
         tools.retain(|tool| {
             (self.has_downstream() || tool.name != MY_PROFILE) && self.access().allows(&tool.name, who)

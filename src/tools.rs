@@ -187,7 +187,7 @@ impl EntraMcpServer {
     }
 
     /// Who may call `my_profile`: any caller the server accepts. An app-only caller has no user
-    /// to act for; the tool itself says so (a clear tool error, DESIGN §10).
+    /// to act for; the tool itself says so (a clear tool error, docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
     fn my_profile_requirement() -> Requirement {
         Requirement::floor()
     }

@@ -86,7 +86,7 @@ pub fn common_fixture() -> &'static CommonFixture {
     })
 }
 
-/// The oracle of the token-integrity rules (DESIGN §3a): `claims` signed with each key of a
+/// The oracle of the token-integrity rules (docs/ARCHITECTURE.md#token-verification): `claims` signed with each key of a
 /// `common` JWKS. Whatever verifies was signed by a key whose `issuer` admits the token's `iss`
 /// (`{tenantid}` := `tid`), is no ID token, has `ver` 2.0, and is app-only only on evidence.
 pub fn check_signed_claims(claims: &[u8]) {

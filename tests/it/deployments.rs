@@ -1,4 +1,4 @@
-//! Real deployments and clients (DESIGN §4a): a gateway path in `PUBLIC_URL`, self-consistent
+//! Real deployments and clients (docs/ARCHITECTURE.md#the-http-path): a gateway path in `PUBLIC_URL`, self-consistent
 //! metadata, clients that accept only JSON, the discovered issuer, and challenges that say what
 //! to request. The real server on 127.0.0.1:0; Entra cases against the fake Entra.
 

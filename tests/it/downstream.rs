@@ -1,4 +1,4 @@
-//! Downstream calls on behalf of the caller (DESIGN §10): `my_profile` through a fake Entra token
+//! Downstream calls on behalf of the caller (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): `my_profile` through a fake Entra token
 //! endpoint, a fake managed-identity endpoint and a fake Microsoft Graph, all on 127.0.0.1.
 
 use std::collections::{HashMap, HashSet};

@@ -1,5 +1,5 @@
 //! The Entra verifier through the real HTTP server, against a fake Entra on 127.0.0.1. The rules
-//! of DESIGN §3 and §3a (the claim table in `verifiers/src/entra/mod.rs`) are one table,
+//! of docs/ARCHITECTURE.md#token-verification (the claim table in `verifiers/src/entra/mod.rs`) are one table,
 //! `token_rules`: one row per rule with the exact status, `error` and the words of
 //! `error_description`. Behaviours over time (caching, key rollover, outages) have their own tests.
 
@@ -276,7 +276,7 @@ fn row(
 const INVALID: &str = "invalid_token";
 const SCOPE: &str = "insufficient_scope";
 
-/// Every rule of the claim table (DESIGN §3, §3a) through the real HTTP server.
+/// Every rule of the claim table (docs/ARCHITECTURE.md#token-verification) through the real HTTP server.
 #[tokio::test]
 async fn token_rules() {
     use Server::*;

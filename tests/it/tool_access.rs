@@ -1,4 +1,4 @@
-//! Per-tool authorization (DESIGN §9) through the real HTTP server (2026-07-28 and legacy) and
+//! Per-tool authorization (docs/ARCHITECTURE.md#per-tool-authorization) through the real HTTP server (2026-07-28 and legacy) and
 //! the real binary over stdio, with tokens from the fake Entra.
 //!
 //! Every test uses the same configuration: `roll_dice` needs the `Dice.Roll` scope (users) or

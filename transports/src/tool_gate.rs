@@ -1,9 +1,9 @@
 //! The interface through which a transport asks the server "may this caller call this tool?".
 //!
-//! The transports know nothing of concrete tools (DESIGN §1): the server that owns them
+//! The transports know nothing of concrete tools (docs/ARCHITECTURE.md#crates-and-direction): the server that owns them
 //! implements [`ToolGate`] and hands it to the transport. The HTTP transport uses it to refuse a
 //! forbidden `tools/call` before the MCP layer sees it, with a `403 insufficient_scope` step-up
-//! challenge (DESIGN §9); the server's own handler asks the same gate again, so a call the HTTP
+//! challenge (docs/ARCHITECTURE.md#per-tool-authorization); the server's own handler asks the same gate again, so a call the HTTP
 //! layer cannot see in advance (a batch, stdio) is refused by the same rule.
 
 use verifiers::{AuthError, Identity};

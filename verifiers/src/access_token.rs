@@ -1,4 +1,4 @@
-//! The caller's raw bearer token, carried beside its verified identity (DESIGN §10).
+//! The caller's raw bearer token, carried beside its verified identity (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
 
 use std::fmt;
 use std::sync::Arc;

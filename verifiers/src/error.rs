@@ -268,7 +268,7 @@ pub enum InvalidToken {
     },
     /// The signing key is bound to an issuer (its JWKS `issuer`, `{tenantid}` replaced by the
     /// token's `tid`) that is not the token's `iss`: a key of one issuer signed for another
-    /// (DESIGN §3a; Entra's "validate the signing key issuer" guidance).
+    /// (docs/ARCHITECTURE.md#token-verification; Entra's "validate the signing key issuer" guidance).
     #[error("the token's issuer is {issuer}, but its signing key {kid} signs only for {key_issuer}")]
     KeyIssuerMismatch {
         /// The header's `kid`.
@@ -362,7 +362,7 @@ pub enum ScopeProblem {
     },
     /// A token without `scp` that is not an app-only token either (no `idtyp` = `app`; or `oid`
     /// ≠ `sub`, or no client id in `azp`/`appid`): a user's token missing its scopes, whatever
-    /// `roles` it carries (DESIGN §3a).
+    /// `roles` it carries (docs/ARCHITECTURE.md#token-verification).
     #[error("the token carries no delegated scopes (`scp`) and is not an app-only token (no `idtyp` = app; `oid` differs from `sub` or no `azp`/`appid`), so it lacks the required scope(s) {}; a user must request a token for {}; a daemon's app registration needs the `idtyp` optional claim", missing.join(" "), missing.join(" "))]
     NoDelegatedScopes {
         /// The required scopes, all missing.

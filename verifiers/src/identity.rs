@@ -65,7 +65,7 @@ impl Identity {
 
     /// Builds an identity from a token's verified claims.
     ///
-    /// The claims are read by the same typed parser the Entra verifier uses (DESIGN §3a), so the
+    /// The claims are read by the same typed parser the Entra verifier uses (docs/ARCHITECTURE.md#token-verification), so the
     /// two never disagree: `scp` splits on the space character (RFC 6749 §3.3), `exp` may be
     /// fractional (RFC 7519 NumericDate), and the token is app-only only on positive evidence
     /// (`idtyp` = `app`, or no `idtyp`, no `scp`, `oid` = `sub` and a client id in `azp`/`appid`).

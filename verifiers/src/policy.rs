@@ -64,7 +64,7 @@ impl AccessPolicy {
             }
         } else {
             // A delegated token with no scope at all grants nothing, whatever the policy
-            // requires: absence never grants (DESIGN §3a).
+            // requires: absence never grants (docs/ARCHITECTURE.md#token-verification).
             if identity.scopes.is_empty() {
                 Some(ScopeProblem::NoDelegatedScopes {
                     missing: self.required_scopes.clone(),

@@ -8,7 +8,7 @@
 //! also binds legacy sessions to their owner (see [`SessionBindings`]).
 //!
 //! With a [`ToolGate`] it also refuses a forbidden `tools/call` before the MCP layer runs
-//! (DESIGN §9): by the `Mcp-Name` header on 2026-07-28 requests, and by peeking at the body of a
+//! (docs/ARCHITECTURE.md#per-tool-authorization): by the `Mcp-Name` header on 2026-07-28 requests, and by peeking at the body of a
 //! legacy POST that carries a single call (its `Content-Length` known and within the body
 //! limit). The answer is `403 insufficient_scope` naming the scopes the call needs, so a client
 //! can step up. Anything the layer cannot see in advance (a batch, a chunked body) the server's
@@ -305,7 +305,7 @@ where
                 Err(response) => return Ok(response),
             };
             request.extensions_mut().insert(identity);
-            // Beside the identity, opaque: only the on-behalf-of provider reads it (DESIGN §10).
+            // Beside the identity, opaque: only the on-behalf-of provider reads it (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
             request.extensions_mut().insert(access_token);
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.

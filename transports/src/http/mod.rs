@@ -1,4 +1,4 @@
-//! Streamable HTTP transport (DESIGN §4).
+//! Streamable HTTP transport (docs/ARCHITECTURE.md#the-http-path).
 //!
 //! Routes:
 //!

@@ -1,4 +1,4 @@
-//! stdio transport (DESIGN §5): JSON-RPC on stdin/stdout for desktop MCP hosts.
+//! stdio transport (docs/ARCHITECTURE.md#the-stdio-path): JSON-RPC on stdin/stdout for desktop MCP hosts.
 //!
 //! The host launches the server as a subprocess with the caller's token in the environment (see
 //! [`TokenSource`]). The token is verified once at start-up — a missing or invalid one ends the

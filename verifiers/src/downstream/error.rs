@@ -127,3 +127,50 @@ impl DownstreamError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn the_caller_learns_the_servers_faults_only_as_a_correlation_id() {
+        let path = PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token");
+        // (error, what the caller may read, what it must not)
+        let rows: Vec<(DownstreamError, &str, &str)> = vec![
+            (
+                DownstreamError::Credential(CredentialError::EmptyFederatedToken(path)),
+                "correlation id abc123",
+                "/var/run/secrets",
+            ),
+            (
+                DownstreamError::ExchangeRefused {
+                    status: 400,
+                    error: "unauthorized_client".into(),
+                    code: Some(700016),
+                },
+                "correlation id abc123",
+                "AADSTS700016",
+            ),
+            (
+                DownstreamError::AppOnlyCaller,
+                "delegated token",
+                "correlation id",
+            ),
+            (DownstreamError::NoObjectId, "no oid claim", "correlation id"),
+            (
+                DownstreamError::DownstreamStatus { status: 404 },
+                "HTTP 404",
+                "correlation id",
+            ),
+        ];
+        for (error, shown, hidden) in rows {
+            let message = error.caller_message("abc123");
+            assert!(message.contains(shown), "{message}");
+            assert!(!message.contains(hidden), "{message}");
+            // The log keeps the detail.
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Calling other APIs as the caller: Entra's on-behalf-of grant (DESIGN §10).
+//! Calling other APIs as the caller: Entra's on-behalf-of grant (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
 //!
 //! [`OnBehalfOf`] exchanges the caller's verified access token ([`AccessToken`]) for a token to a
 //! downstream API (Microsoft Graph, the company's own API) with the jwt-bearer grant:

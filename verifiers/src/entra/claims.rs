@@ -1,6 +1,6 @@
 //! A token's claims parsed once into typed values, which the verifier checks and
 //! [`Identity`](crate::Identity) is built from: no claim is read twice by two rules that could
-//! disagree (DESIGN §3a).
+//! disagree (docs/ARCHITECTURE.md#token-verification).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

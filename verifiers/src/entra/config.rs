@@ -237,6 +237,27 @@ fn is_loopback(host: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn documents_and_token_urls_are_https_or_loopback_http() {
+        // (URL, accepted) — the rule for the authority, every fetched document (`jwks_uri`
+        // included) and GRAPH_BASE_URL.
+        let rows = [
+            ("https://login.microsoftonline.com/x/discovery/v2.0/keys", true),
+            ("http://127.0.0.1:8080/keys", true),
+            ("http://localhost/keys", true),
+            ("http://[::1]:9/keys", true),
+            ("http://login.microsoftonline.com/keys", false),
+            ("http://127.0.0.1.evil.example/keys", false),
+            ("http://10.0.0.1/keys", false),
+            ("ftp://127.0.0.1/keys", false),
+            ("file:///etc/passwd", false),
+        ];
+        for (url, accepted) in rows {
+            let url = url::Url::parse(url).unwrap();
+            assert_eq!(is_secure_transport(&url), accepted, "{url}");
+        }
+    }
+
     const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 
     #[test]

@@ -1,6 +1,6 @@
 //! Splitting a compact JWS into a header, claims and signature, strictly.
 //!
-//! We parse by hand rather than through `jsonwebtoken::decode` so that every rule of DESIGN §3 is
+//! We parse by hand rather than through `jsonwebtoken::decode` so that every rule of docs/ARCHITECTURE.md#token-verification is
 //! ours to enforce and to explain: duplicate claims are refused (serde_json would silently keep
 //! the last), types are checked claim by claim, and claims can be diagnosed *before* the RSA
 //! work, so a Graph token or an expired token gets a precise reason cheaply.

@@ -1,4 +1,4 @@
-//! The Microsoft Entra ID verifier (DESIGN §3, §3a).
+//! The Microsoft Entra ID verifier (docs/ARCHITECTURE.md#token-verification).
 //!
 //! A valid signature is necessary, never sufficient: a token passes only if it is an **access
 //! token for this API**. Every claim and header field the verifier reads is in the table below:
@@ -161,7 +161,7 @@ impl EntraVerifier {
         })
     }
 
-    /// An on-behalf-of token provider for this app registration (DESIGN §10): same authority
+    /// An on-behalf-of token provider for this app registration (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): same authority
     /// host, client id, tenant and HTTP client (timeouts) as the verifier. For a multi-tenant
     /// server the exchange happens in the caller's tenant.
     pub fn on_behalf_of(&self, downstream: DownstreamConfig) -> Result<OnBehalfOf, DownstreamConfigError> {
