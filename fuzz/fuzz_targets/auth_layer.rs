@@ -1,5 +1,5 @@
 //! The bearer-auth layer in front of a service: arbitrary headers ("name: value" lines), then a
-//! blank line and an arbitrary body. The layer must answer with one of its statuses, never panic,
+//! blank line and an arbitrary body. A stateless user needs nothing but the verifier. The layer must answer with one of its statuses, never panic,
 //! and pass a request on only with a verified identity attached.
 #![no_main]
 use std::convert::Infallible;
@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Full};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer as _, ServiceExt as _};
-use transports::http::{BearerAuthLayer, SessionBindings};
+use transports::http::BearerAuthLayer;
 use verifiers::{AccessPolicy, Identity, StaticVerifier};
 
 fn layer() -> &'static BearerAuthLayer {
@@ -18,7 +18,7 @@ fn layer() -> &'static BearerAuthLayer {
     LAYER.get_or_init(|| {
         let good = Identity::builder("oid", "tid").scopes(["access_as_user"]).build();
         let verifier = StaticVerifier::new(AccessPolicy::scopes(["access_as_user"])).with_token("good-token", good);
-        BearerAuthLayer::new(Arc::new(verifier), "http://localhost/.well-known/oauth-protected-resource/mcp", &[], SessionBindings::default())
+        BearerAuthLayer::new(Arc::new(verifier), "http://localhost/.well-known/oauth-protected-resource/mcp", &[])
     })
 }
 
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let Ok(request) = request.body(Full::new(Bytes::copy_from_slice(body))) else { return };
-    let inner = tower::service_fn(|req: Request<transports::http::PeekedBody<Full<Bytes>>>| async move {
+    let inner = tower::service_fn(|req: Request<Full<Bytes>>| async move {
         assert!(req.extensions().get::<Arc<Identity>>().is_some(), "passed on without an identity");
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner")).map_err(|never| match never {}).boxed()))
     });

@@ -1,5 +1,7 @@
 //! Turning an [`AuthError`] into the HTTP answer RFC 6750 and the MCP spec expect.
 
+use std::sync::Arc;
+
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use verifiers::{AuthError, ScopeProblem};
@@ -16,6 +18,65 @@ pub(crate) struct ChallengeContext {
     /// What an app-only caller must request: `<identifier-uri>/.default` (the only scope the
     /// client-credentials flow can ask for). Empty: `scope` is named instead.
     pub(crate) app_only_scope: String,
+}
+
+/// The challenge context of a server, and the ones for clients that reached it by another
+/// loopback host (see `HttpConfig::public_url_is_default`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenges {
+    default: Arc<ChallengeContext>,
+    by_host: Arc<Vec<(String, Arc<ChallengeContext>)>>,
+}
+
+impl Challenges {
+    /// Challenges naming `resource_metadata` and `scope` (full scope URIs, space-separated).
+    pub(crate) fn new(resource_metadata: String, scope: String) -> Self {
+        Challenges {
+            default: Arc::new(ChallengeContext {
+                resource_metadata,
+                scope,
+                app_only_scope: String::new(),
+            }),
+            by_host: Arc::new(Vec::new()),
+        }
+    }
+
+    /// App-only callers refused for a missing role are pointed at `scope`.
+    pub(crate) fn set_app_only_scope(&mut self, scope: String) {
+        Arc::make_mut(&mut self.default).app_only_scope = scope.clone();
+        for (_, context) in Arc::make_mut(&mut self.by_host).iter_mut() {
+            Arc::make_mut(context).app_only_scope = scope.clone();
+        }
+    }
+
+    /// For each `(host:port, resource_metadata)`, the challenge a client that used that host gets.
+    pub(crate) fn set_metadata_by_host(&mut self, hosts: Vec<(String, String)>) {
+        let by_host = hosts
+            .into_iter()
+            .map(|(host, resource_metadata)| {
+                let mut context = (*self.default).clone();
+                context.resource_metadata = resource_metadata;
+                (host, Arc::new(context))
+            })
+            .collect();
+        self.by_host = Arc::new(by_host);
+    }
+
+    /// The resource metadata URL of the default context.
+    pub(crate) fn resource_metadata(&self) -> &str {
+        &self.default.resource_metadata
+    }
+
+    /// The context for a request that named `host`.
+    pub(crate) fn for_host(&self, host: Option<&str>) -> &ChallengeContext {
+        host.and_then(|host| {
+            self.by_host
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(host))
+                .map(|(_, context)| &**context)
+        })
+        .unwrap_or(&self.default)
+    }
 }
 
 /// The one place auth errors become responses: status, `WWW-Authenticate`, and a JSON body.

@@ -290,6 +290,9 @@ pub enum HttpConfigError {
     /// `PUBLIC_URL` is not an http(s) URL with a host.
     #[error("PUBLIC_URL must be an http:// or https:// URL with a host, got {0:?}")]
     PublicUrlNotHttp(String),
+    /// The listener's own address cannot be read (the socket is unusable).
+    #[error("cannot read the listening socket's address: {0}")]
+    LocalAddr(String),
     /// `PUBLIC_URL` has a query, a fragment or credentials.
     #[error("PUBLIC_URL must be a base URL without query, fragment or user name (https://api.contoso.com or https://api.contoso.com/entra), got {0:?}")]
     PublicUrlHasQuery(String),

@@ -21,11 +21,13 @@ use verifiers::TokenVerifier;
 use super::auth::BearerAuthLayer;
 use super::connection::{ConnectionLimits, Connections};
 use super::event_store::MemoryEventStore;
+use super::gate::ToolGateLayer;
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
 use super::router::{App, McpService};
 use super::session_cap::CappedSessionManager;
+use super::session_layer::SessionLayer;
 use super::sessions::SessionBindings;
 use super::{HttpConfig, HttpConfigError};
 
@@ -89,7 +91,7 @@ where
     config.validate()?;
     let local_addr = listener
         .local_addr()
-        .map_err(|_| HttpConfigError::PublicUrlNotHttp(config.public_url.to_string()))?;
+        .map_err(|error| HttpConfigError::LocalAddr(error.to_string()))?;
     let shutdown = CancellationToken::new();
     let mcp_shutdown = CancellationToken::new();
     let draining = CancellationToken::new();
@@ -123,26 +125,14 @@ where
     );
     let service = StreamableHttpService::new(move || Ok(handler()), capped.clone(), rmcp_config);
 
-    let mut auth = BearerAuthLayer::new(
-        verifier.clone(),
-        config.metadata_url(),
-        &config.scopes,
-        sessions.clone(),
-    )
-    .with_max_streams_per_principal(config.max_streams_per_principal);
+    // Three layers, one concern each, outermost first: who is calling (bearer), which session
+    // and how much of the server the caller holds (sessions), which tool it may call (gate).
+    let mut auth = BearerAuthLayer::new(verifier.clone(), config.metadata_url(), &config.scopes);
     if !config.identifier_uri.is_empty() {
         auth = auth.with_app_only_scope(format!(
             "{}/.default",
             config.identifier_uri.trim_end_matches('/')
         ));
-    }
-    if let Some(gate) = &config.tool_gate {
-        auth = auth.with_tool_gate(gate.clone(), config.max_body_bytes);
-    }
-    if config.legacy_sessions {
-        auth = auth
-            .with_session_prefix(config.session_id_prefix.clone())
-            .with_bound_sessions_only();
     }
     let loopback = config.loopback_variants(local_addr.port());
     if !loopback.is_empty() {
@@ -153,8 +143,19 @@ where
                 .collect(),
         );
     }
+    let mut session_layer =
+        SessionLayer::new(sessions.clone()).with_max_streams_per_principal(config.max_streams_per_principal);
+    if config.legacy_sessions {
+        session_layer = session_layer
+            .with_session_prefix(config.session_id_prefix.clone())
+            .with_bound_sessions_only();
+    }
+    let mut gate = ToolGateLayer::new(auth.challenges(), config.max_body_bytes);
+    if let Some(tool_gate) = &config.tool_gate {
+        gate = gate.with_gate(tool_gate.clone());
+    }
     let app = Arc::new(App {
-        mcp: auth.layer(NegotiateLayer.layer(service)),
+        mcp: auth.layer(session_layer.layer(gate.layer(NegotiateLayer.layer(service)))),
         verifier,
         metadata: MetadataDocuments::new(&config),
         metadata_by_host: loopback

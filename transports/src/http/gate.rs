@@ -1,0 +1,290 @@
+//! The per-tool gate in front of the MCP service (docs/ARCHITECTURE.md#per-tool-authorization).
+//!
+//! [`ToolGateLayer`] refuses a forbidden `tools/call` before the MCP layer runs: by the
+//! `Mcp-Name` header on 2026-07-28 requests (read as the protocol defines it, `mcp_headers.rs`),
+//! and by peeking at the body of a legacy POST that carries a single call (its `Content-Length`
+//! known and within the body limit). The answer is `403 insufficient_scope` naming the scopes
+//! the call needs, so a client can step up. Anything the layer cannot see in advance (a batch,
+//! a chunked body) the server's handler refuses with a JSON-RPC error by the same gate. It runs
+//! behind [`BearerAuthLayer`](super::BearerAuthLayer), whose verified identity it reads.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
+use serde::Deserialize;
+use tower::{Layer, Service};
+use verifiers::Identity;
+
+use super::ambiguity::request_host;
+use super::body::{full, Body};
+use super::challenge::{tool_refusal_response, Challenges};
+use super::mcp_headers;
+use crate::ToolGate;
+
+/// The body [`ToolGate`] hands on: the request's own (`Left`), or the bytes it read to peek at a
+/// legacy `tools/call` (`Right`).
+pub type PeekedBody<B> = Either<B, Full<Bytes>>;
+
+/// Layer that applies a [`ToolGate`] (when one is set) to a service.
+#[derive(Clone)]
+pub struct ToolGateLayer {
+    gate: Option<Arc<dyn ToolGate>>,
+    max_body_bytes: usize,
+    challenges: Challenges,
+}
+
+impl std::fmt::Debug for ToolGateLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolGateLayer")
+            .field("gate", &self.gate.is_some())
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolGateLayer {
+    /// Without a gate, every request passes (as `Left`); refusals use `challenges` (those of the
+    /// bearer layer in front); legacy bodies of at most `max_body_bytes` are peeked at.
+    pub(crate) fn new(challenges: Challenges, max_body_bytes: usize) -> Self {
+        ToolGateLayer {
+            gate: None,
+            max_body_bytes,
+            challenges,
+        }
+    }
+
+    /// Refuses a `tools/call` that `gate` forbids with `403 insufficient_scope`.
+    pub fn with_gate(mut self, gate: Arc<dyn ToolGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+}
+
+impl<S> Layer<S> for ToolGateLayer {
+    type Service = ToolGateService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ToolGateService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Middleware that applies the per-tool gate before `S` sees a request.
+#[derive(Clone, Debug)]
+pub struct ToolGateService<S> {
+    inner: S,
+    layer: ToolGateLayer,
+}
+
+impl<S, B> Service<Request<B>> for ToolGateService<S>
+where
+    S: Service<Request<PeekedBody<B>>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let identity = request.extensions().get::<Arc<Identity>>().cloned();
+            let request = match (&layer.gate, identity) {
+                (None, _) => request.map(Either::Left),
+                (Some(gate), Some(identity)) => {
+                    match gate_tool_call(&layer, gate, request, &identity).await {
+                        Ok(request) => request,
+                        Err(response) => return Ok(response),
+                    }
+                }
+                // Behind the bearer layer there is always an identity; without one, nothing
+                // passes a gate (fail closed).
+                (Some(_), None) => {
+                    tracing::error!("the tool gate saw a request without a verified identity; refused");
+                    let mut response = Response::new(full("Internal Server Error"));
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    return Ok(response);
+                }
+            };
+            inner.call(request).await
+        })
+    }
+}
+
+/// Applies the layer's [`ToolGate`] to a `tools/call`: `Err` holds the `403` (or, when a peeked
+/// body cannot be read, the `400`).
+async fn gate_tool_call<B>(
+    layer: &ToolGateLayer,
+    gate: &Arc<dyn ToolGate>,
+    request: Request<B>,
+    identity: &Identity,
+) -> Result<Request<PeekedBody<B>>, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max_body_bytes = &layer.max_body_bytes;
+    if request.method() != Method::POST {
+        return Ok(request.map(Either::Left));
+    }
+    let challenge = layer.challenges.for_host(request_host(&request));
+    // The refusal of a call to `name`, if the gate forbids it.
+    let refuse = |name: &str| {
+        let refusal = gate.check_tool(name, identity).err()?;
+        metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
+        // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
+        tracing::info!(
+            kind = "tool_insufficient_scope",
+            tool = name,
+            reason = %refusal.error,
+            "tool call refused"
+        );
+        Some(tool_refusal_response(&refusal, challenge))
+    };
+    // 2026-07-28: the method and the tool are in headers (rmcp checks them against the body),
+    // read as the protocol defines them: plain or `=?base64?…?=`.
+    let method = mcp_headers::header_value(request.headers(), mcp_headers::METHOD);
+    let name = mcp_headers::header_value(request.headers(), mcp_headers::NAME);
+    match (method, name) {
+        (Ok(None), _) => {}
+        (Ok(Some(method)), Ok(name)) => {
+            if method == "tools/call" {
+                if let Some(response) = name.as_deref().and_then(refuse) {
+                    return Err(response);
+                }
+            }
+            return Ok(request.map(Either::Left));
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            let mut response = Response::new(full(format!("Bad Request: {error}")));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(response);
+        }
+    }
+    // Legacy: peek at a body of known, acceptable length.
+    let length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_none_or(|len| len > *max_body_bytes as u64) {
+        return Ok(request.map(Either::Left));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, *max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            tracing::debug!(%error, "could not read a request body");
+            let mut response = Response::new(full("Bad Request: the request body could not be read"));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(response);
+        }
+    };
+    if let Some(response) = single_tool_call(&bytes).and_then(|name| refuse(&name)) {
+        return Err(response);
+    }
+    Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
+}
+
+/// The tool a JSON-RPC body calls, when it is one `tools/call` request (not a batch).
+fn single_tool_call(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        name: Option<std::borrow::Cow<'a, str>>,
+    }
+    let message: Message<'_> = serde_json::from_slice(body).ok()?;
+    if message.method.as_deref() != Some("tools/call") {
+        return None;
+    }
+    message.params?.name
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::Empty;
+    use tower::ServiceExt as _;
+    use verifiers::ScopeProblem;
+
+    use super::*;
+    use crate::ToolRefusal;
+
+    /// Refuses `roll_dice`, allows everything else.
+    #[derive(Debug)]
+    struct NoDice;
+
+    impl ToolGate for NoDice {
+        fn check_tool(&self, name: &str, _: &Identity) -> Result<(), ToolRefusal> {
+            if name != "roll_dice" {
+                return Ok(());
+            }
+            Err(ToolRefusal {
+                error: verifiers::AuthError::InsufficientScope {
+                    required: vec!["Dice.Roll".into()],
+                    problem: ScopeProblem::MissingScopes {
+                        missing: vec!["Dice.Roll".into()],
+                    },
+                },
+                scope: "api://x/Dice.Roll".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_call_is_refused_by_its_header_in_either_spelling() {
+        let layer = ToolGateLayer::new(
+            Challenges::new(
+                "http://localhost/.well-known/oauth-protected-resource/mcp".into(),
+                String::new(),
+            ),
+            1024,
+        )
+        .with_gate(Arc::new(NoDice));
+        let inner = tower::service_fn(|_: Request<PeekedBody<Empty<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(full("inner")))
+        });
+        // (Mcp-Method, Mcp-Name, expected status)
+        let rows = [
+            ("tools/call", "roll_dice", 403),
+            ("tools/call", "=?base64?cm9sbF9kaWNl?=", 403),
+            ("tools/call", "whoami", 200),
+            ("tools/list", "roll_dice", 200),
+            ("tools/call", "=?base64?***?=", 400),
+        ];
+        for (method, name, status) in rows {
+            let mut request = Request::post("/mcp")
+                .header("mcp-method", method)
+                .header("mcp-name", name)
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(Arc::new(Identity::builder("alice", "t").build()));
+            let response = layer.layer(inner).oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status, "{method} {name}");
+        }
+    }
+}
