@@ -1,4 +1,4 @@
-//! The command line. Flags override every other source of settings (see `config.rs`).
+//! The command line. Flags override every other source of settings (see `config/sources.rs`).
 
 use std::path::PathBuf;
 

@@ -3,13 +3,13 @@
 //!
 //! - [`tools`]: the example tools (`whoami`, `roll_dice`, `greeting_card`, and `my_profile`
 //!   when a downstream credential is configured);
-//! - [`downstream`]: calls to Microsoft Graph as the caller (on-behalf-of);
+//! - [`graph`]: calls to Microsoft Graph as the caller (on-behalf-of);
 //! - [`card`]: the greeting card's `ui://` HTML (an MCP App);
 //! - [`caller()`]: how a tool learns who is calling, over either transport, and
 //!   [`require_role`] for a tool's own check;
 //! - [`access`]: who may call which tool (declared beside each tool, overridable in the
 //!   configuration file), enforced the same way over HTTP and stdio;
-//! - [`config`], [`settings`] and [`cli`]: settings and the command line;
+//! - [`config`] (its [`config::table`] of every setting) and [`cli`]: settings and the command line;
 //! - [`dev`]: the local dev identity.
 //!
 //! Authentication lives in the `verifiers` crate, the wire in `transports`; `main.rs` wires them.
@@ -23,10 +23,9 @@ pub mod card;
 pub mod cli;
 pub mod config;
 pub mod dev;
-pub mod downstream;
+pub mod graph;
 pub mod logging;
 mod server;
-pub mod settings;
 pub mod tools;
 
 pub use caller::{caller, caller_token, require_role};

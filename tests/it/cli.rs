@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use mcp_server_entra::settings::SETTINGS;
+use mcp_server_entra::config::SETTINGS;
 
 const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
 

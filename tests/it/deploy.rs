@@ -1,6 +1,6 @@
 //! The deployment files name only settings, paths and ports that the code really has.
 
-use mcp_server_entra::settings::{setting, SETTINGS};
+use mcp_server_entra::config::{setting, SETTINGS};
 
 const DOCKERFILE: &str = include_str!("../../deploy/Dockerfile");
 const DEPLOYMENT: &str = include_str!("../../deploy/k8s/deployment.yaml");

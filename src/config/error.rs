@@ -1,0 +1,173 @@
+//! What can be wrong with a setting or a settings file, as one line naming it.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use transports::http::HttpConfigError;
+use verifiers::{DownstreamConfigError, EntraConfigError};
+
+use super::*;
+
+/// A setting that cannot work, or a file that cannot be read. One line, naming the setting.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value of the wrong shape, found after the value was read.
+    #[error("{name} must be {expected}, got {got:?}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it was.
+        got: String,
+    },
+    /// A value that could not be read as its type, named as its source wrote it: `PORT`
+    /// (environment), `port in settings.toml` (the `--config` file), `--port` (a flag).
+    #[error("{setting} {problem}")]
+    Value {
+        /// The setting, as written in its source.
+        setting: String,
+        /// What is wrong, e.g. `must be true or false, got "maybe"`.
+        problem: String,
+    },
+    /// A required setting is absent.
+    #[error("{name} is required: {hint}")]
+    Missing {
+        /// The setting.
+        name: &'static str,
+        /// Where to find its value.
+        hint: &'static str,
+    },
+    /// An Entra setting is wrong.
+    #[error(transparent)]
+    Entra(#[from] EntraConfigError),
+    /// An HTTP setting is wrong.
+    #[error(transparent)]
+    Http(#[from] HttpConfigError),
+    /// The `--env-file` file does not exist or is not a file.
+    #[error("the env file {0} does not exist or is not a file (given with --env-file)")]
+    EnvFileMissing(PathBuf),
+    /// The `--env-file` file cannot be read or parsed.
+    #[error("cannot read the env file {path}: {cause}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The `--env-file` file names a variable that is no setting of this server.
+    #[error("`{name}` in the env file {path} is not a setting of this server{suggestion}; an env file given with --env-file holds only the settings listed in .env.example (set anything else, such as PATH, in the environment)")]
+    UnknownEnvFileName {
+        /// The name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// `; did you mean `PORT`?`, or empty.
+        suggestion: String,
+    },
+    /// The `--config` file does not exist.
+    #[error("the configuration file {0} does not exist (given with --config)")]
+    FileMissing(PathBuf),
+    /// The `--config` file cannot be read or is not TOML.
+    #[error("cannot read the configuration file {path}: {}", one_line(cause))]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (not a `source`: it is printed here once).
+        cause: Box<config::ConfigError>,
+    },
+    /// The `--config` file has a key that is no setting.
+    #[error("unknown key `{key}` in the configuration file {path}{suggestion} (keys are the setting names in lower case, as in config.example.toml)")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// `; did you mean `port`?`, or empty.
+        suggestion: String,
+    },
+    /// A downstream (on-behalf-of) setting is wrong.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamConfigError),
+    /// More than one server credential is set for downstream calls.
+    #[error("set one server credential for downstream calls, not several: {0} are all set")]
+    CredentialConflict(String),
+    /// A downstream credential in dev mode, where there is no Entra to exchange with.
+    #[error("--dev has no Entra tenant to call downstream APIs with; unset {0} or drop --dev")]
+    DevDownstream(&'static str),
+    /// A managed-identity setting without `DOWNSTREAM_MANAGED_IDENTITY=true`.
+    #[error("{0} is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity")]
+    ManagedIdentityNotChosen(&'static str),
+    /// `--dev` with a non-loopback listen address.
+    #[error("--dev serves only on loopback, but HOST is {0}; drop --dev or listen on 127.0.0.1")]
+    DevNotLoopback(IpAddr),
+}
+
+pub(super) fn unreadable(path: &Path, cause: config::ConfigError) -> ConfigError {
+    ConfigError::File {
+        path: path.to_owned(),
+        cause: Box::new(cause),
+    }
+}
+
+/// A value that did not deserialize, named as its source wrote it.
+pub(super) fn value_error<'a>(
+    cause: config::ConfigError,
+    source_of: &dyn Fn(&str) -> Source<'a>,
+) -> ConfigError {
+    let (key, problem) = match cause {
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => (key, error.to_string()),
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key: Some(key),
+            ..
+        } => (key, format!("must be {expected}, got {unexpected}")),
+        config::ConfigError::NotFound(key) => (key, "has no value and no default".to_owned()),
+        other => return unreadable(Path::new("(settings)"), other),
+    };
+    let top = key.split(['.', '[']).next().unwrap_or(&key);
+    let setting = match source_of(top) {
+        Source::Flag => format!("--{}", key.replace('_', "-")),
+        Source::Environment => key.to_ascii_uppercase(),
+        Source::EnvFile(path) => format!("{} in {}", key.to_ascii_uppercase(), path.display()),
+        Source::File(path) => format!("{key} in {}", path.display()),
+        Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
+    };
+    let problem = if problem.starts_with("must be ") {
+        problem
+    } else {
+        format!("is wrong: {problem}")
+    };
+    ConfigError::Value { setting, problem }
+}
+
+/// A parse error on one line: the TOML parser draws the line and a caret below its message;
+/// keep the message (`TOML parse error at line 1, column 7`) and the reason after the drawing.
+pub(super) fn one_line(cause: &config::ConfigError) -> String {
+    let text = match cause {
+        // Its Display appends the file's name, which the message already gives.
+        config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | "))
+        .collect();
+    lines.join(": ")
+}
+
+pub(super) fn invalid(name: &'static str, expected: &'static str, got: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        expected,
+        got: got.to_owned(),
+    }
+}

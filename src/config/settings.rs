@@ -1,0 +1,312 @@
+//! The validated settings, and how they are built from the typed sources.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use transports::http::HttpConfig;
+use verifiers::{AccessPolicy, DownstreamConfig, EntraConfig};
+
+use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
+
+use super::*;
+
+/// An administrator's override of one tool's requirement, from `[tools.<name>]` in the TOML file
+/// (docs/ARCHITECTURE.md#per-tool-authorization). Lists are TOML arrays or comma-separated strings. Read here, not yet checked:
+/// the tool names and requirements are validated where the tools are declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolOverride {
+    /// `scopes = [...]`: short scope names a delegated caller needs for this tool.
+    #[serde(default, deserialize_with = "value::optional_list")]
+    pub scopes: Option<Vec<String>>,
+    /// `app_roles = [...]`: app roles an app-only caller needs for this tool.
+    #[serde(default, deserialize_with = "value::optional_list")]
+    pub app_roles: Option<Vec<String>>,
+}
+
+/// Downstream calls on the caller's behalf (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): present when a server credential is set.
+#[derive(Debug, Clone)]
+pub struct DownstreamSettings {
+    /// The server credential, scopes and cache of the on-behalf-of provider.
+    pub config: DownstreamConfig,
+    /// `GRAPH_BASE_URL`.
+    pub graph_base_url: url::Url,
+}
+
+/// Who verifies tokens.
+#[derive(Debug, Clone)]
+pub enum AuthSettings {
+    /// Microsoft Entra ID.
+    Entra {
+        /// The verifier's settings.
+        config: Box<EntraConfig>,
+        /// Required scopes and roles.
+        policy: AccessPolicy,
+    },
+    /// The static dev identity (`--dev`).
+    Dev {
+        /// `MCP_DEV_TOKEN`, or `None` for a random one.
+        token: Option<String>,
+        /// Required scopes and roles.
+        policy: AccessPolicy,
+        /// The dev identity's scopes: `MCP_DEV_SCOPES`, by default the required scopes.
+        scopes: Vec<String>,
+        /// The dev identity's app roles: `MCP_DEV_ROLES`, by default none.
+        roles: Vec<String>,
+    },
+}
+
+/// Where the stdio transport gets the caller's token.
+#[derive(Clone, Default)]
+pub struct StdioSettings {
+    /// `MCP_ACCESS_TOKEN`.
+    pub token: Option<String>,
+    /// `MCP_ACCESS_TOKEN_FILE`.
+    pub token_file: Option<PathBuf>,
+    /// `MCP_ACCESS_TOKEN_COMMAND`.
+    pub token_command: Option<String>,
+    /// `MCP_ACCESS_TOKEN_COMMAND_TIMEOUT_SECS`.
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for StdioSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("token_command", &self.token_command)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// Validated settings: everything `main` needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who verifies tokens.
+    pub auth: AuthSettings,
+    /// Where the HTTP server listens.
+    pub bind: SocketAddr,
+    /// The HTTP transport's settings.
+    pub http: HttpConfig,
+    /// Whether `PUBLIC_URL` was given (a warning otherwise, when listening beyond loopback).
+    pub public_url_set: bool,
+    /// The stdio transport's token source.
+    pub stdio: StdioSettings,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Per-tool overrides from `[tools.<name>]` in the TOML file, by tool name; empty without a
+    /// file. Not validated here (unknown names, empty lists): the tools' owner checks them.
+    pub tools: HashMap<String, ToolOverride>,
+    /// The Application ID URI (`AZURE_IDENTIFIER_URI`, default `api://<client-id>`) without a
+    /// trailing slash: the prefix of every scope URI a client requests.
+    pub identifier_uri: String,
+    /// Downstream calls, when a server credential is configured.
+    pub downstream: Option<DownstreamSettings>,
+    /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
+    /// log; empty when every setting came from the environment, flags and defaults.
+    pub files_read: Vec<String>,
+}
+
+impl Settings {
+    /// The one-line start-up warning when the advertised `resource` (`<PUBLIC_URL>/mcp`) is not
+    /// an Application ID URI of the app registration (Entra only).
+    ///
+    /// Clients following the MCP authorization spec send the metadata's `resource` (RFC 8707)
+    /// with the scopes; Entra refuses the token request unless both name the same app
+    /// registration: AADSTS9010010 (resource and scopes disagree) or AADSTS500011 (no app has
+    /// that resource). Microsoft's advice is to make the Application ID URI the server's URL.
+    pub fn resource_mismatch(&self) -> Option<String> {
+        let AuthSettings::Entra { config, .. } = &self.auth else {
+            return None;
+        };
+        let resource = self.http.resource();
+        if config
+            .identifier_uris()
+            .any(|uri| uri.trim_end_matches('/') == resource)
+        {
+            return None;
+        }
+        Some(format!(
+            "the metadata advertises resource {resource} but the Application ID URI is {}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add {resource} to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI={resource}",
+            config.identifier_uris().collect::<Vec<_>>().join(", ")
+        ))
+    }
+
+    /// Loads settings from the `--config` file, the `--env-file` file, the process environment,
+    /// and flags. Nothing else is read: no `.env` is looked for.
+    pub fn load(global: &GlobalArgs, serve: &ServeArgs) -> Result<Settings, ConfigError> {
+        // Variables that are not UTF-8 cannot be settings; `vars()` would panic on them.
+        let env: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Settings::from_sources(global, serve, &env)
+    }
+
+    /// Like [`load`](Self::load), with the environment given explicitly (tests).
+    pub fn from_sources(
+        global: &GlobalArgs,
+        serve: &ServeArgs,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let raw = merge(global, serve, env)?;
+        let mut settings = validate(raw, global.dev)?;
+        settings.files_read = [("--config", &global.config), ("--env-file", &global.env_file)]
+            .into_iter()
+            .filter_map(|(flag, path)| Some(format!("{flag} {}", path.as_ref()?.display())))
+            .collect();
+        Ok(settings)
+    }
+}
+
+pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
+    let port = raw.port.0;
+    let host = raw.host.0;
+    if dev && !host.is_loopback() {
+        return Err(ConfigError::DevNotLoopback(host));
+    }
+    let public_url_set = raw.public_url.is_some();
+    let public_url = match &raw.public_url {
+        Some(url) => url.0.clone(),
+        None => url::Url::parse(&format!("http://localhost:{port}")).map_err(|_| {
+            invalid(
+                "PUBLIC_URL",
+                "an absolute URL such as https://mcp.contoso.com",
+                "",
+            )
+        })?,
+    };
+
+    let scopes = raw.azure_required_scopes.0.clone();
+    if scopes.is_empty() {
+        // Every delegated call needs at least one scope of this API (docs/ARCHITECTURE.md#token-verification): an empty list
+        // would admit any token for this audience that carries some `scp`.
+        return Err(invalid(
+            "AZURE_REQUIRED_SCOPES",
+            "at least one scope name such as access_as_user",
+            "",
+        ));
+    }
+    if let Some(bad) = scopes.iter().find(|s| s.contains(['/', ' '])) {
+        return Err(invalid(
+            "AZURE_REQUIRED_SCOPES",
+            "short scope names such as access_as_user (not full api:// URIs)",
+            bad,
+        ));
+    }
+    let app_roles = raw.azure_required_app_roles.clone().unwrap_or_default().0;
+    let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
+
+    let (auth, identifier_uri, authorization_servers) = if dev {
+        let identifier = raw
+            .azure_identifier_uri
+            .as_ref()
+            .and_then(|uris| uris.0.first().cloned())
+            .unwrap_or_else(|| "api://mcp-server-entra-dev".to_owned());
+        (
+            AuthSettings::Dev {
+                token: raw.mcp_dev_token.clone().map(|t| t.0),
+                scopes: raw.mcp_dev_scopes.clone().map_or_else(|| scopes.clone(), |l| l.0),
+                roles: raw.mcp_dev_roles.clone().unwrap_or_default().0,
+                policy,
+            },
+            identifier,
+            Vec::new(),
+        )
+    } else {
+        let entra = entra_config(&raw)?;
+        entra.validate()?;
+        let identifier = entra.identifier_uri.clone();
+        let servers = vec![entra.authority()];
+        (
+            AuthSettings::Entra {
+                config: Box::new(entra),
+                policy,
+            },
+            identifier,
+            servers,
+        )
+    };
+
+    let mut http = HttpConfig::new(public_url);
+    http.public_url_is_default = !public_url_set;
+    http.authorization_servers = authorization_servers;
+    http.identifier_uri = identifier_uri.clone();
+    http.scopes = scopes
+        .iter()
+        .map(|s| format!("{}/{s}", identifier_uri.trim_end_matches('/')))
+        .collect();
+    if let Some(hosts) = &raw.allowed_hosts {
+        http.allowed_hosts = hosts.0.clone();
+    } else if !host.is_unspecified() && !host.is_loopback() {
+        // Clients that reach the server by its bind address (HOST=10.0.0.5) are allowed too.
+        http.allowed_hosts.push(match host {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    if let Some(origins) = &raw.allowed_origins {
+        http.allowed_origins = origins.0.clone();
+    }
+    http.max_body_bytes = raw.max_body_bytes.0;
+    http.legacy_sessions = raw.legacy_sessions.0;
+    http.session_idle_timeout = raw.session_idle_timeout_secs.0;
+    http.max_sessions = raw.max_sessions.0;
+    if let Some(prefix) = &raw.session_id_prefix {
+        http.session_id_prefix = prefix.0.clone();
+    }
+    http.max_connections = raw.max_connections.0;
+    http.header_read_timeout = raw.header_read_timeout_secs.0;
+    http.connection_idle_timeout = raw.connection_idle_timeout_secs.0;
+    http.sse_retention = transports::http::EventRetention {
+        time: raw.sse_retention_secs.0,
+        bytes: raw.sse_retention_bytes.0,
+    };
+    http.request_body_timeout = raw.request_body_timeout_secs.0;
+    http.http2 = raw.http2.0;
+    http.http2_keepalive_interval = Some(raw.http2_keepalive_secs.0).filter(|d| !d.is_zero());
+    http.max_sessions_per_principal = raw.max_sessions_per_principal.0;
+    http.max_streams_per_principal = raw.max_streams_per_principal.0;
+    http.shutdown_timeout = raw.shutdown_timeout_secs.0;
+    http.validate()?;
+
+    let stdio = StdioSettings {
+        token: raw
+            .mcp_access_token
+            .clone()
+            .map(|t| t.0)
+            .filter(|t| !t.is_empty()),
+        token_file: raw.mcp_access_token_file.clone().map(|t| PathBuf::from(t.0)),
+        token_command: raw.mcp_access_token_command.clone().map(|t| t.0),
+        command_timeout: raw.mcp_access_token_command_timeout_secs.0,
+    };
+    let metrics_addr = match raw.metrics_addr.as_ref().map(|t| t.0.as_str()) {
+        None | Some("") => None,
+        Some(addr) => Some(addr.parse().map_err(|_| {
+            invalid(
+                "METRICS_ADDR",
+                "an address with a port such as 0.0.0.0:9464",
+                addr,
+            )
+        })?),
+    };
+    let downstream = downstream_settings(&raw, dev)?;
+    Ok(Settings {
+        downstream,
+        metrics_addr,
+        auth,
+        bind: SocketAddr::new(host, port),
+        http,
+        public_url_set,
+        stdio,
+        log_format: raw.log_format.0,
+        tools: raw.tools,
+        identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
+        files_read: Vec::new(),
+    })
+}
