@@ -145,10 +145,23 @@ impl ToolAccess {
         DECLARED
             .get_or_init(|| {
                 let access = ToolAccess::new("api://<client-id>", &[], &ToolOverrides::new());
-                Arc::new(access.unwrap_or_else(|_| ToolAccess {
-                    tools: BTreeMap::new(),
-                    floor_scope_uris: Vec::new(),
-                    identifier_uri: "api://<client-id>".to_owned(),
+                // Fail closed: a tool without a declaration (a bug the tests catch) refuses every
+                // caller for every tool, rather than an empty table that would refuse none.
+                Arc::new(access.unwrap_or_else(|error| {
+                    tracing::error!(%error, "the tools' declared requirements are broken; every tool call is refused");
+                    let refuse_all = Requirement {
+                        scopes: None,
+                        app_roles: None,
+                    };
+                    ToolAccess {
+                        tools: crate::tools::shared_router()
+                            .list_all()
+                            .into_iter()
+                            .map(|tool| (tool.name.into_owned(), refuse_all.clone()))
+                            .collect(),
+                        floor_scope_uris: Vec::new(),
+                        identifier_uri: "api://<client-id>".to_owned(),
+                    }
                 }))
             })
             .clone()

@@ -1,4 +1,5 @@
-//! Calls to other APIs as the caller (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): what the `my_profile` tool needs.
+//! Microsoft Graph as the caller (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): what the `my_profile` tool
+//! needs. (`verifiers::downstream` is the token exchange itself; this module is the API called.)
 //!
 //! The token exchange itself is Entra's business and lives in the verifiers crate
 //! ([`OnBehalfOf`]); this module knows which API to call and what to keep from the answer.
@@ -13,7 +14,7 @@ pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
 
 /// On-behalf-of calls the tools may make: the token provider and where Microsoft Graph lives.
 #[derive(Debug, Clone)]
-pub struct Downstream {
+pub struct Graph {
     provider: OnBehalfOf,
     graph_base_url: Url,
 }
@@ -29,10 +30,10 @@ pub struct GraphProfile {
     pub job_title: Option<String>,
 }
 
-impl Downstream {
+impl Graph {
     /// Calls made with `provider`; Graph at `graph_base_url` (`GRAPH_BASE_URL`).
     pub fn new(provider: OnBehalfOf, graph_base_url: Url) -> Self {
-        Downstream {
+        Graph {
             provider,
             graph_base_url,
         }

@@ -8,7 +8,7 @@ use clap::Parser as _;
 use mcp_server_entra::access::{ToolAccess, ToolConfigError};
 use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
-use mcp_server_entra::downstream::Downstream;
+use mcp_server_entra::graph::Graph;
 use mcp_server_entra::{dev, logging, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -107,16 +107,16 @@ struct Built {
     /// In dev mode, the dev user's token.
     dev_token: Option<String>,
     /// Downstream calls (`my_profile`), when a server credential is configured.
-    downstream: Option<Arc<Downstream>>,
+    downstream: Option<Arc<Graph>>,
 }
 
 impl Built {
     /// The MCP server the tools run in: who may call which tool, and `my_profile` when a
     /// downstream credential is configured.
     fn server(&self, access: &Arc<ToolAccess>) -> EntraMcpServer {
-        let server = EntraMcpServer::with_access(access.clone());
+        let server = EntraMcpServer::from_access(access.clone());
         match &self.downstream {
-            Some(downstream) => server.and_downstream(downstream.clone()),
+            Some(downstream) => server.with_downstream(downstream.clone()),
             None => server,
         }
     }
@@ -144,7 +144,7 @@ async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result
                              a managed identity, workload identity federation or a certificate needs none (README: Downstream calls)"
                         );
                     }
-                    Some(Arc::new(Downstream::new(provider, d.graph_base_url.clone())))
+                    Some(Arc::new(Graph::new(provider, d.graph_base_url.clone())))
                 }
             };
             verifier.start().await;

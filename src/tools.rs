@@ -25,7 +25,7 @@ use verifiers::Requirement;
 use crate::access::ToolAccess;
 use crate::caller::{caller, caller_token};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE, MAX_MESSAGE_CHARS};
-use crate::downstream::{Downstream, GraphProfile};
+use crate::graph::{Graph, GraphProfile};
 
 /// Fewest sides a die may have.
 pub const MIN_SIDES: i64 = 2;
@@ -41,7 +41,7 @@ pub const MAX_SIDES: i64 = 1000;
 #[derive(Clone, Debug)]
 pub struct EntraMcpServer {
     access: Arc<ToolAccess>,
-    downstream: Option<Arc<Downstream>>,
+    downstream: Option<Arc<Graph>>,
 }
 
 impl Default for EntraMcpServer {
@@ -56,7 +56,7 @@ pub(crate) const MY_PROFILE: &str = "my_profile";
 impl EntraMcpServer {
     /// A server enforcing `access` (the declared requirements with the configuration's
     /// `[tools.<name>]` overrides; build it once and share it with the HTTP transport).
-    pub fn with_access(access: Arc<ToolAccess>) -> Self {
+    pub fn from_access(access: Arc<ToolAccess>) -> Self {
         EntraMcpServer {
             access,
             downstream: None,
@@ -70,15 +70,9 @@ impl EntraMcpServer {
 
     /// This server, also offering `my_profile`, which calls Microsoft Graph through
     /// `downstream` on the caller's behalf.
-    pub fn and_downstream(mut self, downstream: Arc<Downstream>) -> Self {
+    pub fn with_downstream(mut self, downstream: Arc<Graph>) -> Self {
         self.downstream = Some(downstream);
         self
-    }
-
-    /// A server with the declared requirements (no configuration overrides) that also offers
-    /// `my_profile` through `downstream`.
-    pub fn with_downstream(downstream: Arc<Downstream>) -> Self {
-        EntraMcpServer::new().and_downstream(downstream)
     }
 
     /// `true` when a downstream credential is configured (`my_profile` is listed).
@@ -183,7 +177,7 @@ impl EntraMcpServer {
     /// A server with the tools and their declared requirements (no configuration overrides,
     /// no downstream credential).
     pub fn new() -> Self {
-        EntraMcpServer::with_access(ToolAccess::declared())
+        EntraMcpServer::from_access(ToolAccess::declared())
     }
 
     /// Who may call `my_profile`: any caller the server accepts. An app-only caller has no user

@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mcp_server_entra::downstream::Downstream;
+use mcp_server_entra::graph::Graph;
 use mcp_server_entra::EntraMcpServer;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{json, Value};
@@ -243,12 +243,12 @@ impl Fakes {
     pub async fn server(&self, credential: ClientCredential) -> TestServer {
         let verifier = self.verifier().await;
         let provider = verifier.on_behalf_of(DownstreamConfig::new(credential)).unwrap();
-        let downstream = Arc::new(Downstream::new(provider, url::Url::parse(&self.graph).unwrap()));
+        let downstream = Arc::new(Graph::new(provider, url::Url::parse(&self.graph).unwrap()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = transports::http::HttpConfig::new(url::Url::parse(&base).unwrap());
         let server = transports::http::serve(listener, config, Arc::new(verifier), move || {
-            EntraMcpServer::with_downstream(downstream.clone())
+            EntraMcpServer::new().with_downstream(downstream.clone())
         })
         .unwrap();
         TestServer { base, server }
@@ -629,12 +629,13 @@ async fn my_profile_works_over_stdio_too() {
     let provider = verifier
         .on_behalf_of(DownstreamConfig::new(ClientCredential::secret(SECRET).unwrap()))
         .unwrap();
-    let downstream = Arc::new(Downstream::new(provider, url::Url::parse(&fakes.graph).unwrap()));
+    let downstream = Arc::new(Graph::new(provider, url::Url::parse(&fakes.graph).unwrap()));
     let alice = fakes.token_for(ALICE_OID, "Alice Example");
     let auth = Arc::new(StdioAuth::new(Arc::new(verifier), TokenSource::Fixed(alice)));
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        let _ = transports::stdio::serve(EntraMcpServer::with_downstream(downstream), auth, server_io).await;
+        let _ = transports::stdio::serve(EntraMcpServer::new().with_downstream(downstream), auth, server_io)
+            .await;
     });
     let client: Client = ().serve(client_io).await.unwrap();
     let result = client

@@ -12,6 +12,7 @@ mod http;
 mod limits;
 mod log_hygiene;
 mod metrics;
+mod own_server;
 mod sessions;
 mod stdio;
 mod tool_access;

@@ -135,7 +135,7 @@ async fn server(fake: &FakeEntra, legacy_sessions: bool) -> (TestServer, HttpCon
     let access = access();
     config.tool_gate = Some(access.clone());
     let server = transports::http::serve(listener, config.clone(), Arc::new(verifier), move || {
-        EntraMcpServer::with_access(access.clone())
+        EntraMcpServer::from_access(access.clone())
     })
     .unwrap();
     (TestServer { base, server }, config)
@@ -478,7 +478,7 @@ async fn the_card_resource_follows_its_tool() {
             transports::stdio::TokenSource::Fixed("t".into()),
         ));
         let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-        let server = EntraMcpServer::with_access(access.clone());
+        let server = EntraMcpServer::from_access(access.clone());
         tokio::spawn(async move {
             let _ = transports::stdio::serve(server, auth, server_io).await;
         });

@@ -319,6 +319,19 @@ pub enum InvalidToken {
 }
 
 impl InvalidToken {
+    /// For [`InvalidToken::Expired`]: when the token expired, without the generic fix ("get a
+    /// new token"), for a transport that names the fix for where its token comes from.
+    pub fn expiry(&self) -> Option<String> {
+        match self {
+            InvalidToken::Expired { expired_at } => Some(format!(
+                "the token expired at {} ({} ago)",
+                fmt_time(*expired_at),
+                fmt_ago(*expired_at)
+            )),
+            _ => None,
+        }
+    }
+
     /// A short, stable label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

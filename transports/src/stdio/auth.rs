@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use tokio::time::Instant;
-use verifiers::{AccessToken, AuthError, Identity, InvalidToken, TokenVerifier};
+use verifiers::{AccessToken, AuthError, Identity, TokenVerifier};
 
 use super::source::{az_example, TokenSource, TokenSourceError};
 
@@ -42,11 +42,13 @@ fn rejection(source_name: &str, error: &AuthError, scope: &str) -> String {
             "cannot verify the token from {source_name}: the identity provider's signing keys could not be fetched; check the network path to AZURE_AUTHORITY_HOST, then start the server again"
         );
     }
-    let reason = error.to_string();
-    if !matches!(error, AuthError::InvalidToken(InvalidToken::Expired { .. })) {
-        return format!("the token from {source_name} was rejected: {reason}");
-    }
-    let reason = reason.trim_end_matches("; get a new token");
+    let expiry = match error {
+        AuthError::InvalidToken(invalid) => invalid.expiry(),
+        _ => None,
+    };
+    let Some(reason) = expiry else {
+        return format!("the token from {source_name} was rejected: {error}");
+    };
     let fix = match source_name {
         "MCP_ACCESS_TOKEN" => format!(
             "get a new token ({}) and restart the server, or set MCP_ACCESS_TOKEN_COMMAND so it refreshes the token itself",

@@ -7,6 +7,7 @@
 //! stdout carries only JSON-RPC; logs must go to stderr.
 
 mod auth;
+mod command;
 mod service;
 mod source;
 
@@ -18,8 +19,9 @@ use rmcp::ServerHandler;
 use thiserror::Error;
 
 pub use auth::{StdioAuth, StdioAuthError};
+pub use command::TOKEN_COMMAND_ENV;
 pub use service::Authenticated;
-pub use source::{az_example, TokenSource, TokenSourceError, TOKEN_COMMAND_ENV};
+pub use source::{az_example, TokenSource, TokenSourceError};
 
 /// Why the stdio server could not start or stopped with an error.
 #[derive(Debug, Error)]

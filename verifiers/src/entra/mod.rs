@@ -223,7 +223,7 @@ impl EntraVerifier {
         })
     }
 
-    fn verify_now(&self, token: &str, now: u64) -> Result<Checked, AuthError> {
+    fn precheck(&self, token: &str, now: u64) -> Result<Checked, AuthError> {
         let cfg = &self.inner.config;
         if token.len() > cfg.max_token_bytes {
             return Err(InvalidToken::TooLarge {
@@ -388,7 +388,7 @@ impl EntraVerifier {
         if let Some(identity) = self.inner.cache.get(&cache_key, now, generation) {
             return Ok(identity);
         }
-        let checked = self.verify_now(token, now)?;
+        let checked = self.precheck(token, now)?;
         let mut snapshot = self.inner.keys.snapshot();
         if snapshot.issuer.is_none() {
             snapshot = self.inner.keys.refresh_on_demand(None).await;
