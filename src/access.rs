@@ -17,7 +17,6 @@
 //! scope.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{ErrorCode, ErrorData as McpError};
 use serde_json::json;
@@ -94,25 +93,24 @@ pub struct ToolAccess {
 }
 
 impl ToolAccess {
-    /// The tools' declared requirements with the configuration's `overrides` applied.
+    /// `declared` (each tool's requirement, as the server that owns the tools declares it; every
+    /// tool of `tools` must have one) with the configuration's `overrides` applied.
     ///
     /// `identifier_uri` (`AZURE_IDENTIFIER_URI`) turns short scope names into the URIs a client
-    /// requests; `floor_scopes` are `AZURE_REQUIRED_SCOPES` (short names). Fails on a table for
-    /// an unknown tool, an empty table or list, or a name that is not short.
-    pub fn new(
+    /// requests; `floor_scopes` are `AZURE_REQUIRED_SCOPES` (short names). Fails on a tool
+    /// without a declaration, a table for an unknown tool, an empty table or list, or a name that
+    /// is not short. (`tools.rs` calls this with its own tools: [`ToolAccess::new`].)
+    pub fn from_declarations(
+        declared: impl IntoIterator<Item = (String, Requirement)>,
+        tools: impl IntoIterator<Item = String>,
         identifier_uri: &str,
         floor_scopes: &[String],
         overrides: &ToolOverrides,
     ) -> Result<ToolAccess, ToolConfigError> {
         let identifier_uri = identifier_uri.trim_end_matches('/').to_owned();
-        let declared: BTreeMap<String, Requirement> = crate::tools::declared_requirements()
-            .into_iter()
-            .map(|(name, requirement)| (name.to_owned(), requirement))
-            .collect();
-        for tool in crate::tools::shared_router().list_all() {
-            if !declared.contains_key(tool.name.as_ref()) {
-                return Err(ToolConfigError::Undeclared(tool.name.into_owned()));
-            }
+        let declared: BTreeMap<String, Requirement> = declared.into_iter().collect();
+        if let Some(undeclared) = tools.into_iter().find(|tool| !declared.contains_key(tool)) {
+            return Err(ToolConfigError::Undeclared(undeclared));
         }
         let mut tools = declared;
         // In name order, so the first error reported does not depend on hashing.
@@ -137,34 +135,18 @@ impl ToolAccess {
         })
     }
 
-    /// The declared requirements with no overrides, for servers built without settings
-    /// ([`EntraMcpServer::new`](crate::EntraMcpServer::new)): scope URIs are named under
-    /// `api://<client-id>`.
-    pub fn declared() -> Arc<ToolAccess> {
-        static DECLARED: OnceLock<Arc<ToolAccess>> = OnceLock::new();
-        DECLARED
-            .get_or_init(|| {
-                let access = ToolAccess::new("api://<client-id>", &[], &ToolOverrides::new());
-                // Fail closed: a tool without a declaration (a bug the tests catch) refuses every
-                // caller for every tool, rather than an empty table that would refuse none.
-                Arc::new(access.unwrap_or_else(|error| {
-                    tracing::error!(%error, "the tools' declared requirements are broken; every tool call is refused");
-                    let refuse_all = Requirement {
-                        scopes: None,
-                        app_roles: None,
-                    };
-                    ToolAccess {
-                        tools: crate::tools::shared_router()
-                            .list_all()
-                            .into_iter()
-                            .map(|tool| (tool.name.into_owned(), refuse_all.clone()))
-                            .collect(),
-                        floor_scope_uris: Vec::new(),
-                        identifier_uri: "api://<client-id>".to_owned(),
-                    }
-                }))
-            })
-            .clone()
+    /// Every one of `tools` refused to every caller: what a server falls back to when its
+    /// declarations are broken (fail closed; an empty table would refuse nobody).
+    pub fn refusing_all(tools: impl IntoIterator<Item = String>, identifier_uri: &str) -> ToolAccess {
+        let refuse_all = Requirement {
+            scopes: None,
+            app_roles: None,
+        };
+        ToolAccess {
+            tools: tools.into_iter().map(|tool| (tool, refuse_all.clone())).collect(),
+            floor_scope_uris: Vec::new(),
+            identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
+        }
     }
 
     /// The requirement of the tool `name`, if the server has it.
@@ -313,7 +295,7 @@ impl From<ToolDenied> for McpError {
 }
 
 /// The JSON-RPC error of every authorization refusal inside the MCP layer (a forbidden tool,
-/// or a tool's own check such as [`require_role`](crate::require_role)): code `-32600`
+/// or a tool's own check such as `require_role`): code `-32600`
 /// (invalid request), the reason as the message, and `data` with `error:
 /// "insufficient_scope"`, the `scope` to request (when one helps) and what is missing.
 pub(crate) fn insufficient_scope(message: String, scope: Option<&str>, error: &AuthError) -> McpError {
@@ -404,19 +386,6 @@ mod tests {
     fn an_unknown_key_in_a_tool_table_is_refused() {
         let err = parse("[tools.roll_dice]\nscope = [\"a\"]").unwrap_err();
         assert!(err.to_string().contains("unknown field `scope`"), "{err}");
-    }
-
-    #[test]
-    fn every_tool_declares_a_requirement_and_the_examples_ask_only_for_the_floor() {
-        let access = ToolAccess::new("api://x", &[], &ToolOverrides::new()).unwrap();
-        for tool in crate::tools::shared_router().list_all() {
-            assert_eq!(
-                access.requirement(&tool.name),
-                Some(&Requirement::floor()),
-                "{}",
-                tool.name
-            );
-        }
     }
 
     fn user(scopes: &[&str]) -> Identity {

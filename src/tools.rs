@@ -81,6 +81,50 @@ impl EntraMcpServer {
     }
 }
 
+impl ToolAccess {
+    /// This server's tools' declared requirements ([`declared_requirements`]) with the
+    /// configuration's `overrides` applied; see [`ToolAccess::from_declarations`].
+    pub fn new(
+        identifier_uri: &str,
+        floor_scopes: &[String],
+        overrides: &crate::access::ToolOverrides,
+    ) -> Result<ToolAccess, crate::access::ToolConfigError> {
+        ToolAccess::from_declarations(
+            declared_requirements()
+                .into_iter()
+                .map(|(name, requirement)| (name.to_owned(), requirement)),
+            shared_router()
+                .list_all()
+                .into_iter()
+                .map(|tool| tool.name.into_owned()),
+            identifier_uri,
+            floor_scopes,
+            overrides,
+        )
+    }
+
+    /// The declared requirements with no overrides, for servers built without settings
+    /// ([`EntraMcpServer::new`]): scope URIs are named under `api://<client-id>`.
+    pub fn declared() -> Arc<ToolAccess> {
+        static DECLARED: std::sync::OnceLock<Arc<ToolAccess>> = std::sync::OnceLock::new();
+        DECLARED
+            .get_or_init(|| {
+                let identifier_uri = "api://<client-id>";
+                let access = ToolAccess::new(identifier_uri, &[], &Default::default());
+                // Fail closed: a tool without a declaration (a bug the tests catch) refuses every
+                // caller for every tool.
+                Arc::new(access.unwrap_or_else(|error| {
+                    tracing::error!(%error, "the tools' declared requirements are broken; every tool call is refused");
+                    ToolAccess::refusing_all(
+                        shared_router().list_all().into_iter().map(|tool| tool.name.into_owned()),
+                        identifier_uri,
+                    )
+                }))
+            })
+            .clone()
+    }
+}
+
 /// Every tool's requirement as declared beside it. [`ToolAccess::new`] refuses to start if a
 /// tool of the router is missing here.
 pub fn declared_requirements() -> Vec<(&'static str, Requirement)> {
@@ -359,4 +403,23 @@ fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, McpError> {
 
 fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verifiers::Requirement;
+
+    #[test]
+    fn every_tool_declares_a_requirement_and_the_examples_ask_only_for_the_floor() {
+        let access = ToolAccess::new("api://x", &[], &crate::access::ToolOverrides::new()).unwrap();
+        for tool in shared_router().list_all() {
+            assert_eq!(
+                access.requirement(&tool.name),
+                Some(&Requirement::floor()),
+                "{}",
+                tool.name
+            );
+        }
+    }
 }

@@ -46,6 +46,7 @@ mod access_token;
 mod downstream;
 mod entra;
 mod error;
+mod guid;
 mod identity;
 mod policy;
 mod static_verifier;

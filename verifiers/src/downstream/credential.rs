@@ -287,7 +287,7 @@ impl ClientCredential {
             }
         }
         if let Some(id) = &client_id {
-            if !crate::entra::is_guid(id) {
+            if !crate::guid::is_guid(id) {
                 return Err(CredentialConfigError::ManagedIdentityClientId(id.clone()));
             }
         }

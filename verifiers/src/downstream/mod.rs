@@ -38,7 +38,7 @@ pub use credential::{
 };
 pub use error::{DownstreamConfigError, DownstreamError};
 
-use crate::{AccessToken, EntraConfig, Identity};
+use crate::{AccessToken, Identity};
 use cache::{Cached, Key, TokenCache};
 use http::{form, read_limited};
 
@@ -134,11 +134,14 @@ struct TokenError {
 }
 
 impl OnBehalfOf {
-    /// A provider for the app registration of `entra`, sending requests with `http` (the
-    /// verifier's client: its timeouts bound every call, so nothing hangs).
+    /// A provider for the app registration `client_id` at `authority_host`, exchanging in
+    /// `fixed_tenant` (a single-tenant server) or in each caller's own tenant (`None`), sending
+    /// requests with `http` (the verifier's client: its timeouts bound every call, so nothing
+    /// hangs).
     pub(crate) fn new(
-        entra: &EntraConfig,
-        multi_tenant: bool,
+        client_id: &str,
+        authority_host: &Url,
+        fixed_tenant: Option<&str>,
         http: reqwest::Client,
         config: DownstreamConfig,
     ) -> Result<Self, DownstreamConfigError> {
@@ -146,9 +149,9 @@ impl OnBehalfOf {
         Ok(OnBehalfOf {
             inner: Arc::new(Inner {
                 http,
-                client_id: entra.client_id.clone(),
-                authority_host: entra.authority_host.clone(),
-                fixed_tenant: (!multi_tenant).then(|| entra.tenant.clone()),
+                client_id: client_id.to_owned(),
+                authority_host: authority_host.clone(),
+                fixed_tenant: fixed_tenant.map(str::to_owned),
                 scopes: config.scopes.join(" "),
                 credential: config.credential,
                 cache: TokenCache::new(config.cache_entries),
@@ -383,11 +386,11 @@ mod tests {
     use super::*;
 
     fn provider(tenant: &str, multi: bool) -> OnBehalfOf {
-        let entra = EntraConfig::new("11111111-2222-3333-4444-555555555555", tenant);
         let credential = ClientCredential::secret("s").unwrap();
         OnBehalfOf::new(
-            &entra,
-            multi,
+            "11111111-2222-3333-4444-555555555555",
+            &Url::parse(crate::DEFAULT_AUTHORITY_HOST).unwrap(),
+            (!multi).then_some(tenant),
             reqwest::Client::new(),
             DownstreamConfig::new(credential),
         )

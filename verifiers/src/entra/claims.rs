@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Number, Value};
 
 use super::jwt::optional_str;
+use crate::Identity;
 use crate::InvalidToken;
 
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Later (or negative, or non-finite)
@@ -183,6 +184,45 @@ impl CallerClaims {
             client_app,
             username,
         })
+    }
+}
+
+/// How a verified token's claims become an [`Identity`]: here, beside the parser, so the generic
+/// `Identity` knows nothing of Entra's claims.
+impl Identity {
+    /// Builds an identity from a token's verified claims.
+    ///
+    /// The claims are read by the same typed parser the Entra verifier uses (docs/ARCHITECTURE.md#token-verification), so the
+    /// two never disagree: `scp` splits on the space character (RFC 6749 §3.3), `exp` may be
+    /// fractional (RFC 7519 NumericDate), and the token is app-only only on positive evidence
+    /// (`idtyp` = `app`, or no `idtyp`, no `scp`, `oid` = `sub` and a client id in `azp`/`appid`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidToken`] when a claim has the wrong type or range (`exp` past year 9999, `roles`
+    /// not an array of strings, …), when the claims are an ID token's (`nonce`, `at_hash`,
+    /// `c_hash` without `scp`), or when `idtyp` = `app` comes with `scp`.
+    pub fn from_claims(claims: Map<String, Value>) -> Result<Identity, InvalidToken> {
+        let parsed = CallerClaims::parse(&claims)?;
+        Ok(Identity::from_parsed(parsed, claims))
+    }
+
+    /// Builds an identity from claims already parsed (by the verifier) and the raw claims.
+    pub(crate) fn from_parsed(parsed: CallerClaims, claims: Map<String, Value>) -> Identity {
+        let subject = parsed.subject.unwrap_or_default();
+        Identity {
+            app_only: parsed.kind == TokenKind::AppOnly,
+            object_id: parsed.object_id.unwrap_or_default(),
+            subject,
+            tenant_id: parsed.tenant_id.unwrap_or_default(),
+            name: parsed.name,
+            username: parsed.username,
+            scopes: parsed.scopes.unwrap_or_default(),
+            roles: parsed.roles,
+            client_app: parsed.client_app,
+            expires_at: parsed.expires.map(|exp| exp.system_time()),
+            claims,
+        }
     }
 }
 

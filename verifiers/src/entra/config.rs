@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use thiserror::Error;
 use url::Url;
 
+use super::error::EntraConfigError;
 use super::tenant::TenantPolicy;
+use crate::guid::is_guid;
 
 /// How the [`EntraVerifier`](super::EntraVerifier) validates tokens.
 ///
@@ -172,48 +173,6 @@ impl EntraConfig {
     pub(crate) fn metadata_url(&self) -> String {
         format!("{}/.well-known/openid-configuration", self.authority())
     }
-}
-
-/// A setting of the Entra verifier that cannot work. The text names the setting.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum EntraConfigError {
-    /// `AZURE_CLIENT_ID` is not a GUID.
-    #[error("AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got {0:?}")]
-    ClientIdNotGuid(String),
-    /// `AZURE_TENANT_ID` is neither a GUID, a domain, nor a multi-tenant keyword.
-    #[error("AZURE_TENANT_ID must be a tenant GUID, a domain such as contoso.onmicrosoft.com, or one of organizations, common, consumers; got {0:?}")]
-    BadTenant(String),
-    /// An `AZURE_ALLOWED_TENANTS` entry is not a GUID.
-    #[error("AZURE_ALLOWED_TENANTS must list tenant GUIDs, got {0:?}")]
-    AllowedTenantNotGuid(String),
-    /// An allow-list with a single-tenant policy, which would be silently meaningless.
-    #[error("AZURE_ALLOWED_TENANTS only applies when AZURE_TENANT_ID is organizations or common")]
-    AllowListNeedsMultiTenant,
-    /// `AZURE_IDENTIFIER_URI` is empty.
-    #[error("AZURE_IDENTIFIER_URI must not be empty (it defaults to api://<client-id>)")]
-    EmptyIdentifierUri,
-    /// `AZURE_AUTHORITY_HOST` is plain HTTP on a non-loopback host, or not HTTP at all.
-    #[error(
-        "AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}"
-    )]
-    InsecureAuthority(String),
-    /// A refresh interval of zero.
-    #[error("the signing-key refresh intervals must be greater than zero")]
-    ZeroInterval,
-    /// The HTTPS client for Entra could not be built (no TLS roots, …).
-    #[error("could not build the HTTPS client used to reach Entra")]
-    HttpClient(#[source] reqwest::Error),
-}
-
-/// `true` for the canonical 8-4-4-4-12 hexadecimal GUID form.
-pub(crate) fn is_guid(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
 }
 
 /// The rule for every document the verifier fetches and every URL it sends a token to: `https`,

@@ -33,6 +33,7 @@
 mod cache;
 pub(crate) mod claims;
 mod config;
+mod error;
 mod jwt;
 mod keys;
 mod tenant;
@@ -45,8 +46,8 @@ use claims::{optional_time, CallerClaims};
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 
-pub(crate) use config::is_guid;
-pub use config::{is_secure_transport, EntraConfig, EntraConfigError, DEFAULT_AUTHORITY_HOST};
+pub use config::{is_secure_transport, EntraConfig, DEFAULT_AUTHORITY_HOST};
+pub use error::EntraConfigError;
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::downstream::{DownstreamConfig, DownstreamConfigError, OnBehalfOf};
@@ -165,9 +166,11 @@ impl EntraVerifier {
     /// host, client id, tenant and HTTP client (timeouts) as the verifier. For a multi-tenant
     /// server the exchange happens in the caller's tenant.
     pub fn on_behalf_of(&self, downstream: DownstreamConfig) -> Result<OnBehalfOf, DownstreamConfigError> {
+        let config = &self.inner.config;
         OnBehalfOf::new(
-            &self.inner.config,
-            self.inner.tenant_policy.is_multi_tenant(),
+            &config.client_id,
+            &config.authority_host,
+            (!self.inner.tenant_policy.is_multi_tenant()).then_some(config.tenant.as_str()),
             self.inner.http.clone(),
             downstream,
         )
@@ -355,7 +358,7 @@ impl EntraVerifier {
                 metadata_issuer.split('/').nth(3).unwrap_or_default()
             }
             TenantPolicy::Organizations | TenantPolicy::Common => {
-                if !config::is_guid(tid) {
+                if !crate::guid::is_guid(tid) {
                     return Err(InvalidToken::TenantNotGuid(tid.into()).into());
                 }
                 tid

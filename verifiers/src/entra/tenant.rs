@@ -1,6 +1,7 @@
 //! Which issuers and tenants are accepted: single-tenant, `organizations`, `common`, `consumers`.
 
-use super::config::{is_guid, EntraConfigError};
+use super::error::EntraConfigError;
+use crate::guid::is_guid;
 use crate::InvalidToken;
 
 /// The tenant id of personal Microsoft accounts (MSA).
@@ -227,7 +228,7 @@ mod tests {
 
             #[test]
             fn multi_tenant_refuses_any_non_guid_tid(tid in "\\PC{0,40}") {
-                prop_assume!(!super::super::is_guid(&tid));
+                prop_assume!(!crate::guid::is_guid(&tid));
                 let result = TenantPolicy::Common.check_v2(TEMPLATE, &iss(&tid), &tid, &[]);
                 prop_assert_eq!(result, Err(InvalidToken::TenantNotGuid(tid.as_str().into())));
             }
