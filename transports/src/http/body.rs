@@ -16,6 +16,17 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// A plain-text answer with `status`.
+pub(crate) fn text(status: http::StatusCode, body: &str) -> http::Response<Body> {
+    let mut response = http::Response::new(full(body.to_owned()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
 pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }

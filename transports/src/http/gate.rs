@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 use verifiers::Identity;
 
 use super::ambiguity::request_host;
-use super::body::{full, Body};
+use super::body::{text, Body};
 use super::challenge::{tool_refusal_response, Challenges};
 use super::mcp_headers;
 use crate::ToolGate;
@@ -117,9 +117,7 @@ where
                 // passes a gate (fail closed).
                 (Some(_), None) => {
                     tracing::error!("the tool gate saw a request without a verified identity; refused");
-                    let mut response = Response::new(full("Internal Server Error"));
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    return Ok(response);
+                    return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
                 }
             };
             inner.call(request).await
@@ -172,9 +170,7 @@ where
             return Ok(request.map(Either::Left));
         }
         (Err(error), _) | (_, Err(error)) => {
-            let mut response = Response::new(full(format!("Bad Request: {error}")));
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-            return Err(response);
+            return Err(text(StatusCode::BAD_REQUEST, &format!("Bad Request: {error}")));
         }
     }
     // Legacy: peek at a body of known, acceptable length.
@@ -191,9 +187,10 @@ where
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             tracing::debug!(%error, "could not read a request body");
-            let mut response = Response::new(full("Bad Request: the request body could not be read"));
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-            return Err(response);
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: the request body could not be read",
+            ));
         }
     };
     if let Some(response) = single_tool_call(&bytes).and_then(|name| refuse(&name)) {
@@ -230,6 +227,7 @@ mod tests {
     use verifiers::ScopeProblem;
 
     use super::*;
+    use crate::http::body::full;
     use crate::ToolRefusal;
 
     /// Refuses `roll_dice`, allows everything else.

@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 use verifiers::{CallerText, TokenVerifier};
 
 use super::ambiguity::{ambiguity, request_host};
-use super::body::{empty, full, Body};
+use super::body::{empty, full, text, Body};
 use super::config::MCP_PATH;
 use super::connection::RequestBody;
 use super::metadata::MetadataDocuments;
@@ -264,16 +264,6 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
-pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(full(body.to_owned()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     response
 }
 

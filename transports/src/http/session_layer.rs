@@ -21,7 +21,7 @@ use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 use verifiers::Identity;
 
-use super::body::{full, with_guard, Body};
+use super::body::{text, with_guard, Body};
 use super::priming::{predates_priming, without_priming};
 use super::session_cap::{watch_refusals, Refusal};
 use super::sessions::{Ownership, Principal, PrincipalStreams, SessionBindings};
@@ -119,9 +119,7 @@ where
             // (fail closed).
             let Some(identity) = request.extensions().get::<Arc<Identity>>().cloned() else {
                 tracing::error!("the session layer saw a request without a verified identity; refused");
-                let mut response = Response::new(full("Internal Server Error"));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                return Ok(response);
+                return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
             };
             let principal = Principal::of(&identity);
             let session = match (request.headers().get(SESSION_HEADER), &layer.session_prefix) {
@@ -248,59 +246,59 @@ fn track_session(
     }
 }
 
+/// A plain-text refusal with `status`, and `Retry-After` (seconds) when retrying can help.
+fn refusal(status: StatusCode, body: impl AsRef<str>, retry_after: Option<&'static str>) -> Response<Body> {
+    let mut response = text(status, body.as_ref());
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(seconds));
+    }
+    response
+}
+
 fn principal_sessions_busy(max: usize) -> Response<Body> {
-    let mut response = Response::new(full(format!(
-        "Service Unavailable: you hold {max} sessions (MAX_SESSIONS_PER_PRINCIPAL), each with a request in flight; end one (DELETE) or retry later"
-    )));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-    response
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Service Unavailable: you hold {max} sessions (MAX_SESSIONS_PER_PRINCIPAL), each with a request in flight; end one (DELETE) or retry later"),
+        Some("5"),
+    )
 }
 
 fn too_many_streams(max: usize) -> Response<Body> {
-    let mut response = Response::new(full(format!(
-        "Too Many Requests: you have {max} requests or event streams open at once (MAX_STREAMS_PER_PRINCIPAL); close one or retry later"
-    )));
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-    response
+    refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too Many Requests: you have {max} requests or event streams open at once (MAX_STREAMS_PER_PRINCIPAL); close one or retry later"),
+        Some("1"),
+    )
 }
 
 fn no_principal_for_session() -> Response<Body> {
-    let mut response = Response::new(full(
+    refusal(
+        StatusCode::FORBIDDEN,
         "Forbidden: the token has no oid claim, and sessions are bound to the caller's tenant and object id (tid, oid); use a token from Microsoft Entra ID with oid, or the 2026-07-28 protocol, which needs no session",
-    ));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response
+        None,
+    )
 }
 
 fn too_many_sessions(max: usize) -> Response<Body> {
-    let mut response = Response::new(full(format!(
-        "Service Unavailable: {max} sessions are open, the most this server keeps; retry later or use the 2026-07-28 protocol, which needs no session"
-    )));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-    response
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Service Unavailable: {max} sessions are open, the most this server keeps; retry later or use the 2026-07-28 protocol, which needs no session"),
+        Some("5"),
+    )
 }
 
 fn cannot_resume() -> Response<Body> {
-    let mut response = Response::new(full(
+    refusal(
+        StatusCode::BAD_REQUEST,
         "Bad Request: the stream cannot be resumed: Last-Event-ID names no event this server still keeps for this session (never issued, or older than SSE_RETENTION_SECS); send the request again instead",
-    ));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response
+        None,
+    )
 }
 
 fn session_not_found() -> Response<Body> {
-    let mut response = Response::new(full("Not Found: Session not found"));
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
+    refusal(StatusCode::NOT_FOUND, "Not Found: Session not found", None)
 }
 
 #[cfg(test)]
@@ -309,6 +307,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+    use crate::http::body::full;
 
     fn request(who: &str, session: Option<&str>) -> Request<()> {
         let mut request = Request::post("/mcp");
