@@ -515,6 +515,15 @@ async fn token_rules() {
             ),
         ),
         row(
+            "tid spelled in another case than the issuer's tenant (found by the fuzz oracle)",
+            Common,
+            |c| {
+                let mixed = format!("aaAa{}", &TENANT[4..]);
+                mint(&c.key1, &c.claims(TENANT, json!({"tid": mixed})))
+            },
+            Refused(401, INVALID, &["is not the tenant of its issuer"]),
+        ),
+        row(
             "no scp, oid = sub but no client id",
             Single,
             |c| c.app(json!({"azp": null})),

@@ -326,12 +326,19 @@ impl EntraVerifier {
 
     fn check_issuer(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
         self.check_issuer_policy(snapshot, checked)?;
-        // The issuer names one tenant; `tid` must be that tenant (for multi-tenant policies the
-        // issuer was built from `tid`, for a single tenant it comes from the metadata).
+        // The issuer names one tenant; `tid` must be that tenant, spelled as the issuer spells it
+        // (Entra writes both in lower case): for multi-tenant policies the issuer was built from
+        // `tid`, for a single tenant it comes from the metadata. `checked.tenant` is normalised
+        // to lower case for comparisons elsewhere, so the token's own spelling is read here.
         let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
-        if !issuer_tenant(iss).is_some_and(|t| t.eq_ignore_ascii_case(tid)) {
+        let as_written = checked
+            .claims
+            .get("tid")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(tid);
+        if issuer_tenant(iss) != Some(as_written) {
             return Err(InvalidToken::TenantMismatch {
-                tid: tid.into(),
+                tid: as_written.into(),
                 issuer: iss.into(),
             }
             .into());
