@@ -58,7 +58,12 @@ fn tool_check(c: &mut Criterion) {
             app_roles: Some(vec!["Dice.Roll.All".into()]),
         },
     );
-    let access = ToolAccess::new("api://bench", &["access_as_user".into()], &overrides).unwrap();
+    let access = ToolAccess::new(
+        &"api://bench".parse().unwrap(),
+        &["access_as_user".into()],
+        &overrides,
+    )
+    .unwrap();
     let user = Identity::builder("oid", "tid")
         .scopes(["openid", "access_as_user", "Dice.Roll"])
         .build();

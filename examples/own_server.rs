@@ -11,7 +11,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
-use transports::http::HttpConfig;
+use transports::http::{AccessControl, HttpConfig};
 use verifiers::{AccessPolicy, EntraConfig, EntraVerifier, Identity};
 
 /// One tool that greets the verified caller.
@@ -56,8 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let config = HttpConfig::new(base.parse()?);
-    let server = transports::http::serve(listener, config, Arc::new(verifier), || Greeter {
-        tool_router: Greeter::tool_router(),
+    let server = transports::http::serve(listener, config, AccessControl::new(Arc::new(verifier)), || {
+        Greeter {
+            tool_router: Greeter::tool_router(),
+        }
     })?;
     println!("{base}/mcp");
     tokio::signal::ctrl_c().await?;

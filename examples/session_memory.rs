@@ -31,7 +31,7 @@ use mcp_server_entra::EntraMcpServer;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::ServiceExt as _;
 use serde_json::json;
-use transports::http::HttpConfig;
+use transports::http::{AccessControl, HttpConfig};
 use verifiers::{AccessPolicy, Identity, StaticVerifier};
 
 thread_local! {
@@ -115,7 +115,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verifier = StaticVerifier::new(AccessPolicy::scopes(["access_as_user"])).with_token(TOKEN, identity);
     let server = {
         let _guard = server_rt.enter();
-        transports::http::serve(listener, config, Arc::new(verifier), EntraMcpServer::new)?
+        transports::http::serve(
+            listener,
+            config,
+            AccessControl::new(Arc::new(verifier)),
+            EntraMcpServer::new,
+        )?
     };
     let http_before = server_rt.block_on(settled());
     let url = format!("{base}/mcp");

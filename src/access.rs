@@ -22,7 +22,7 @@ use rmcp::model::{ErrorCode, ErrorData as McpError};
 use serde_json::json;
 use thiserror::Error;
 use transports::{ToolGate, ToolRefusal};
-use verifiers::{AuthError, Identity, Requirement, ScopeProblem};
+use verifiers::{ApplicationIdUri, AuthError, Identity, Requirement, ScopeProblem};
 
 pub use crate::config::ToolOverride;
 
@@ -88,8 +88,8 @@ pub struct ToolAccess {
     tools: BTreeMap<String, Requirement>,
     /// The server-wide scopes as full URIs (`api://…/access_as_user`).
     floor_scope_uris: Vec<String>,
-    /// The Application ID URI, without a trailing slash.
-    identifier_uri: String,
+    /// The Application ID URI.
+    identifier_uri: ApplicationIdUri,
 }
 
 impl ToolAccess {
@@ -103,11 +103,10 @@ impl ToolAccess {
     pub fn from_declarations(
         declared: impl IntoIterator<Item = (String, Requirement)>,
         tools: impl IntoIterator<Item = String>,
-        identifier_uri: &str,
+        identifier_uri: &ApplicationIdUri,
         floor_scopes: &[String],
         overrides: &ToolOverrides,
     ) -> Result<ToolAccess, ToolConfigError> {
-        let identifier_uri = identifier_uri.trim_end_matches('/').to_owned();
         let declared: BTreeMap<String, Requirement> = declared.into_iter().collect();
         if let Some(undeclared) = tools.into_iter().find(|tool| !declared.contains_key(tool)) {
             return Err(ToolConfigError::Undeclared(undeclared));
@@ -126,18 +125,18 @@ impl ToolAccess {
             *slot = requirement(table, name)?;
         }
         Ok(ToolAccess {
-            floor_scope_uris: floor_scopes
-                .iter()
-                .map(|s| scope_uri(&identifier_uri, s))
-                .collect(),
-            identifier_uri,
+            floor_scope_uris: floor_scopes.iter().map(|s| identifier_uri.scope(s)).collect(),
+            identifier_uri: identifier_uri.clone(),
             tools,
         })
     }
 
     /// Every one of `tools` refused to every caller: what a server falls back to when its
     /// declarations are broken (fail closed; an empty table would refuse nobody).
-    pub fn refusing_all(tools: impl IntoIterator<Item = String>, identifier_uri: &str) -> ToolAccess {
+    pub fn refusing_all(
+        tools: impl IntoIterator<Item = String>,
+        identifier_uri: ApplicationIdUri,
+    ) -> ToolAccess {
         let refuse_all = Requirement {
             scopes: None,
             app_roles: None,
@@ -145,7 +144,7 @@ impl ToolAccess {
         ToolAccess {
             tools: tools.into_iter().map(|tool| (tool, refuse_all.clone())).collect(),
             floor_scope_uris: Vec::new(),
-            identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
+            identifier_uri,
         }
     }
 
@@ -169,11 +168,11 @@ impl ToolAccess {
             return Ok(());
         };
         let scope = if identity.app_only {
-            format!("{}/.default", self.identifier_uri)
+            self.identifier_uri.default_scope()
         } else {
             let mut uris = self.floor_scope_uris.clone();
             for scope in requirement.scopes.iter().flat_map(|s| s.names()) {
-                let uri = scope_uri(&self.identifier_uri, scope);
+                let uri = self.identifier_uri.scope(scope);
                 if !uris.contains(&uri) {
                     uris.push(uri);
                 }
@@ -231,10 +230,6 @@ fn checked<'a>(
         });
     }
     Ok(Some(names))
-}
-
-fn scope_uri(identifier_uri: &str, scope: &str) -> String {
-    format!("{identifier_uri}/{scope}")
 }
 
 /// A tool call refused by [`ToolAccess::check`]: the tool, what the token lacks, and what to
@@ -375,7 +370,7 @@ mod tests {
             ),
         ];
         for (toml, expected) in rows {
-            let got = ToolAccess::new("api://x", &[], &overrides(toml))
+            let got = ToolAccess::new(&"api://x".parse().unwrap(), &[], &overrides(toml))
                 .map(|_| ())
                 .map_err(|e| e.to_string());
             assert_eq!(got, expected.map_err(str::to_owned), "{toml}");
@@ -405,7 +400,7 @@ mod tests {
     #[test]
     fn refusals_name_what_is_missing_and_what_to_request() {
         let access = ToolAccess::new(
-            "api://x/",
+            &"api://x/".parse().unwrap(),
             &["access_as_user".to_owned()],
             &overrides("[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\napp_roles = [\"Dice.Roll.All\"]\n[tools.whoami]\nscopes = [\"access_as_user\"]"),
         )
@@ -463,7 +458,7 @@ mod tests {
     #[test]
     fn the_json_rpc_error_carries_the_scope_and_what_is_missing() {
         let access = ToolAccess::new(
-            "api://x",
+            &"api://x".parse().unwrap(),
             &[],
             &overrides("[tools.roll_dice]\nscopes = [\"Dice.Roll\"]"),
         )

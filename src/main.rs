@@ -12,6 +12,7 @@ use mcp_server_entra::graph::Graph;
 use mcp_server_entra::{dev, logging, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
+use transports::http::AccessControl;
 use transports::stdio::{StdioAuth, TokenSource};
 use verifiers::{DownstreamConfigError, EntraConfigError, EntraVerifier, TokenVerifier};
 
@@ -71,12 +72,9 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
     let settings = Settings::load(&global, &serve_args)?;
     // Who may call which tool: the declarations in tools.rs with the file's [tools.<name>]
     // tables, checked against the server's tools before anything starts.
-    let floor_scopes = match &settings.auth {
-        AuthSettings::Entra { policy, .. } | AuthSettings::Dev { policy, .. } => &policy.required_scopes,
-    };
     let access = Arc::new(ToolAccess::new(
         &settings.identifier_uri,
-        floor_scopes,
+        &settings.policy().required_scopes,
         &settings.tools,
     )?);
     let default_filter = match command {
@@ -208,11 +206,9 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
     if let Some(warning) = settings.resource_mismatch() {
         tracing::warn!("{warning}");
     }
-    http.tool_gate = Some(access.clone());
     let server_template = built.server(&access);
-    let server = transports::http::serve(listener, http.clone(), built.verifier.clone(), move || {
-        server_template.clone()
-    })?;
+    let control = AccessControl::new(built.verifier.clone()).with_tool_gate(access.clone());
+    let server = transports::http::serve(listener, http.clone(), control, move || server_template.clone())?;
     tracing::info!(
         address = %server.local_addr(),
         endpoint = %http.resource(),
@@ -258,7 +254,7 @@ async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), 
     let built = build_verifier(&settings, false).await?;
     let stdio = &settings.stdio;
     // The scope a caller's token needs, for the messages that say how to get one.
-    let scope = settings.http.scopes.first().cloned().unwrap_or_default();
+    let scope = settings.first_scope_uri().unwrap_or_default();
     let source = match (
         built.dev_token.clone(),
         &stdio.token,

@@ -17,10 +17,7 @@ use serde_json::json;
 
 use crate::caller::caller;
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
-use crate::tools::{shared_router, EntraMcpServer, MY_PROFILE};
-
-/// The tool whose MCP App the card resource is: who may not call it does not see the card.
-const CARD_TOOL: &str = "greeting_card";
+use crate::tools::{shared_router, EntraMcpServer, GREETING_CARD, MY_PROFILE};
 
 /// The MCP Apps extension id, advertised so hosts know we ship `ui://` resources.
 const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
@@ -146,7 +143,7 @@ impl ServerHandler for EntraMcpServer {
     ) -> Result<ListResourcesResult, McpError> {
         no_cursor(request.as_ref())?;
         // The card belongs to greeting_card: a caller who may not call the tool does not see it.
-        if !self.access().allows(CARD_TOOL, caller(&ctx)?) {
+        if !self.access().allows(GREETING_CARD, caller(&ctx)?) {
             return Ok(ListResourcesResult::with_all_items(Vec::new()));
         }
         let card = Resource::new(CARD_URI, "greeting-card")
@@ -178,7 +175,7 @@ impl ServerHandler for EntraMcpServer {
                 None,
             ));
         }
-        if let Err(denied) = self.access().check(CARD_TOOL, caller(&ctx)?) {
+        if let Err(denied) = self.access().check(GREETING_CARD, caller(&ctx)?) {
             denied.log();
             return Err(denied.into());
         }

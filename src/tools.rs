@@ -20,7 +20,7 @@ use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use verifiers::Requirement;
+use verifiers::{ApplicationIdUri, Requirement};
 
 use crate::access::ToolAccess;
 use crate::caller::{caller, caller_token};
@@ -50,6 +50,15 @@ impl Default for EntraMcpServer {
     }
 }
 
+// The tools' names, for the code that refers to a tool by name (the declarations, the card's
+// resource, `my_profile`'s visibility). Each is its method's name in the router below; a test
+// checks that the two lists agree.
+/// `whoami`: the caller's identity.
+pub(crate) const WHOAMI: &str = "whoami";
+/// `roll_dice`: dice for the caller.
+pub(crate) const ROLL_DICE: &str = "roll_dice";
+/// `greeting_card`: the MCP App's tool; its `ui://` resource is gated like the tool.
+pub(crate) const GREETING_CARD: &str = "greeting_card";
 /// The tool that needs a downstream credential; hidden without one.
 pub(crate) const MY_PROFILE: &str = "my_profile";
 
@@ -85,7 +94,7 @@ impl ToolAccess {
     /// This server's tools' declared requirements ([`declared_requirements`]) with the
     /// configuration's `overrides` applied; see [`ToolAccess::from_declarations`].
     pub fn new(
-        identifier_uri: &str,
+        identifier_uri: &ApplicationIdUri,
         floor_scopes: &[String],
         overrides: &crate::access::ToolOverrides,
     ) -> Result<ToolAccess, crate::access::ToolConfigError> {
@@ -109,8 +118,8 @@ impl ToolAccess {
         static DECLARED: std::sync::OnceLock<Arc<ToolAccess>> = std::sync::OnceLock::new();
         DECLARED
             .get_or_init(|| {
-                let identifier_uri = "api://<client-id>";
-                let access = ToolAccess::new(identifier_uri, &[], &Default::default());
+                let identifier_uri = ApplicationIdUri::for_client_id("<client-id>");
+                let access = ToolAccess::new(&identifier_uri, &[], &Default::default());
                 // Fail closed: a tool without a declaration (a bug the tests catch) refuses every
                 // caller for every tool.
                 Arc::new(access.unwrap_or_else(|error| {
@@ -129,9 +138,9 @@ impl ToolAccess {
 /// tool of the router is missing here.
 pub fn declared_requirements() -> Vec<(&'static str, Requirement)> {
     vec![
-        ("whoami", EntraMcpServer::whoami_requirement()),
-        ("roll_dice", EntraMcpServer::roll_dice_requirement()),
-        ("greeting_card", EntraMcpServer::greeting_card_requirement()),
+        (WHOAMI, EntraMcpServer::whoami_requirement()),
+        (ROLL_DICE, EntraMcpServer::roll_dice_requirement()),
+        (GREETING_CARD, EntraMcpServer::greeting_card_requirement()),
         (MY_PROFILE, EntraMcpServer::my_profile_requirement()),
     ]
 }
@@ -411,8 +420,32 @@ mod tests {
     use verifiers::Requirement;
 
     #[test]
+    fn the_names_typed_here_are_the_routers_names() {
+        let mut routed: Vec<String> = shared_router()
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.into_owned())
+            .collect();
+        let mut declared: Vec<String> = declared_requirements()
+            .into_iter()
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        routed.sort();
+        declared.sort();
+        assert_eq!(routed, declared);
+        let mut named = vec![WHOAMI, ROLL_DICE, GREETING_CARD, MY_PROFILE];
+        named.sort_unstable();
+        assert_eq!(declared, named);
+    }
+
+    #[test]
     fn every_tool_declares_a_requirement_and_the_examples_ask_only_for_the_floor() {
-        let access = ToolAccess::new("api://x", &[], &crate::access::ToolOverrides::new()).unwrap();
+        let access = ToolAccess::new(
+            &"api://x".parse().unwrap(),
+            &[],
+            &crate::access::ToolOverrides::new(),
+        )
+        .unwrap();
         for tool in shared_router().list_all() {
             assert_eq!(
                 access.requirement(&tool.name),

@@ -2,9 +2,28 @@
 
 use std::time::Duration;
 
-use verifiers::EntraConfig;
+use verifiers::{ApplicationIdUri, EntraConfig};
 
 use super::*;
+
+/// `AZURE_IDENTIFIER_URI`, parsed; empty when not set.
+pub(super) fn identifier_uris(raw: &Raw) -> Result<Vec<ApplicationIdUri>, ConfigError> {
+    let Some(uris) = &raw.azure_identifier_uri else {
+        return Ok(Vec::new());
+    };
+    uris.0
+        .iter()
+        .map(|uri| {
+            ApplicationIdUri::parse(uri).map_err(|_| {
+                invalid(
+                    "AZURE_IDENTIFIER_URI",
+                    "Application ID URIs such as api://<client-id> or https://mcp.contoso.com",
+                    uri,
+                )
+            })
+        })
+        .collect()
+}
 
 pub(super) fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
     let client_id = raw.azure_client_id.as_ref().ok_or(ConfigError::Missing {
@@ -16,14 +35,12 @@ pub(super) fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
         hint: "the Directory (tenant) ID from your app registration's Overview page, or organizations/common for multi-tenant",
     })?;
     let mut entra = EntraConfig::new(client_id.0.as_str(), tenant.0.as_str());
-    if let Some(uris) = &raw.azure_identifier_uri {
-        // A list: the first is where scopes are advertised, every entry is accepted as audience.
-        let mut uris = uris.0.iter().cloned();
-        if let Some(first) = uris.next() {
-            entra.identifier_uri = first;
-        }
-        entra.additional_identifier_uris = uris.collect();
+    // A list: the first is where scopes are advertised, every entry is accepted as audience.
+    let mut uris = identifier_uris(raw)?.into_iter();
+    if let Some(first) = uris.next() {
+        entra.identifier_uri = first;
     }
+    entra.additional_identifier_uris = uris.collect();
     entra.authority_host = raw.azure_authority_host.0.clone();
     if let Some(tenants) = &raw.azure_allowed_tenants {
         entra.allowed_tenants = tenants.0.clone();

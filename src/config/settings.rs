@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use transports::http::HttpConfig;
-use verifiers::{AccessPolicy, DownstreamConfig, EntraConfig};
+use verifiers::{AccessPolicy, ApplicationIdUri, DownstreamConfig, EntraConfig};
 
 use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 
@@ -103,9 +103,9 @@ pub struct Settings {
     /// Per-tool overrides from `[tools.<name>]` in the TOML file, by tool name; empty without a
     /// file. Not validated here (unknown names, empty lists): the tools' owner checks them.
     pub tools: HashMap<String, ToolOverride>,
-    /// The Application ID URI (`AZURE_IDENTIFIER_URI`, default `api://<client-id>`) without a
-    /// trailing slash: the prefix of every scope URI a client requests.
-    pub identifier_uri: String,
+    /// The Application ID URI (`AZURE_IDENTIFIER_URI`, default `api://<client-id>`): the prefix
+    /// of every scope URI a client requests.
+    pub identifier_uri: ApplicationIdUri,
     /// Downstream calls, when a server credential is configured.
     pub downstream: Option<DownstreamSettings>,
     /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
@@ -114,6 +114,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The server-wide authorization policy (`AZURE_REQUIRED_SCOPES`, `AZURE_REQUIRED_APP_ROLES`).
+    pub fn policy(&self) -> &AccessPolicy {
+        match &self.auth {
+            AuthSettings::Entra { policy, .. } | AuthSettings::Dev { policy, .. } => policy,
+        }
+    }
+
+    /// The full URI of the first required scope (`api://<client-id>/access_as_user`): what the
+    /// messages that say how to get a token name.
+    pub fn first_scope_uri(&self) -> Option<String> {
+        let first = self.policy().required_scopes.first()?;
+        Some(self.identifier_uri.scope(first))
+    }
+
     /// The one-line start-up warning when the advertised `resource` (`<PUBLIC_URL>/mcp`) is not
     /// an Application ID URI of the app registration (Entra only).
     ///
@@ -126,15 +140,16 @@ impl Settings {
             return None;
         };
         let resource = self.http.resource();
-        if config
-            .identifier_uris()
-            .any(|uri| uri.trim_end_matches('/') == resource)
-        {
+        if config.identifier_uris().any(|uri| uri.matches(&resource)) {
             return None;
         }
         Some(format!(
             "the metadata advertises resource {resource} but the Application ID URI is {}: clients that send the RFC 8707 resource parameter with the scopes get AADSTS9010010 or AADSTS500011 from Entra; add {resource} to the app registration's Application ID URIs (Expose an API; an https URI needs a verified domain) and set AZURE_IDENTIFIER_URI={resource}",
-            config.identifier_uris().collect::<Vec<_>>().join(", ")
+            config
+                .identifier_uris()
+                .map(ApplicationIdUri::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 
@@ -163,6 +178,10 @@ impl Settings {
         Ok(settings)
     }
 }
+
+/// The client id `--dev` pretends to have: its Application ID URI is
+/// `api://mcp-server-entra-dev` unless `AZURE_IDENTIFIER_URI` is set.
+const DEV_CLIENT_ID: &str = "mcp-server-entra-dev";
 
 pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let port = raw.port.0;
@@ -203,11 +222,10 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
 
     let (auth, identifier_uri, authorization_servers) = if dev {
-        let identifier = raw
-            .azure_identifier_uri
-            .as_ref()
-            .and_then(|uris| uris.0.first().cloned())
-            .unwrap_or_else(|| "api://mcp-server-entra-dev".to_owned());
+        let identifier = super::entra::identifier_uris(&raw)?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| ApplicationIdUri::for_client_id(DEV_CLIENT_ID));
         (
             AuthSettings::Dev {
                 token: raw.mcp_dev_token.clone().map(|t| t.0),
@@ -236,11 +254,8 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let mut http = HttpConfig::new(public_url);
     http.public_url_is_default = !public_url_set;
     http.authorization_servers = authorization_servers;
-    http.identifier_uri = identifier_uri.clone();
-    http.scopes = scopes
-        .iter()
-        .map(|s| format!("{}/{s}", identifier_uri.trim_end_matches('/')))
-        .collect();
+    http.identifier_uri = Some(identifier_uri.clone());
+    http.scopes = scopes.iter().map(|s| identifier_uri.scope(s)).collect();
     if let Some(hosts) = &raw.allowed_hosts {
         http.allowed_hosts = hosts.0.clone();
     } else if !host.is_unspecified() && !host.is_loopback() {
@@ -306,7 +321,7 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         stdio,
         log_format: raw.log_format.0,
         tools: raw.tools,
-        identifier_uri: identifier_uri.trim_end_matches('/').to_owned(),
+        identifier_uri,
         files_read: Vec::new(),
     })
 }

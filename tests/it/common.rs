@@ -23,7 +23,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientServiceExt as _, RoleClient, ServiceExt as _};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use transports::http::{HttpConfig, RunningServer};
+use transports::http::{AccessControl, HttpConfig, RunningServer};
 use verifiers::{
     AccessPolicy, AuthError, EntraConfig, EntraVerifier, Identity, StaticVerifier, TokenVerifier, Unavailable,
 };
@@ -301,7 +301,13 @@ pub async fn spawn_http(verifier: Arc<dyn TokenVerifier>, tweak: impl FnOnce(&mu
     config.scopes = vec![format!("api://{CLIENT_ID}/access_as_user")];
     config.authorization_servers = vec![format!("https://login.microsoftonline.com/{TENANT}/v2.0")];
     tweak(&mut config);
-    let server = transports::http::serve(listener, config, verifier, EntraMcpServer::new).unwrap();
+    let server = transports::http::serve(
+        listener,
+        config,
+        AccessControl::new(verifier),
+        EntraMcpServer::new,
+    )
+    .unwrap();
     TestServer { base, server }
 }
 
@@ -313,7 +319,8 @@ where
 {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = HttpConfig::new(url::Url::parse(&base).unwrap());
-    let running = transports::http::serve(listener, config, static_verifier(), handler).unwrap();
+    let running =
+        transports::http::serve(listener, config, AccessControl::new(static_verifier()), handler).unwrap();
     (base, running)
 }
 

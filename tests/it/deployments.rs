@@ -500,7 +500,7 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
     let fake = FakeEntra::start(&[&key]).await;
     let identifier = "https://api.contoso.com/entra/mcp";
     let mut cfg = fake.config(TENANT);
-    cfg.identifier_uri = identifier.into();
+    cfg.identifier_uri = identifier.parse().unwrap();
     let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Mcp.Invoke"]);
     let verifier = EntraVerifier::new(cfg, policy).unwrap();
     verifier.start().await;
@@ -508,7 +508,7 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
         c.public_url = url::Url::parse(PUBLIC).unwrap();
         c.allowed_hosts = vec![];
         c.scopes = vec![format!("{identifier}/access_as_user")];
-        c.identifier_uri = identifier.into();
+        c.identifier_uri = identifier.parse().ok();
     })
     .await;
     let valid = fake.claims(TENANT);

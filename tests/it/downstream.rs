@@ -247,9 +247,12 @@ impl Fakes {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = transports::http::HttpConfig::new(url::Url::parse(&base).unwrap());
-        let server = transports::http::serve(listener, config, Arc::new(verifier), move || {
-            EntraMcpServer::new().with_downstream(downstream.clone())
-        })
+        let server = transports::http::serve(
+            listener,
+            config,
+            transports::http::AccessControl::new(Arc::new(verifier)),
+            move || EntraMcpServer::new().with_downstream(downstream.clone()),
+        )
         .unwrap();
         TestServer { base, server }
     }

@@ -237,7 +237,7 @@ impl Rules {
                 Server::AllowList => cfg.allowed_tenants = vec![TENANT.into()],
                 Server::UpperClientId => {
                     cfg.client_id = CLIENT_ID.to_uppercase();
-                    cfg.identifier_uri = format!("api://{}", CLIENT_ID.to_uppercase());
+                    cfg.identifier_uri = format!("api://{}", CLIENT_ID.to_uppercase()).parse().unwrap();
                 }
                 _ => {}
             }

@@ -12,7 +12,7 @@ use rmcp::{tool, tool_handler, tool_router, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use transports::http::HttpConfig;
+use transports::http::{AccessControl, HttpConfig};
 
 use crate::common::*;
 
@@ -52,8 +52,10 @@ async fn sleepy_server(tweak: impl FnOnce(&mut HttpConfig)) -> (String, transpor
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = HttpConfig::new(url::Url::parse(&base).unwrap());
     tweak(&mut config);
-    let running = transports::http::serve(listener, config, static_verifier(), || Sleepy {
-        tool_router: Sleepy::tool_router(),
+    let running = transports::http::serve(listener, config, AccessControl::new(static_verifier()), || {
+        Sleepy {
+            tool_router: Sleepy::tool_router(),
+        }
     })
     .unwrap();
     (format!("{base}/mcp"), running)

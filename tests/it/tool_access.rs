@@ -17,7 +17,7 @@ use rmcp::ServiceExt as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use transports::http::HttpConfig;
+use transports::http::{AccessControl, HttpConfig};
 use verifiers::{AccessPolicy, EntraVerifier};
 
 use crate::common::*;
@@ -115,7 +115,7 @@ fn access() -> Arc<ToolAccess> {
     );
     Arc::new(
         ToolAccess::new(
-            &format!("api://{CLIENT_ID}"),
+            &format!("api://{CLIENT_ID}").parse().unwrap(),
             &["access_as_user".into()],
             &overrides,
         )
@@ -133,8 +133,8 @@ async fn server(fake: &FakeEntra, legacy_sessions: bool) -> (TestServer, HttpCon
     config.scopes = vec![format!("api://{CLIENT_ID}/access_as_user")];
     config.legacy_sessions = legacy_sessions;
     let access = access();
-    config.tool_gate = Some(access.clone());
-    let server = transports::http::serve(listener, config.clone(), Arc::new(verifier), move || {
+    let control = AccessControl::new(Arc::new(verifier)).with_tool_gate(access.clone());
+    let server = transports::http::serve(listener, config.clone(), control, move || {
         EntraMcpServer::from_access(access.clone())
     })
     .unwrap();
@@ -458,7 +458,7 @@ async fn the_card_resource_follows_its_tool() {
     );
     let access = Arc::new(
         ToolAccess::new(
-            &format!("api://{CLIENT_ID}"),
+            &format!("api://{CLIENT_ID}").parse().unwrap(),
             &["access_as_user".into()],
             &overrides,
         )

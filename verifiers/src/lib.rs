@@ -43,27 +43,30 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod access_token;
+mod app_id_uri;
 mod downstream;
 mod entra;
 mod error;
 mod guid;
 mod identity;
+mod net;
 mod policy;
 mod static_verifier;
 mod verifier;
 
 pub use access_token::AccessToken;
+pub use app_id_uri::{ApplicationIdUri, EmptyApplicationIdUri};
 pub use downstream::{
     ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError,
     DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
     JWT_BEARER_GRANT, TOKEN_EXCHANGE_AUDIENCE,
 };
 pub use entra::{
-    is_secure_transport, EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID,
-    DEFAULT_AUTHORITY_HOST,
+    EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
 };
 pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
 pub use identity::{Identity, IdentityBuilder};
+pub use net::{is_loopback_host, is_secure_transport};
 pub use policy::{AccessPolicy, Grants, Requirement};
 pub use static_verifier::StaticVerifier;
 pub use verifier::{Readiness, TokenVerifier};

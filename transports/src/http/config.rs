@@ -12,6 +12,10 @@ pub const WELL_KNOWN_PATH: &str = "/.well-known/oauth-protected-resource";
 /// The RFC 9728 metadata path of the MCP endpoint when `PUBLIC_URL` has no path.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/mcp";
 
+/// The names a client on this machine may reach the server by: allowed as `Host` by default,
+/// and described in the metadata when `PUBLIC_URL` is not set.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
 /// How the HTTP transport behaves. Build with [`HttpConfig::new`], then adjust fields.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -32,9 +36,11 @@ pub struct HttpConfig {
     /// Full scope URIs (`api://…/access_as_user`): advertised, and named in 401/403 challenges.
     pub scopes: Vec<String>,
     /// The Application ID URI scopes live under (`AZURE_IDENTIFIER_URI`). An app-only caller
-    /// refused for a missing app role is pointed at `<identifier_uri>/.default`, the only scope
-    /// the client-credentials flow can request. Empty: such challenges name `scopes` instead.
-    pub identifier_uri: String,
+    /// refused for a missing app role is pointed at its
+    /// [`default_scope`](verifiers::ApplicationIdUri::default_scope) (`<uri>/.default`), the
+    /// only scope the client-credentials flow can request. `None`: such challenges name
+    /// `scopes` instead.
+    pub identifier_uri: Option<verifiers::ApplicationIdUri>,
     /// `Host` values accepted on `/mcp` (`host` matches any port, `host:port` only that port).
     pub allowed_hosts: Vec<String>,
     /// `Origin` values accepted when a request carries one (`scheme://host[:port]`, `:*` for any
@@ -86,11 +92,6 @@ pub struct HttpConfig {
     /// Most concurrent connections; past it, new connections wait in the listen backlog.
     /// Defaults to 10,000.
     pub max_connections: usize,
-    /// Per-tool authorization: when set, a `tools/call` the caller may not make is answered
-    /// `403 insufficient_scope` before the MCP layer runs (2026-07-28 requests by their
-    /// `Mcp-Name` header, legacy POSTs of a single call by their body). Defaults to `None`:
-    /// the handler alone decides.
-    pub tool_gate: Option<std::sync::Arc<dyn crate::ToolGate>>,
 }
 
 impl HttpConfig {
@@ -104,7 +105,7 @@ impl HttpConfig {
             resource_name: "mcp-server-entra".to_owned(),
             authorization_servers: Vec::new(),
             scopes: Vec::new(),
-            identifier_uri: String::new(),
+            identifier_uri: None,
             max_body_bytes: 1024 * 1024,
             legacy_sessions: true,
             session_idle_timeout: Duration::from_secs(300),
@@ -124,7 +125,6 @@ impl HttpConfig {
             request_body_timeout: Duration::from_secs(30),
             http2: true,
             http2_keepalive_interval: Some(Duration::from_secs(30)),
-            tool_gate: None,
         }
     }
 
@@ -135,7 +135,7 @@ impl HttpConfig {
         if !self.public_url_is_default {
             return Vec::new();
         }
-        ["localhost", "127.0.0.1", "[::1]"]
+        LOOPBACK_HOSTS
             .into_iter()
             .filter_map(|host| {
                 let authority = format!("{host}:{port}");
@@ -266,7 +266,7 @@ fn default_allowed_hosts(public_url: &Url) -> Vec<String> {
             None => host.to_owned(),
         });
     }
-    for local in ["localhost", "127.0.0.1", "[::1]"] {
+    for local in LOOPBACK_HOSTS {
         if !hosts.iter().any(|h| h == local) {
             hosts.push(local.to_owned());
         }

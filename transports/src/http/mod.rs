@@ -39,7 +39,7 @@ pub use gate::{PeekedBody, ToolGateLayer, ToolGateService};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;
 pub use negotiate::{Negotiate, NegotiateLayer};
-pub use server::{serve, RunningServer};
+pub use server::{serve, AccessControl, RunningServer};
 pub use session_cap::{CappedSessionError, CappedSessionManager};
 pub use session_layer::{SessionLayer, Sessions};
 pub use sessions::{Principal, SessionBindings};

@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 use tower::Layer as _;
 use verifiers::TokenVerifier;
 
+use crate::ToolGate;
+
 use super::auth::BearerAuthLayer;
 use super::connection::{ConnectionLimits, Connections};
 use super::event_store::MemoryEventStore;
@@ -74,14 +76,55 @@ impl RunningServer {
     }
 }
 
+/// Who decides what on every request: the runtime collaborators of [`serve`], beside its
+/// configuration ([`HttpConfig`]).
+#[derive(Clone)]
+pub struct AccessControl {
+    /// Verifies each bearer token (who is calling).
+    verifier: Arc<dyn TokenVerifier>,
+    /// Per-tool authorization before the MCP layer runs; `None`: the handler alone decides.
+    tool_gate: Option<Arc<dyn ToolGate>>,
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("tool_gate", &self.tool_gate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessControl {
+    /// Every request's bearer token verified by `verifier`; tools left to the handler.
+    pub fn new(verifier: Arc<dyn TokenVerifier>) -> Self {
+        AccessControl {
+            verifier,
+            tool_gate: None,
+        }
+    }
+
+    /// Also answers a `tools/call` the caller may not make with `403 insufficient_scope` before
+    /// the MCP layer runs (2026-07-28 requests by their `Mcp-Name` header, legacy POSTs of a
+    /// single call by their body).
+    pub fn with_tool_gate(mut self, tool_gate: Arc<dyn ToolGate>) -> Self {
+        self.tool_gate = Some(tool_gate);
+        self
+    }
+}
+
 /// Serves MCP over streamable HTTP on `listener` until the returned server is shut down.
 ///
-/// `handler` makes one MCP handler per session (legacy) or per request (stateless); the verified
-/// caller reaches it in the request context (see the crate docs).
+/// `access` verifies every caller (and, with a tool gate, which tools it may call); `handler`
+/// makes one MCP handler per session (legacy) or per request (stateless); the verified caller
+/// reaches it in the request context (see the crate docs).
+///
+/// # Errors
+/// [`HttpConfigError`] when `config` does not [validate](HttpConfig::validate) or the listener
+/// has no local address.
 pub fn serve<H, F>(
     listener: TcpListener,
     config: HttpConfig,
-    verifier: Arc<dyn TokenVerifier>,
+    access: AccessControl,
     handler: F,
 ) -> Result<RunningServer, HttpConfigError>
 where
@@ -89,6 +132,7 @@ where
     F: Fn() -> H + Send + Sync + 'static,
 {
     config.validate()?;
+    let AccessControl { verifier, tool_gate } = access;
     let local_addr = listener
         .local_addr()
         .map_err(|error| HttpConfigError::LocalAddr(error.to_string()))?;
@@ -128,11 +172,8 @@ where
     // Three layers, one concern each, outermost first: who is calling (bearer), which session
     // and how much of the server the caller holds (sessions), which tool it may call (gate).
     let mut auth = BearerAuthLayer::new(verifier.clone(), config.metadata_url(), &config.scopes);
-    if !config.identifier_uri.is_empty() {
-        auth = auth.with_app_only_scope(format!(
-            "{}/.default",
-            config.identifier_uri.trim_end_matches('/')
-        ));
+    if let Some(identifier_uri) = &config.identifier_uri {
+        auth = auth.with_app_only_scope(identifier_uri.default_scope());
     }
     let loopback = config.loopback_variants(local_addr.port());
     if !loopback.is_empty() {
@@ -151,8 +192,8 @@ where
             .with_bound_sessions_only();
     }
     let mut gate = ToolGateLayer::new(auth.challenges(), config.max_body_bytes);
-    if let Some(tool_gate) = &config.tool_gate {
-        gate = gate.with_gate(tool_gate.clone());
+    if let Some(tool_gate) = tool_gate {
+        gate = gate.with_gate(tool_gate);
     }
     let app = Arc::new(App {
         mcp: auth.layer(session_layer.layer(gate.layer(NegotiateLayer.layer(service)))),

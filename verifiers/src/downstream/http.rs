@@ -3,17 +3,15 @@
 /// Largest response body read from Entra, a managed-identity endpoint or a downstream API.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// Reads at most [`MAX_RESPONSE_BYTES`] of `response`; the rest is dropped, which makes any
-/// JSON in it fail to parse rather than exhaust memory.
-pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            break;
-        }
-        body.extend_from_slice(&chunk);
+/// The body of `response` if it is at most [`MAX_RESPONSE_BYTES`]; a longer one is dropped
+/// and read as empty, which makes any JSON expected in it fail to parse rather than exhaust
+/// memory (each caller then reports a bad answer from that endpoint).
+pub(crate) async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    match crate::net::read_limited(response, MAX_RESPONSE_BYTES).await {
+        Ok(body) => Ok(body),
+        Err(crate::net::ReadError::TooLarge(_)) => Ok(Vec::new()),
+        Err(crate::net::ReadError::Http(error)) => Err(error),
     }
-    Ok(body)
 }
 
 /// The longest lifetime believed of a token another server hands us (Entra's token endpoint, a

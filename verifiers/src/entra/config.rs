@@ -6,7 +6,9 @@ use url::Url;
 
 use super::error::EntraConfigError;
 use super::tenant::TenantPolicy;
+use crate::app_id_uri::ApplicationIdUri;
 use crate::guid::is_guid;
+use crate::net::is_secure_transport;
 
 /// How the [`EntraVerifier`](super::EntraVerifier) validates tokens.
 ///
@@ -24,10 +26,10 @@ pub struct EntraConfig {
     /// URL on a verified domain of the tenant, such as the MCP endpoint itself — Microsoft's
     /// advice, so that the RFC 8707 `resource` clients send and the scopes name one app
     /// registration (otherwise Entra answers AADSTS9010010 or AADSTS500011).
-    pub identifier_uri: String,
+    pub identifier_uri: ApplicationIdUri,
     /// `AZURE_IDENTIFIER_URI` (later entries): more Application ID URIs of the same app
     /// registration, accepted as audience too (an app may list several). Empty by default.
-    pub additional_identifier_uris: Vec<String>,
+    pub additional_identifier_uris: Vec<ApplicationIdUri>,
     /// `AZURE_AUTHORITY_HOST`: where Entra lives. Defaults to `https://login.microsoftonline.com`;
     /// sovereign clouds and tests change it. Plain `http://` is accepted only for loopback hosts.
     pub authority_host: Url,
@@ -64,7 +66,7 @@ impl EntraConfig {
     pub fn new(client_id: impl Into<String>, tenant: impl Into<String>) -> Self {
         let client_id = client_id.into();
         EntraConfig {
-            identifier_uri: format!("api://{client_id}"),
+            identifier_uri: ApplicationIdUri::for_client_id(&client_id),
             additional_identifier_uris: Vec::new(),
             client_id,
             tenant: tenant.into(),
@@ -94,9 +96,6 @@ impl EntraConfig {
         if !self.allowed_tenants.is_empty() && !policy.is_multi_tenant() {
             return Err(EntraConfigError::AllowListNeedsMultiTenant);
         }
-        if self.identifier_uris().any(|uri| uri.trim().is_empty()) {
-            return Err(EntraConfigError::EmptyIdentifierUri);
-        }
         if !is_secure_transport(&self.authority_host) {
             return Err(EntraConfigError::InsecureAuthority(
                 self.authority_host.to_string(),
@@ -108,8 +107,8 @@ impl EntraConfig {
         Ok(policy)
     }
 
-    /// The same settings with every GUID in lower case: `client_id`, a GUID `tenant`, the
-    /// `allowed_tenants`, and the GUID of an `api://<GUID>` identifier URI. GUIDs compare
+    /// The same settings with every GUID in lower case: `client_id`, a GUID `tenant` and the
+    /// `allowed_tenants` (an `api://<GUID>` identifier URI is lower-cased when parsed). GUIDs compare
     /// case-insensitively (RFC 4122 §3) and Entra writes them in lower case in tokens (`aud`,
     /// `tid`, `iss`), so an `AZURE_CLIENT_ID` pasted in upper case must still match.
     pub(crate) fn normalized(mut self) -> Self {
@@ -121,31 +120,13 @@ impl EntraConfig {
         lower_guid(&mut self.client_id);
         lower_guid(&mut self.tenant);
         self.allowed_tenants.iter_mut().for_each(lower_guid);
-        let lower_api_guid = |uri: &mut String| {
-            if let Some(rest) = uri.strip_prefix("api://") {
-                let guid_end = rest.find('/').unwrap_or(rest.len());
-                if is_guid(&rest[..guid_end]) {
-                    let lowered = format!(
-                        "api://{}{}",
-                        rest[..guid_end].to_ascii_lowercase(),
-                        &rest[guid_end..]
-                    );
-                    *uri = lowered;
-                }
-            }
-        };
-        lower_api_guid(&mut self.identifier_uri);
-        self.additional_identifier_uris
-            .iter_mut()
-            .for_each(lower_api_guid);
         self
     }
 
     /// Every Application ID URI accepted as audience: [`identifier_uri`](Self::identifier_uri)
     /// first, then the additional ones.
-    pub fn identifier_uris(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.identifier_uri.as_str())
-            .chain(self.additional_identifier_uris.iter().map(String::as_str))
+    pub fn identifier_uris(&self) -> impl Iterator<Item = &ApplicationIdUri> {
+        std::iter::once(&self.identifier_uri).chain(&self.additional_identifier_uris)
     }
 
     /// `true` when `aud` names this app: its client id (case-insensitively, RFC 4122 §3), or one
@@ -153,11 +134,7 @@ impl EntraConfig {
     /// trailing slash on either side ignored (Entra writes the URI as it was requested, and
     /// `https://api.contoso.com/mcp/` is the same registration as `https://api.contoso.com/mcp`).
     pub fn is_audience(&self, aud: &str) -> bool {
-        let aud_trimmed = aud.trim_end_matches('/');
-        aud.eq_ignore_ascii_case(&self.client_id)
-            || self
-                .identifier_uris()
-                .any(|uri| !aud_trimmed.is_empty() && uri.trim_end_matches('/') == aud_trimmed)
+        aud.eq_ignore_ascii_case(&self.client_id) || self.identifier_uris().any(|uri| uri.matches(aud))
     }
 
     /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
@@ -175,47 +152,9 @@ impl EntraConfig {
     }
 }
 
-/// The rule for every document the verifier fetches and every URL it sends a token to: `https`,
-/// or plain `http` to a loopback host only (test servers on 127.0.0.1). A fetched document that
-/// names another URL (the metadata's `jwks_uri`) is held to the same rule as the configured one.
-pub fn is_secure_transport(url: &url::Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => is_loopback(url.host_str().unwrap_or_default()),
-        _ => false,
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn documents_and_token_urls_are_https_or_loopback_http() {
-        // (URL, accepted) — the rule for the authority, every fetched document (`jwks_uri`
-        // included) and GRAPH_BASE_URL.
-        let rows = [
-            ("https://login.microsoftonline.com/x/discovery/v2.0/keys", true),
-            ("http://127.0.0.1:8080/keys", true),
-            ("http://localhost/keys", true),
-            ("http://[::1]:9/keys", true),
-            ("http://login.microsoftonline.com/keys", false),
-            ("http://127.0.0.1.evil.example/keys", false),
-            ("http://10.0.0.1/keys", false),
-            ("ftp://127.0.0.1/keys", false),
-            ("file:///etc/passwd", false),
-        ];
-        for (url, accepted) in rows {
-            let url = url::Url::parse(url).unwrap();
-            assert_eq!(is_secure_transport(&url), accepted, "{url}");
-        }
-    }
 
     const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -277,22 +216,16 @@ mod tests {
         assert_eq!(cfg.client_id, lower);
         assert_eq!(cfg.tenant, lower);
         assert_eq!(cfg.allowed_tenants, [lower]);
-        assert_eq!(cfg.identifier_uri, format!("api://{lower}"));
-        let mut cfg = EntraConfig::new(CLIENT, "Contoso.onmicrosoft.com");
-        cfg.identifier_uri = format!("api://{upper}/Scope.Path");
-        let cfg = cfg.normalized();
-        assert_eq!(cfg.identifier_uri, format!("api://{lower}/Scope.Path"));
+        assert_eq!(cfg.identifier_uri.as_str(), format!("api://{lower}"));
+        let cfg = EntraConfig::new(CLIENT, "Contoso.onmicrosoft.com").normalized();
         assert_eq!(cfg.tenant, "Contoso.onmicrosoft.com");
-        let mut cfg = EntraConfig::new(CLIENT, CLIENT);
-        cfg.identifier_uri = "https://Contoso.example/API".into();
-        assert_eq!(cfg.normalized().identifier_uri, "https://Contoso.example/API");
     }
 
     #[test]
     fn audience_is_the_client_id_or_any_identifier_uri_whatever_the_trailing_slash() {
         let mut cfg = EntraConfig::new(CLIENT, "organizations");
-        cfg.identifier_uri = "https://api.contoso.com/entra/mcp".into();
-        cfg.additional_identifier_uris = vec![format!("api://{CLIENT}/")];
+        cfg.identifier_uri = ApplicationIdUri::parse("https://api.contoso.com/entra/mcp").unwrap();
+        cfg.additional_identifier_uris = vec![ApplicationIdUri::parse(&format!("api://{CLIENT}/")).unwrap()];
         for (aud, ok) in [
             (CLIENT, true),
             ("https://api.contoso.com/entra/mcp", true),
@@ -307,11 +240,6 @@ mod tests {
         ] {
             assert_eq!(cfg.is_audience(aud), ok, "{aud}");
         }
-        cfg.additional_identifier_uris.push(" ".into());
-        assert!(matches!(
-            cfg.validate(),
-            Err(EntraConfigError::EmptyIdentifierUri)
-        ));
     }
 
     #[test]

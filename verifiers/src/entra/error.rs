@@ -18,9 +18,6 @@ pub enum EntraConfigError {
     /// An allow-list with a single-tenant policy, which would be silently meaningless.
     #[error("AZURE_ALLOWED_TENANTS only applies when AZURE_TENANT_ID is organizations or common")]
     AllowListNeedsMultiTenant,
-    /// `AZURE_IDENTIFIER_URI` is empty.
-    #[error("AZURE_IDENTIFIER_URI must not be empty (it defaults to api://<client-id>)")]
-    EmptyIdentifierUri,
     /// `AZURE_AUTHORITY_HOST` is plain HTTP on a non-loopback host, or not HTTP at all.
     #[error(
         "AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}"

@@ -17,7 +17,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::config::is_secure_transport;
+use crate::net::{is_secure_transport, read_limited, ReadError};
 
 /// Smallest RSA modulus we accept (bits).
 const MIN_RSA_BITS: usize = 2048;
@@ -54,30 +54,8 @@ impl SigningKey {
     /// the keys of one JWKS. A key without `issuer` admits every issuer (the issuer policy
     /// checks `iss` against the metadata).
     pub(crate) fn signs_for(&self, iss: &str, tid: &str) -> bool {
-        let Some(template) = &self.issuer else {
-            return true;
-        };
-        let key_issuer = template.replace("{tenantid}", tid);
-        if key_issuer == iss {
-            return true;
-        }
-        iss.starts_with("https://sts.")
-            && match (issuer_tenant(iss), issuer_tenant(&key_issuer)) {
-                (Some(token_tenant), Some(key_tenant)) => {
-                    key_issuer.ends_with("/v2.0") && token_tenant.eq_ignore_ascii_case(key_tenant)
-                }
-                _ => false,
-            }
+        super::issuer::key_signs_for(self.issuer.as_deref(), iss, tid)
     }
-}
-
-/// The tenant segment of an Entra issuer: `https://<host>/<tenant>/…` → `<tenant>`.
-pub(crate) fn issuer_tenant(iss: &str) -> Option<&str> {
-    let rest = iss
-        .strip_prefix("https://")
-        .or_else(|| iss.strip_prefix("http://"))?;
-    let tenant = rest.split('/').nth(1)?;
-    (!tenant.is_empty()).then_some(tenant)
 }
 
 /// Why a refresh failed. Logged, never sent to callers.
@@ -250,20 +228,19 @@ impl KeyStore {
                 url: crate::CallerText::new(url).to_string(),
             });
         }
-        let mut response = self.http.get(url).send().await.map_err(http_err)?;
+        let response = self.http.get(url).send().await.map_err(http_err)?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
                 url: url.to_owned(),
                 status: response.status().as_u16(),
             });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(http_err)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(FetchError::TooLarge { url: url.to_owned() });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response, MAX_DOCUMENT_BYTES)
+            .await
+            .map_err(|error| match error {
+                ReadError::Http(source) => http_err(source),
+                ReadError::TooLarge(_) => FetchError::TooLarge { url: url.to_owned() },
+            })?;
         serde_json::from_slice(&body).map_err(|source| FetchError::Json {
             url: url.to_owned(),
             source,
@@ -398,19 +375,6 @@ mod tests {
     }
 
     const CONSUMER: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
-
-    #[test]
-    fn issuer_tenant_is_the_first_path_segment() {
-        assert_eq!(
-            issuer_tenant("https://login.microsoftonline.com/t1/v2.0"),
-            Some("t1")
-        );
-        assert_eq!(issuer_tenant("https://sts.windows.net/t1/"), Some("t1"));
-        assert_eq!(issuer_tenant("http://127.0.0.1:5/t1/v2.0"), Some("t1"));
-        assert_eq!(issuer_tenant("https://host"), None);
-        assert_eq!(issuer_tenant("https://host//v2.0"), None);
-        assert_eq!(issuer_tenant("urn:x"), None);
-    }
 
     #[test]
     fn duplicate_kids_are_all_kept_and_leading_zero_moduli_accepted() {

@@ -34,6 +34,7 @@ mod cache;
 pub(crate) mod claims;
 mod config;
 mod error;
+mod issuer;
 mod jwt;
 mod keys;
 mod tenant;
@@ -46,15 +47,16 @@ use claims::{optional_time, CallerClaims};
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 
-pub use config::{is_secure_transport, EntraConfig, DEFAULT_AUTHORITY_HOST};
+pub use config::{EntraConfig, DEFAULT_AUTHORITY_HOST};
 pub use error::EntraConfigError;
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::downstream::{DownstreamConfig, DownstreamConfigError, OnBehalfOf};
 use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
 use cache::TokenCache;
+use issuer::check_version;
 use jwt::{required_str, UnverifiedToken};
-use keys::{error_chain, issuer_tenant, KeyStore, Snapshot};
+use keys::{error_chain, KeyStore, Snapshot};
 
 /// Microsoft Graph's application id and URI: the audience of the most common wrong token.
 const GRAPH_AUDIENCES: [&str; 3] = [
@@ -145,7 +147,7 @@ impl EntraVerifier {
         let tenant_policy = config.validate()?;
         let config = config.normalized();
         let expected_audience = std::iter::once(config.client_id.as_str())
-            .chain(config.identifier_uris())
+            .chain(config.identifier_uris().map(|uri| uri.as_str()))
             .collect::<Vec<_>>()
             .join(" or ");
         let cache = TokenCache::new(config.token_cache_entries, config.token_cache_bytes);
@@ -226,15 +228,22 @@ impl EntraVerifier {
         })
     }
 
-    fn precheck(&self, token: &str, now: u64) -> Result<Checked, AuthError> {
-        let cfg = &self.inner.config;
-        if token.len() > cfg.max_token_bytes {
+    /// Refuses a token longer than `max_token_bytes`, before any work on it (the cache's hash
+    /// included).
+    fn check_size(&self, token: &str) -> Result<(), InvalidToken> {
+        let max = self.inner.config.max_token_bytes;
+        if token.len() > max {
             return Err(InvalidToken::TooLarge {
                 len: token.len(),
-                max: cfg.max_token_bytes,
-            }
-            .into());
+                max,
+            });
         }
+        Ok(())
+    }
+
+    fn precheck(&self, token: &str, now: u64) -> Result<Checked, AuthError> {
+        let cfg = &self.inner.config;
+        self.check_size(token)?;
         let parsed = UnverifiedToken::parse(token)?;
         match parsed.header_str("alg")? {
             Some("RS256") => {}
@@ -324,74 +333,34 @@ impl EntraVerifier {
         })
     }
 
+    /// The issuer verdict for `checked` (see `issuer.rs`); unavailable until the metadata is
+    /// known.
     fn check_issuer(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
-        self.check_issuer_policy(snapshot, checked)?;
-        // The issuer names one tenant; `tid` must be that tenant, spelled as the issuer spells it
-        // (Entra writes both in lower case): for multi-tenant policies the issuer was built from
-        // `tid`, for a single tenant it comes from the metadata. `checked.tenant` is normalised
-        // to lower case for comparisons elsewhere, so the token's own spelling is read here.
-        let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
-        let as_written = checked
-            .claims
-            .get("tid")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or(tid);
-        if issuer_tenant(iss) != Some(as_written) {
-            return Err(InvalidToken::TenantMismatch {
-                tid: as_written.into(),
-                issuer: iss.into(),
-            }
-            .into());
-        }
-        Ok(())
-    }
-
-    fn check_issuer_policy(&self, snapshot: &Snapshot, checked: &Checked) -> Result<(), AuthError> {
         let Some(metadata_issuer) = snapshot.issuer.as_deref() else {
             return Err(Unavailable::NoSigningKeys.into());
         };
-        let cfg = &self.inner.config;
-        let policy = &self.inner.tenant_policy;
-        let (iss, tid) = (checked.issuer.as_str(), checked.tenant.as_str());
-        if !is_v1_issuer(iss) {
-            return Ok(policy.check_v2(metadata_issuer, iss, tid, &cfg.allowed_tenants)?);
-        }
-        if !cfg.accept_v1_tokens {
-            return Err(InvalidToken::V1Token { issuer: iss.into() }.into());
-        }
-        // v1 issuers are `https://sts.<cloud>/<tid>/`; the tenant rules are the v2 ones.
-        let expected_tid = match policy {
-            TenantPolicy::Single | TenantPolicy::Consumers => {
-                metadata_issuer.split('/').nth(3).unwrap_or_default()
-            }
-            TenantPolicy::Organizations | TenantPolicy::Common => {
-                if !crate::guid::is_guid(tid) {
-                    return Err(InvalidToken::TenantNotGuid(tid.into()).into());
-                }
-                tid
-            }
+        // `checked.tenant` is normalised to lower case for comparisons elsewhere; the token's own
+        // spelling is read here.
+        let tid_as_written = checked
+            .claims
+            .get("tid")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(&checked.tenant);
+        let token = issuer::TokenIssuer {
+            iss: &checked.issuer,
+            tid: &checked.tenant,
+            tid_as_written,
         };
-        let expected = format!("https://{}/{expected_tid}/", v1_sts_host(&cfg.authority_host));
-        if iss != expected {
-            return Err(InvalidToken::WrongIssuer {
-                found: iss.into(),
-                expected,
-            }
-            .into());
-        }
-        Ok(policy.check_tenant(tid, &cfg.allowed_tenants)?)
+        Ok(issuer::check(
+            &self.inner.tenant_policy,
+            &self.inner.config,
+            metadata_issuer,
+            &token,
+        )?)
     }
 
     async fn verify_token(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        let max = self.inner.config.max_token_bytes;
-        if token.len() > max {
-            // Before any work on it, the cache's hash included.
-            return Err(InvalidToken::TooLarge {
-                len: token.len(),
-                max,
-            }
-            .into());
-        }
+        self.check_size(token)?;
         let now = unix_now();
         let cache_key = TokenCache::key(token);
         let generation = self.inner.keys.snapshot().generation;
@@ -540,34 +509,6 @@ fn next_refresh_delay(inner: &Inner, failures: u32) -> Duration {
     base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
         .min(cap)
         .min(inner.config.key_refresh_interval)
-}
-
-/// `ver` must agree with the issuer's form: a v1 issuer (`https://sts.…/<tid>/`) issues `1.0`
-/// tokens, every other (v2) issuer `2.0` ([Entra access token claims]).
-///
-/// [Entra access token claims]: https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference
-fn check_version(iss: &str, ver: &str) -> Result<(), InvalidToken> {
-    let expected = if is_v1_issuer(iss) { "1.0" } else { "2.0" };
-    if ver == expected {
-        Ok(())
-    } else {
-        Err(InvalidToken::VersionMismatch {
-            ver: ver.into(),
-            issuer: iss.into(),
-            expected,
-        })
-    }
-}
-
-fn is_v1_issuer(iss: &str) -> bool {
-    iss.starts_with("https://sts.")
-}
-
-fn v1_sts_host(authority: &url::Url) -> &'static str {
-    match authority.host_str() {
-        Some(host) if host.ends_with(".cn") => "sts.chinacloudapi.cn",
-        _ => "sts.windows.net",
-    }
 }
 
 fn unix_now() -> u64 {
