@@ -148,6 +148,15 @@ impl ToolAccess {
         }
     }
 
+    /// One line per tool, in name order: `roll_dice: users need scopes Dice.Roll; applications
+    /// refused`, for the start-up log.
+    pub fn describe(&self) -> Vec<String> {
+        self.tools
+            .iter()
+            .map(|(name, requirement)| format!("{name}: {requirement}"))
+            .collect()
+    }
+
     /// The requirement of the tool `name`, if the server has it.
     pub fn requirement(&self, name: &str) -> Option<&Requirement> {
         self.tools.get(name)

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Settings come from, lowest to highest precedence: built-in defaults, the TOML file given with
 /// --config, the env file given with --env-file, the environment, and these flags. No file is read
 /// unless named here: a .env in the working directory or above it is never read. Every setting
-/// is listed in .env.example and the README.
+/// is listed in .env.example and docs/configuration.md.
 ///
 /// Without a command it serves HTTP, so `mcp-server-entra --port 8013 --dev` is
 /// `mcp-server-entra serve --port 8013 --dev`. Try it without Azure: `mcp-server-entra --dev`.

@@ -33,10 +33,12 @@ enum RunError {
     Tools(#[from] ToolConfigError),
     #[error(transparent)]
     Downstream(#[from] DownstreamConfigError),
-    #[error("cannot listen on {addr}: {cause}; is another server using the port? (set PORT or --port)")]
+    #[error("cannot listen on {addr}: {cause}; is another server using the port? (set {setting})")]
     Bind {
         addr: std::net::SocketAddr,
         cause: std::io::Error,
+        /// Where the address comes from: `PORT or --port`, `METRICS_ADDR`.
+        setting: &'static str,
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -82,6 +84,11 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         Command::Stdio => logging::STDIO_DEFAULT,
     };
     logging::init(settings.log_format, default_filter);
+    // What is enforced, as one block of lines: a setting that did not take effect shows here.
+    let tools = access.describe().into_iter().map(|line| format!("tool {line}"));
+    for line in settings.policy_lines().into_iter().chain(tools) {
+        tracing::info!("authorization policy: {line}");
+    }
     if settings.files_read.is_empty() {
         tracing::info!("settings from the environment and flags only: no settings file read (name one with --config or --env-file)");
     } else {
@@ -139,7 +146,7 @@ async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result
                     if provider.credential_kind() == "secret" {
                         tracing::warn!(
                             "AZURE_CLIENT_SECRET: the server proves its identity with a client secret, which can leak and expires; \
-                             a managed identity, workload identity federation or a certificate needs none (README: Downstream calls)"
+                             a managed identity, workload identity federation or a certificate needs none (docs/downstream.md)"
                         );
                     }
                     Some(Arc::new(Graph::new(provider, d.graph_base_url.clone())))
@@ -186,7 +193,18 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
         .map_err(|cause| RunError::Bind {
             addr: settings.bind,
             cause,
+            setting: "PORT or --port",
         })?;
+    // Both addresses are taken before anything is served, so a busy metrics port stops start-up
+    // instead of a running server.
+    let metrics_listener = match settings.metrics_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|cause| RunError::Bind {
+            addr,
+            cause,
+            setting: "METRICS_ADDR",
+        })?),
+        None => None,
+    };
     let mut http = settings.http.clone();
     if !settings.public_url_set {
         // The default PUBLIC_URL names the port; with PORT=0 that is the one the OS picked.
@@ -216,8 +234,8 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
         "serving MCP over streamable HTTP"
     );
     let shutdown = server.shutdown_token();
-    if let Some(addr) = settings.metrics_addr {
-        start_metrics(addr, shutdown.clone()).await?;
+    if let Some(listener) = metrics_listener {
+        start_metrics(listener, shutdown.clone())?;
     }
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -229,10 +247,7 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
 }
 
 /// Installs the Prometheus recorder and serves it on its own listener.
-async fn start_metrics(
-    addr: std::net::SocketAddr,
-    stop: tokio_util::sync::CancellationToken,
-) -> Result<(), RunError> {
+fn start_metrics(listener: TcpListener, stop: tokio_util::sync::CancellationToken) -> Result<(), RunError> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let buckets = [
         0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1, 1.0,
@@ -241,11 +256,9 @@ async fn start_metrics(
         .set_buckets_for_metric(Matcher::Full("mcp_token_verification_seconds".into()), &buckets)
         .and_then(|builder| builder.install_recorder())
         .map_err(RunError::Metrics)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|cause| RunError::Bind { addr, cause })?;
-    let addr = listener.local_addr().unwrap_or(addr);
-    tracing::info!(address = %addr, "serving Prometheus metrics at /metrics");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(address = %addr, "serving Prometheus metrics at /metrics");
+    }
     transports::http::serve_metrics(listener, move || handle.render(), stop);
     Ok(())
 }

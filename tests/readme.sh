@@ -4,8 +4,12 @@
 #   1. quick start: the dev server, /health, the example client's `whoami`;
 #   2. the raw `curl` tools/call for 2026-07-28 (exact answer);
 #   3. the local issuer: the real Entra verifier against `examples/local_entra.rs`, a minted token
-#      answered with the minted identity, an expired one refused with 401 "expired".
-# The test command (`cargo test --workspace`) is CI's own step. Loopback only (ports 8000, 8001,
+#      answered with the minted identity, an expired one refused with 401 "expired";
+#   4. "Add a tool and protect it": its code, declaration and `[tools.add_note]` table applied to
+#      a copy of the repository, built, and run with the README's commands: refused with the exact
+#      challenge without the scope, run with it, refused again under the TOML override;
+#   5. every relative link of README.md, CONTRIBUTING.md and docs/*.md resolves (file and anchor).
+# The test command (`cargo test --workspace`) is CI's own step. Loopback only (ports 8000-8003,
 # 8400, as the README writes them), bounded in time, idempotent on a fresh clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +26,10 @@ block() {
 
 pids=()
 logs=$(mktemp -d)
+copy=$(mktemp -d)
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$logs"
+  rm -rf "$logs" "$copy"
 }
 trap cleanup EXIT
 
@@ -99,5 +104,89 @@ out=$(timeout 60 bash -c "set -e; $expired_cmd")
 echo "$out"
 grep -q '^HTTP/1.1 401' <<<"$out" || { echo "expired token: no 401"; exit 1; }
 grep -qi '^www-authenticate:.*error="invalid_token".*the token expired at' <<<"$out" || { echo "expired token: no 'expired' description"; exit 1; }
+
+echo "== add a tool and protect it"
+# The repository as checked out (tracked and new files), with the README's steps applied.
+git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy"
+python3 - "$copy/src/tools.rs" "$(block add-tool-args)" "$(block add-tool-code)" "$(block add-tool-declare)" <<'PY'
+import sys
+path, args, code, declare = sys.argv[1:]
+src = open(path).read()
+router = "#[tool_router]\nimpl EntraMcpServer {\n"
+declared = "pub fn declared_requirements() -> Vec<(&'static str, Requirement)> {\n    vec![\n"
+for marker in (router, declared):
+    if src.count(marker) != 1:
+        sys.exit(f"src/tools.rs: the README's steps name a place that is not there: {marker!r}")
+src = src.replace(router, args + "\n\n" + router + code + "\n\n")
+src = src.replace(declared, declared + declare + "\n")
+open(path, "w").write(src)
+PY
+block add-tool-config >"$copy/notes.toml"
+# Its own target directory: the copy's crates must not overwrite this checkout's binaries.
+export CARGO_TARGET_DIR="$PWD/target/readme-add-tool"
+(cd "$copy" && cargo build --quiet --bin mcp-server-entra)
+mapfile -t try_cmds < <(block add-tool-try)
+[ "${#try_cmds[@]}" = 2 ] || { echo "README: add-tool-try should hold two commands"; exit 1; }
+start "-C $copy ${try_cmds[0]}" without
+wait_for http://localhost:8002/health without
+start "-C $copy ${try_cmds[1]}" with
+wait_for http://localhost:8003/health with
+# Step 6's table, on the second command (moved to a port of its own).
+start "-C $copy ${try_cmds[1]/--port 8003/--port 8004} --config notes.toml" override
+wait_for http://localhost:8004/health override
+call_note() { # port -> the answer's status line, headers and body
+  curl -si "http://localhost:$1/mcp" -H 'Authorization: Bearer dev-notes' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json' \
+    -H 'Mcp-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: add_note' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
+}
+scope=$(grep -o 'scope="api://mcp-server-entra-dev/[^"]*Notes.Write"' README.md | head -1)
+[ -n "$scope" ] || { echo "README: the scope of the add_note challenge is not written out"; exit 1; }
+out=$(call_note 8002)
+grep -q '^HTTP/1.1 403' <<<"$out" || { echo "add_note without Notes.Write was not refused:"; echo "$out"; exit 1; }
+challenge=$(grep -i '^www-authenticate: ' <<<"$out")
+{ grep -qF 'error="insufficient_scope"' <<<"$challenge" && grep -qF "$scope" <<<"$challenge"; } || { printf 'add_note challenge:\n%s\nREADME says: %s\n' "$challenge" "$scope"; exit 1; }
+list_tools() { # port -> the tools/list answer
+  curl -s "http://localhost:$1/mcp" -H 'Authorization: Bearer dev-notes' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json' \
+    -H 'Mcp-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/list' \
+    -d '{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
+}
+if grep -qF '"name":"add_note"' <<<"$(list_tools 8002)"; then echo "tools/list shows add_note to a caller without Notes.Write"; exit 1; fi
+grep -qF '"name":"add_note"' <<<"$(list_tools 8003)" || { echo "tools/list hides add_note from a caller with Notes.Write"; exit 1; }
+out=$(call_note 8003)
+grep -qF '"text":"Dev User noted: hi"' <<<"$out" || { echo "add_note with Notes.Write did not run:"; echo "$out"; exit 1; }
+out=$(call_note 8004)
+{ grep -q '^HTTP/1.1 403' <<<"$out" && grep -qF 'Notes.Admin' <<<"$out"; } || { echo "the [tools.add_note] override was not applied:"; echo "$out"; exit 1; }
+unset CARGO_TARGET_DIR
+echo "add_note: refused without the scope, run with it, overridden by the TOML table"
+
+echo "== relative links"
+python3 - README.md CONTRIBUTING.md docs/*.md <<'PY'
+import os, re, sys
+def slugs(path):
+    found = set()
+    for line in open(path):
+        m = re.match(r"#+ (.*)", line)
+        if m:
+            title = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
+            found.add(title.replace(" ", "-"))
+    return found
+bad = []
+for doc in sys.argv[1:]:
+    text = re.sub(r"```.*?```", "", open(doc).read(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        full = os.path.normpath(os.path.join(os.path.dirname(doc), path)) if path else doc
+        if not os.path.exists(full):
+            bad.append(f"{doc}: {target}: no such file")
+        elif anchor and full.endswith(".md") and anchor not in slugs(full):
+            bad.append(f"{doc}: {target}: no such section")
+if bad:
+    sys.exit("\n".join(bad))
+print(f"{len(sys.argv) - 1} documents, every relative link resolves")
+PY
 
 echo "README commands: ok"

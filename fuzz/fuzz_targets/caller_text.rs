@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let err: AuthError = InvalidToken::WrongAudience {
         found: raw.as_ref().into(),
         expected: "api://x".into(),
+        request: "api://x/access_as_user".into(),
     }
     .into();
     let text = err.to_string();

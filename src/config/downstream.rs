@@ -62,7 +62,7 @@ pub(super) fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<Downstr
     config.validate()?;
     let graph_base_url = raw.graph_base_url.0.clone();
     if !verifiers::is_secure_transport(&graph_base_url) {
-        return Err(invalid(
+        return Err(raw.invalid(
             "GRAPH_BASE_URL",
             "an https:// URL such as https://graph.microsoft.com (http:// only for loopback)",
             graph_base_url.as_str(),
@@ -79,7 +79,7 @@ pub(super) fn managed_identity(raw: &Raw) -> Result<ClientCredential, ConfigErro
         url::Url::parse(text.trim())
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
-            .ok_or_else(|| invalid(name, "an http:// URL", text))
+            .ok_or_else(|| raw.invalid(name, "an http:// URL", text))
     };
     let endpoint = match (&raw.identity_endpoint, &raw.identity_header) {
         (Some(endpoint), header) => ManagedIdentityEndpoint::AppService {

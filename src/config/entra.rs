@@ -2,9 +2,83 @@
 
 use std::time::Duration;
 
-use verifiers::{ApplicationIdUri, EntraConfig};
+use verifiers::{is_guid, ApplicationIdUri, EntraConfig};
 
 use super::*;
+
+/// The all-zero GUID that `config.example.toml` and the shipped ConfigMap hold.
+const PLACEHOLDER_GUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// `{GUID}` (as some portals and PowerShell print it) → the GUID.
+fn braced_guid(value: &str) -> Option<&str> {
+    value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .filter(|inner| is_guid(inner))
+}
+
+/// `AZURE_CLIENT_ID`: a GUID, with a message naming the mistake for the usual wrong values.
+fn checked_client_id<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigError> {
+    const NAME: &str = "AZURE_CLIENT_ID";
+    if value == PLACEHOLDER_GUID {
+        return Err(ConfigError::Placeholder {
+            name: raw.written(NAME),
+            got: value.to_owned(),
+            what: "the Application (client) ID from your app registration's Overview page",
+        });
+    }
+    if let Some(guid) = braced_guid(value) {
+        return Err(raw.invalid(NAME, format!("a GUID without braces: {guid}"), value));
+    }
+    if let Some(guid) = value
+        .strip_prefix("api://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|rest| is_guid(rest))
+    {
+        return Err(raw.invalid(
+            NAME,
+            format!("the bare Application (client) ID, {guid}, not the Application ID URI (an identifier URI other than api://<client-id> goes in AZURE_IDENTIFIER_URI)"),
+            value,
+        ));
+    }
+    if !is_guid(value) {
+        return Err(raw.invalid(
+            NAME,
+            "a GUID (the app registration's Application (client) ID)",
+            value,
+        ));
+    }
+    Ok(value)
+}
+
+/// `AZURE_TENANT_ID`: placeholders, braces and authority URLs named; the rest is checked with
+/// the Entra settings.
+fn checked_tenant<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigError> {
+    const NAME: &str = "AZURE_TENANT_ID";
+    if value == PLACEHOLDER_GUID {
+        return Err(ConfigError::Placeholder {
+            name: raw.written(NAME),
+            got: value.to_owned(),
+            what: "the Directory (tenant) ID from your app registration's Overview page (or organizations / common for a multi-tenant app)",
+        });
+    }
+    if let Some(guid) = braced_guid(value) {
+        return Err(raw.invalid(NAME, format!("a GUID without braces: {guid}"), value));
+    }
+    if let Some(url) = url::Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        let tenant = url.path_segments().and_then(|mut s| s.next()).unwrap_or_default();
+        let expected = if tenant.is_empty() {
+            "a tenant GUID, a domain, or organizations / common / consumers, not a URL (the host goes in AZURE_AUTHORITY_HOST)".to_owned()
+        } else {
+            format!("the tenant alone ({tenant}), not an authority URL (its host goes in AZURE_AUTHORITY_HOST when it is not https://login.microsoftonline.com)")
+        };
+        return Err(raw.invalid(NAME, expected, value));
+    }
+    Ok(value)
+}
 
 /// `AZURE_IDENTIFIER_URI`, parsed; empty when not set.
 pub(super) fn identifier_uris(raw: &Raw) -> Result<Vec<ApplicationIdUri>, ConfigError> {
@@ -15,7 +89,7 @@ pub(super) fn identifier_uris(raw: &Raw) -> Result<Vec<ApplicationIdUri>, Config
         .iter()
         .map(|uri| {
             ApplicationIdUri::parse(uri).map_err(|_| {
-                invalid(
+                raw.invalid(
                     "AZURE_IDENTIFIER_URI",
                     "Application ID URIs such as api://<client-id> or https://mcp.contoso.com",
                     uri,
@@ -34,7 +108,9 @@ pub(super) fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
         name: "AZURE_TENANT_ID",
         hint: "the Directory (tenant) ID from your app registration's Overview page, or organizations/common for multi-tenant",
     })?;
-    let mut entra = EntraConfig::new(client_id.0.as_str(), tenant.0.as_str());
+    let client_id = checked_client_id(raw, &client_id.0)?;
+    let tenant = checked_tenant(raw, &tenant.0)?;
+    let mut entra = EntraConfig::new(client_id, tenant);
     // A list: the first is where scopes are advertised, every entry is accepted as audience.
     let mut uris = identifier_uris(raw)?.into_iter();
     if let Some(first) = uris.next() {
@@ -48,7 +124,7 @@ pub(super) fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
     entra.accept_v1_tokens = raw.azure_accept_v1_tokens.0;
     entra.leeway = raw.azure_clock_leeway_secs.0;
     if entra.leeway > Duration::from_secs(600) {
-        return Err(invalid(
+        return Err(raw.invalid(
             "AZURE_CLOCK_LEEWAY_SECS",
             "at most 600 seconds",
             &entra.leeway.as_secs().to_string(),

@@ -13,15 +13,45 @@ use super::*;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A value of the wrong shape, found after the value was read.
+    /// A value of the wrong shape, found after the value was read, named as its source wrote it
+    /// (`AZURE_CLIENT_ID`, `azure_client_id in settings.toml`, `--host`).
     #[error("{name} must be {expected}, got {got:?}")]
     Invalid {
-        /// The setting.
-        name: &'static str,
-        /// What it must be.
-        expected: &'static str,
+        /// The setting, as written in its source.
+        name: String,
+        /// What it must be, and the likely fix.
+        expected: String,
         /// What it was.
         got: String,
+    },
+    /// A value that is still the placeholder of `config.example.toml` or the shipped manifests.
+    #[error("{name} is still the example placeholder {got}; put {what} there")]
+    Placeholder {
+        /// The setting, as written in its source.
+        name: String,
+        /// The placeholder.
+        got: String,
+        /// What belongs there.
+        what: &'static str,
+    },
+    /// An environment variable one typo away from a setting: the setting it was meant to be
+    /// would silently keep its default.
+    #[error("{name} in the environment is not a setting of this server; did you mean {setting}? A misspelt setting is never applied: rename it (or unset it)")]
+    MisspeltVariable {
+        /// The variable.
+        name: String,
+        /// The setting it is closest to.
+        setting: &'static str,
+    },
+    /// A settings file named on the command line is a directory.
+    #[error("{path} is a directory, but {flag} takes a file ({example})")]
+    NotAFile {
+        /// `--config` or `--env-file`.
+        flag: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// The example file to start from.
+        example: &'static str,
     },
     /// A value that could not be read as its type, named as its source wrote it: `PORT`
     /// (environment), `port in settings.toml` (the `--config` file), `--port` (a flag).
@@ -71,7 +101,11 @@ pub enum ConfigError {
     #[error("the configuration file {0} does not exist (given with --config)")]
     FileMissing(PathBuf),
     /// The `--config` file cannot be read or is not TOML.
-    #[error("cannot read the configuration file {path}: {}", one_line(cause))]
+    #[error(
+        "cannot read the configuration file {path}: {}{}",
+        one_line(cause),
+        toml_hint(cause)
+    )]
     File {
         /// The file.
         path: PathBuf,
@@ -101,8 +135,13 @@ pub enum ConfigError {
     #[error("{0} is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity")]
     ManagedIdentityNotChosen(&'static str),
     /// `--dev` with a non-loopback listen address.
-    #[error("--dev serves only on loopback, but HOST is {0}; drop --dev or listen on 127.0.0.1")]
-    DevNotLoopback(IpAddr),
+    #[error("--dev serves only on loopback, but {setting} is {host}; drop --dev or listen on 127.0.0.1")]
+    DevNotLoopback {
+        /// `HOST`, `--host` or `host in <file>`.
+        setting: String,
+        /// The address.
+        host: IpAddr,
+    },
 }
 
 pub(super) fn unreadable(path: &Path, cause: config::ConfigError) -> ConfigError {
@@ -133,19 +172,43 @@ pub(super) fn value_error<'a>(
         other => return unreadable(Path::new("(settings)"), other),
     };
     let top = key.split(['.', '[']).next().unwrap_or(&key);
-    let setting = match source_of(top) {
-        Source::Flag => format!("--{}", key.replace('_', "-")),
-        Source::Environment => key.to_ascii_uppercase(),
-        Source::EnvFile(path) => format!("{} in {}", key.to_ascii_uppercase(), path.display()),
-        Source::File(path) => format!("{key} in {}", path.display()),
-        Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
-    };
+    let setting = written_name(&key, &source_of(top));
     let problem = if problem.starts_with("must be ") {
         problem
     } else {
         format!("is wrong: {problem}")
     };
     ConfigError::Value { setting, problem }
+}
+
+/// How the source that set `key` (a lower-case setting name, or a path below one) writes it.
+pub(super) fn written_name(key: &str, source: &Source<'_>) -> String {
+    match source {
+        Source::Flag => format!("--{}", key.replace('_', "-")),
+        Source::Environment => key.to_ascii_uppercase(),
+        Source::EnvFile(path) => format!("{} in {}", key.to_ascii_uppercase(), path.display()),
+        Source::File(path) => format!("{key} in {}", path.display()),
+        Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
+    }
+}
+
+/// The fix for the TOML mistake newcomers make most: a GUID, URL or name left unquoted reads as
+/// a malformed number or a bare word.
+fn toml_hint(cause: &config::ConfigError) -> &'static str {
+    let text = cause.to_string();
+    let unquoted = [
+        "invalid float",
+        "invalid number",
+        "invalid integer",
+        "invalid date",
+        "invalid string",
+        "expected `\"`, `'`",
+    ];
+    if unquoted.iter().any(|marker| text.contains(marker)) {
+        "; text values (GUIDs, URLs, names) must be quoted in TOML: azure_client_id = \"11111111-2222-3333-4444-555555555555\""
+    } else {
+        ""
+    }
 }
 
 /// A parse error on one line: the TOML parser draws the line and a caret below its message;
@@ -162,12 +225,4 @@ pub(super) fn one_line(cause: &config::ConfigError) -> String {
         .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | "))
         .collect();
     lines.join(": ")
-}
-
-pub(super) fn invalid(name: &'static str, expected: &'static str, got: &str) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        expected,
-        got: got.to_owned(),
-    }
 }

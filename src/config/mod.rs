@@ -16,7 +16,7 @@
 //!
 //! | File | Concern |
 //! |---|---|
-//! | `table.rs` | every setting: name, default, help (the README table and `.env.example` are tested against it) |
+//! | `table.rs` | every setting: name, default, help (the table in docs/configuration.md, `.env.example` and `config.example.toml` are tested against it) |
 //! | `settings.rs` | [`Settings`], the validated result, and how it is built from the typed sources (`Raw`) |
 //! | `sources.rs` | the sources and their precedence: defaults < `--config` < `--env-file` < environment < flags |
 //! | `error.rs` | [`ConfigError`]: one line naming the setting as its source wrote it |
@@ -40,7 +40,7 @@ pub use table::{setting, Setting, SETTINGS};
 
 use downstream::downstream_settings;
 use entra::entra_config;
-use error::{invalid, unreadable, value_error};
+use error::{unreadable, value_error, written_name};
 use sources::{merge, Raw, Source};
 
 /// The TOML key of the per-tool table (`[tools.<name>]`, docs/ARCHITECTURE.md#per-tool-authorization). Not a row of [`SETTINGS`]:

@@ -121,6 +121,62 @@ impl Settings {
         }
     }
 
+    /// The authorization policy these settings enforce, one line per rule, for the start-up log:
+    /// who issues accepted tokens, for which audience, and what every caller needs.
+    pub fn policy_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match &self.auth {
+            AuthSettings::Entra { config, .. } => {
+                let tenants = match config.tenant.as_str() {
+                    "organizations" | "common" if !config.allowed_tenants.is_empty() => {
+                        format!("the tenants {} only (AZURE_ALLOWED_TENANTS)", config.allowed_tenants.join(", "))
+                    }
+                    "organizations" => "any work or school tenant (set AZURE_ALLOWED_TENANTS to name them)".to_owned(),
+                    "common" => "any tenant, personal Microsoft accounts included (set AZURE_ALLOWED_TENANTS to name them)".to_owned(),
+                    "consumers" => "personal Microsoft accounts only".to_owned(),
+                    tenant => format!("tenant {tenant} only"),
+                };
+                lines.push(format!("callers: {tenants}"));
+                let versions = if config.accept_v1_tokens {
+                    "v2.0 and v1.0"
+                } else {
+                    "v2.0"
+                };
+                lines.push(format!(
+                    "tokens: Entra {versions} access tokens from {}",
+                    config.authority()
+                ));
+                let uris: Vec<&str> = config.identifier_uris().map(ApplicationIdUri::as_str).collect();
+                lines.push(format!("audience: {} or {}", config.client_id, uris.join(" or ")));
+            }
+            AuthSettings::Dev { .. } => {
+                lines.push(
+                    "callers: the one dev identity (--dev: no token is verified against Entra)".to_owned(),
+                );
+            }
+        }
+        let policy = self.policy();
+        let scopes: Vec<String> = policy
+            .required_scopes
+            .iter()
+            .map(|s| self.identifier_uri.scope(s))
+            .collect();
+        lines.push(format!(
+            "users need the scopes {} (AZURE_REQUIRED_SCOPES)",
+            scopes.join(" and ")
+        ));
+        lines.push(if policy.required_app_roles.is_empty() {
+            "applications (app-only tokens): refused (AZURE_REQUIRED_APP_ROLES is empty)".to_owned()
+        } else {
+            format!(
+                "applications need the app roles {} (AZURE_REQUIRED_APP_ROLES) and request {}",
+                policy.required_app_roles.join(" and "),
+                self.identifier_uri.default_scope()
+            )
+        });
+        lines
+    }
+
     /// The full URI of the first required scope (`api://<client-id>/access_as_user`): what the
     /// messages that say how to get a token name.
     pub fn first_scope_uri(&self) -> Option<String> {
@@ -139,6 +195,11 @@ impl Settings {
         let AuthSettings::Entra { config, .. } = &self.auth else {
             return None;
         };
+        // Without PUBLIC_URL the resource is a localhost URL no app registration can hold (the
+        // local issuer, a first run): nothing to act on yet.
+        if !self.public_url_set {
+            return None;
+        }
         let resource = self.http.resource();
         if config.identifier_uris().any(|uri| uri.matches(&resource)) {
             return None;
@@ -183,17 +244,47 @@ impl Settings {
 /// `api://mcp-server-entra-dev` unless `AZURE_IDENTIFIER_URI` is set.
 const DEV_CLIENT_ID: &str = "mcp-server-entra-dev";
 
+/// A list of scope or app-role names (`what`) as Entra writes them in `scp` and `roles`: short,
+/// one per entry. The two usual mistakes get their own fix: names separated by spaces (as `scp`
+/// separates them) and full scope URIs.
+fn check_names(raw: &Raw, name: &str, names: &[String], what: &str) -> Result<(), ConfigError> {
+    if let Some(bad) = names.iter().find(|n| n.contains(char::is_whitespace)) {
+        let fixed = names
+            .iter()
+            .flat_map(|n| n.split_whitespace())
+            .collect::<Vec<_>>()
+            .join(",");
+        return Err(raw.invalid(
+            name,
+            format!("{what}, separated by commas, not spaces (a token's scp separates them with spaces; this setting is a list): {fixed}"),
+            bad,
+        ));
+    }
+    if let Some(bad) = names.iter().find(|n| n.contains('/')) {
+        let short = bad.rsplit('/').next().unwrap_or_default();
+        return Err(raw.invalid(
+            name,
+            format!("short {what}, not full URIs (the server puts the Application ID URI in front itself): {short}"),
+            bad,
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let port = raw.port.0;
     let host = raw.host.0;
     if dev && !host.is_loopback() {
-        return Err(ConfigError::DevNotLoopback(host));
+        return Err(ConfigError::DevNotLoopback {
+            setting: raw.written("HOST"),
+            host,
+        });
     }
     let public_url_set = raw.public_url.is_some();
     let public_url = match &raw.public_url {
         Some(url) => url.0.clone(),
         None => url::Url::parse(&format!("http://localhost:{port}")).map_err(|_| {
-            invalid(
+            raw.invalid(
                 "PUBLIC_URL",
                 "an absolute URL such as https://mcp.contoso.com",
                 "",
@@ -205,20 +296,33 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     if scopes.is_empty() {
         // Every delegated call needs at least one scope of this API (docs/ARCHITECTURE.md#token-verification): an empty list
         // would admit any token for this audience that carries some `scp`.
-        return Err(invalid(
+        return Err(raw.invalid(
             "AZURE_REQUIRED_SCOPES",
             "at least one scope name such as access_as_user",
             "",
         ));
     }
-    if let Some(bad) = scopes.iter().find(|s| s.contains(['/', ' '])) {
-        return Err(invalid(
-            "AZURE_REQUIRED_SCOPES",
-            "short scope names such as access_as_user (not full api:// URIs)",
-            bad,
-        ));
-    }
+    check_names(
+        &raw,
+        "AZURE_REQUIRED_SCOPES",
+        &scopes,
+        "scope names such as access_as_user",
+    )?;
     let app_roles = raw.azure_required_app_roles.clone().unwrap_or_default().0;
+    check_names(
+        &raw,
+        "AZURE_REQUIRED_APP_ROLES",
+        &app_roles,
+        "app role names such as Mcp.Invoke",
+    )?;
+    for (name, list) in [
+        ("MCP_DEV_SCOPES", &raw.mcp_dev_scopes),
+        ("MCP_DEV_ROLES", &raw.mcp_dev_roles),
+    ] {
+        if let Some(list) = list {
+            check_names(&raw, name, &list.0, "short names")?;
+        }
+    }
     let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
 
     let (auth, identifier_uri, authorization_servers) = if dev {
@@ -303,7 +407,7 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     let metrics_addr = match raw.metrics_addr.as_ref().map(|t| t.0.as_str()) {
         None | Some("") => None,
         Some(addr) => Some(addr.parse().map_err(|_| {
-            invalid(
+            raw.invalid(
                 "METRICS_ADDR",
                 "an address with a port such as 0.0.0.0:9464",
                 addr,

@@ -72,6 +72,53 @@ pub(super) struct Raw {
     pub(super) graph_base_url: AbsoluteUrl,
     #[serde(default)]
     pub(super) tools: HashMap<String, ToolOverride>,
+    /// Each setting (lower-case key) as the source that set it writes it, for messages.
+    #[serde(skip)]
+    pub(super) written: HashMap<String, String>,
+}
+
+impl Raw {
+    /// The setting `name` (upper case, as in the table) as its source wrote it: `HOST`,
+    /// `host in settings.toml`, `HOST in app.env` or `--host`.
+    pub(super) fn written(&self, name: &str) -> String {
+        self.written
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// The setting `name` has a value of the wrong shape: `expected` says what it must be.
+    pub(super) fn invalid(&self, name: &str, expected: impl Into<String>, got: &str) -> ConfigError {
+        ConfigError::Invalid {
+            name: self.written(name),
+            expected: expected.into(),
+            got: got.to_owned(),
+        }
+    }
+}
+
+/// An environment variable within one typo of a setting's name (any case): `(variable,
+/// setting)`, the first in name order. One edit for names shorter than 10 characters, two for
+/// longer ones, so that `HOME` is not taken for `HOST` but `AZURE_REQUIRED_SCOPE` is for
+/// `AZURE_REQUIRED_SCOPES`.
+pub(super) fn misspelt_variable(env: &HashMap<String, String>) -> Option<(String, &'static str)> {
+    let mut names: Vec<&String> = env
+        .keys()
+        .filter(|name| !SETTINGS.iter().any(|s| s.name == name.as_str()))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let upper = name.to_ascii_uppercase();
+        SETTINGS
+            .iter()
+            .map(|s| s.name)
+            .filter(|setting| {
+                let allowed = if setting.len() < 10 { 1 } else { 2 };
+                upper == *setting || edit_distance(&upper, setting) <= allowed
+            })
+            .min_by_key(|setting| edit_distance(&upper, setting))
+            .map(|setting| (name.clone(), setting))
+    })
 }
 
 /// Where a key's value came from: the highest-precedence source that sets it.
@@ -89,6 +136,9 @@ pub(super) fn merge(
     serve: &ServeArgs,
     env: &HashMap<String, String>,
 ) -> Result<Raw, ConfigError> {
+    if let Some((name, setting)) = misspelt_variable(env) {
+        return Err(ConfigError::MisspeltVariable { name, setting });
+    }
     let known: HashMap<String, String> = env
         .iter()
         .filter(|(name, value)| !value.is_empty() && SETTINGS.iter().any(|s| s.name == name.as_str()))
@@ -151,16 +201,36 @@ pub(super) fn merge(
             Source::Default
         }
     };
-    builder
+    let mut raw = builder
         .build()
         .and_then(|c| c.try_deserialize::<Raw>())
-        .map_err(|cause| value_error(cause, &source_of))
+        .map_err(|cause| value_error(cause, &source_of))?;
+    raw.written = SETTINGS
+        .iter()
+        .map(|s| {
+            let key = s.name.to_ascii_lowercase();
+            let written = match source_of(&key) {
+                // A default is named as the variable that would change it.
+                Source::Default => s.name.to_owned(),
+                source => written_name(&key, &source),
+            };
+            (key, written)
+        })
+        .collect();
+    Ok(raw)
 }
 
 /// The `--config` file, parsed, and its top-level keys, checked against the settings.
 pub(super) fn read_file(path: &Path) -> Result<(config::Config, Vec<String>), ConfigError> {
     if !path.exists() {
         return Err(ConfigError::FileMissing(path.to_owned()));
+    }
+    if path.is_dir() {
+        return Err(ConfigError::NotAFile {
+            flag: "--config",
+            path: path.to_owned(),
+            example: "a TOML file such as config.example.toml",
+        });
     }
     let file = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -193,6 +263,13 @@ pub(super) fn read_file(path: &Path) -> Result<(config::Config, Vec<String>), Co
 /// The `--env-file` file: `NAME=value` lines (dotenv syntax), every name a setting. Read into a
 /// map, never into the process environment. Empty values count as unset, as in the environment.
 pub(super) fn read_env_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    if path.is_dir() {
+        return Err(ConfigError::NotAFile {
+            flag: "--env-file",
+            path: path.to_owned(),
+            example: "NAME=value lines, as in .env.example",
+        });
+    }
     if !path.is_file() {
         return Err(ConfigError::EnvFileMissing(path.to_owned()));
     }

@@ -72,6 +72,9 @@ fn identifier_uris_public_url_paths_and_the_resource_warning() {
     )
     .unwrap();
     assert_eq!(dev.resource_mismatch(), None, "dev mode has no app registration");
+    // Without PUBLIC_URL (a first run, the local issuer) the resource is a localhost URL that no
+    // app registration can hold: nothing to act on, no warning.
+    assert_eq!(load(&base).unwrap().resource_mismatch(), None);
 }
 
 #[test]
@@ -182,9 +185,9 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Toml, "azure_authority_host", "\"login\"", format!("azure_authority_host in {file} must be an absolute URL such as https://mcp.contoso.com, got \"login\"")),
         (In::Env, "METRICS_ADDR", "9464", "METRICS_ADDR must be an address with a port such as 0.0.0.0:9464, got \"9464\"".into()),
         (In::Env, "AZURE_CLOCK_LEEWAY_SECS", "601", "AZURE_CLOCK_LEEWAY_SECS must be at most 600 seconds, got \"601\"".into()),
-        (In::Toml, "azure_required_scopes", "[]", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
+        (In::Toml, "azure_required_scopes", "[]", format!("azure_required_scopes in {file} must be at least one scope name such as access_as_user, got \"\"")),
         (In::Env, "AZURE_REQUIRED_SCOPES", ",", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
-        (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", "AZURE_REQUIRED_SCOPES must be short scope names such as access_as_user (not full api:// URIs), got \"api://x/access_as_user\"".into()),
+        (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", format!("azure_required_scopes in {file} must be short scope names such as access_as_user, not full URIs (the server puts the Application ID URI in front itself): access_as_user, got \"api://x/access_as_user\"")),
         (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected `scopes` or `app_roles`")),
         (In::Toml, "prot", "9001", format!("unknown key `prot` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
         (In::Toml, "PORT", "9001", format!("unknown key `PORT` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
@@ -383,11 +386,16 @@ fn the_example_toml_file_loads_and_matches_the_defaults() {
         config: Some(path),
         ..GlobalArgs::default()
     };
-    let s = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap();
+    // As shipped, its placeholder ids are refused; with real ids in the environment (which
+    // outranks the file) the rest loads as the defaults.
+    let shipped = Settings::from_sources(&global, &ServeArgs::default(), &env(&[]));
+    assert!(matches!(shipped, Err(ConfigError::Placeholder { .. })));
+    let ids = env(&[("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", CLIENT)]);
+    let s = Settings::from_sources(&global, &ServeArgs::default(), &ids).unwrap();
     let AuthSettings::Entra { config, policy } = &s.auth else {
         panic!("the example configures Entra");
     };
-    assert_eq!(config.client_id, "00000000-0000-0000-0000-000000000000");
+    assert_eq!(config.client_id, CLIENT);
     assert_eq!(policy.required_scopes, ["access_as_user"]);
     assert_eq!(s.bind, "127.0.0.1:8000".parse().unwrap());
     // Every setting appears in the example, as a key or a commented-out key.
@@ -441,7 +449,7 @@ fn dev_mode_needs_no_azure_but_refuses_non_loopback() {
     let s = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[])).unwrap();
     assert!(matches!(s.auth, AuthSettings::Dev { .. }));
     let err = Settings::from_sources(&dev, &ServeArgs::default(), &env(&[("HOST", "0.0.0.0")])).unwrap_err();
-    assert!(matches!(err, ConfigError::DevNotLoopback(_)));
+    assert!(matches!(err, ConfigError::DevNotLoopback { .. }));
 }
 
 #[test]
@@ -540,4 +548,28 @@ fn raw_fields() -> &'static [&'static str] {
     let mut fields = Fields(None);
     let _ = Raw::deserialize(&mut fields);
     fields.0.unwrap()
+}
+
+#[test]
+fn the_policy_block_names_tenants_issuer_and_audiences() {
+    let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    // (AZURE_TENANT_ID, AZURE_ALLOWED_TENANTS, AZURE_ACCEPT_V1_TOKENS, the first two lines)
+    let rows = [
+        (tenant, None, "false", [format!("callers: tenant {tenant} only"), format!("tokens: Entra v2.0 access tokens from https://login.microsoftonline.com/{tenant}/v2.0")]),
+        ("organizations", Some(tenant), "true", [format!("callers: the tenants {tenant} only (AZURE_ALLOWED_TENANTS)"), "tokens: Entra v2.0 and v1.0 access tokens from https://login.microsoftonline.com/organizations/v2.0".to_owned()]),
+        ("common", None, "false", ["callers: any tenant, personal Microsoft accounts included (set AZURE_ALLOWED_TENANTS to name them)".to_owned(), "tokens: Entra v2.0 access tokens from https://login.microsoftonline.com/common/v2.0".to_owned()]),
+    ];
+    for (tenant_id, allowed, v1, expected) in rows {
+        let mut pairs = vec![
+            ("AZURE_CLIENT_ID", CLIENT),
+            ("AZURE_TENANT_ID", tenant_id),
+            ("AZURE_ACCEPT_V1_TOKENS", v1),
+        ];
+        if let Some(allowed) = allowed {
+            pairs.push(("AZURE_ALLOWED_TENANTS", allowed));
+        }
+        let lines = load(&pairs).unwrap().policy_lines();
+        assert_eq!(lines[..2], expected, "{tenant_id}");
+        assert_eq!(lines[2], format!("audience: {CLIENT} or api://{CLIENT}"));
+    }
 }

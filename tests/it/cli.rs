@@ -110,15 +110,20 @@ fn env_example_documents_exactly_the_settings_the_code_reads() {
 }
 
 #[test]
-fn readme_settings_table_matches_the_code() {
-    let readme = include_str!("../../README.md");
+fn documented_settings_table_matches_the_code() {
+    let readme = include_str!("../../docs/configuration.md");
     let table = readme
         .split("<!-- settings-table")
         .nth(1)
         .and_then(|t| t.split("<!-- /settings-table -->").next())
-        .expect("README has the settings table");
+        .expect("docs/configuration.md has the settings table");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `")).collect();
-    assert_eq!(rows.len(), SETTINGS.len(), "README table has {} rows", rows.len());
+    assert_eq!(
+        rows.len(),
+        SETTINGS.len(),
+        "the settings table has {} rows",
+        rows.len()
+    );
     for (row, setting) in rows.iter().zip(SETTINGS) {
         let default = if setting.default.is_empty() {
             "—".to_owned()
@@ -129,6 +134,189 @@ fn readme_settings_table_matches_the_code() {
             *row,
             format!("| `{}` | {default} | {} |", setting.name, setting.help)
         );
+    }
+}
+
+/// (what, arguments, environment, the line on stderr).
+type MistakeRow<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>, String);
+
+/// Each mistake a newcomer makes with the settings stops start-up with one line that names the
+/// setting as its source wrote it, the cause, and the fix. One row per mistake, through the binary.
+#[test]
+fn start_up_mistakes_are_named_with_their_fix() {
+    let dir = std::env::temp_dir().join(format!("mcp-entra-cli-mistakes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let uri_scopes = toml(
+        "uri-scopes.toml",
+        "azure_required_scopes = [\"api://x/access_as_user\"]\n",
+    );
+    let unquoted = toml(
+        "unquoted.toml",
+        "azure_client_id = 11111111-2222-3333-4444-555555555555\n",
+    );
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let folder = dir.display().to_string();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    const GUID: &str = "11111111-2222-3333-4444-555555555555";
+    const ZERO: &str = "00000000-0000-0000-0000-000000000000";
+    let entra = |client: &str, tenant: &str| {
+        vec![
+            ("AZURE_CLIENT_ID", client.to_owned()),
+            ("AZURE_TENANT_ID", tenant.to_owned()),
+        ]
+    };
+    // (what, arguments, environment, the line on stderr — whole, or its start when it ends in …)
+    let rows: Vec<MistakeRow> = vec![
+        ("a setting name one letter off", vec!["--dev"], vec![("AZURE_REQUIRED_SCOPE", "Notes.Read".into())],
+            "AZURE_REQUIRED_SCOPE in the environment is not a setting of this server; did you mean AZURE_REQUIRED_SCOPES? A misspelt setting is never applied: rename it (or unset it)".into()),
+        ("a setting name without its underscore", vec!["--dev"], vec![("PUBLICURL", "https://mcp.contoso.com".into())],
+            "PUBLICURL in the environment is not a setting of this server; did you mean PUBLIC_URL? A misspelt setting is never applied: rename it (or unset it)".into()),
+        ("a setting name in lower case", vec!["--dev"], vec![("azure_client_id", GUID.into())],
+            "azure_client_id in the environment is not a setting of this server; did you mean AZURE_CLIENT_ID? A misspelt setting is never applied: rename it (or unset it)".into()),
+        ("scopes separated by spaces, as in scp", vec!["--dev"], vec![("AZURE_REQUIRED_SCOPES", "access_as_user Notes.Read".into())],
+            "AZURE_REQUIRED_SCOPES must be scope names such as access_as_user, separated by commas, not spaces (a token's scp separates them with spaces; this setting is a list): access_as_user,Notes.Read, got \"access_as_user Notes.Read\"".into()),
+        ("app roles separated by spaces", vec!["--dev"], vec![("AZURE_REQUIRED_APP_ROLES", "A.Read B.Write".into())],
+            "AZURE_REQUIRED_APP_ROLES must be app role names such as Mcp.Invoke, separated by commas, not spaces (a token's scp separates them with spaces; this setting is a list): A.Read,B.Write, got \"A.Read B.Write\"".into()),
+        ("a full scope URI, in a TOML file", vec!["--dev", "--config", &uri_scopes], vec![],
+            format!("azure_required_scopes in {uri_scopes} must be short scope names such as access_as_user, not full URIs (the server puts the Application ID URI in front itself): access_as_user, got \"api://x/access_as_user\"")),
+        ("the example's placeholder client id", vec![], entra(ZERO, "organizations"),
+            format!("AZURE_CLIENT_ID is still the example placeholder {ZERO}; put the Application (client) ID from your app registration's Overview page there")),
+        ("the example file as shipped", vec!["--config", example], vec![],
+            format!("azure_client_id in {example} is still the example placeholder {ZERO}; put the Application (client) ID from your app registration's Overview page there")),
+        ("the placeholder tenant", vec![], entra(GUID, ZERO),
+            format!("AZURE_TENANT_ID is still the example placeholder {ZERO}; put the Directory (tenant) ID from your app registration's Overview page (or organizations / common for a multi-tenant app) there")),
+        ("a client id in braces", vec![], entra(&format!("{{{GUID}}}"), "organizations"),
+            format!("AZURE_CLIENT_ID must be a GUID without braces: {GUID}, got \"{{{GUID}}}\"")),
+        ("the Application ID URI as client id", vec![], entra(&format!("api://{GUID}"), "organizations"),
+            format!("AZURE_CLIENT_ID must be the bare Application (client) ID, {GUID}, not the Application ID URI (an identifier URI other than api://<client-id> goes in AZURE_IDENTIFIER_URI), got \"api://{GUID}\"")),
+        ("a client id that is no GUID", vec![], entra("abc", "organizations"),
+            "AZURE_CLIENT_ID must be a GUID (the app registration's Application (client) ID), got \"abc\"".into()),
+        ("the authority URL as tenant", vec![], entra(GUID, &format!("https://login.microsoftonline.com/{GUID}/v2.0")),
+            format!("AZURE_TENANT_ID must be the tenant alone ({GUID}), not an authority URL (its host goes in AZURE_AUTHORITY_HOST when it is not https://login.microsoftonline.com), got \"https://login.microsoftonline.com/{GUID}/v2.0\"")),
+        ("an unquoted GUID in TOML", vec!["--config", &unquoted], vec![],
+            format!("cannot read the configuration file {unquoted}: …")),
+        ("a directory as --config", vec!["--dev", "--config", &folder], vec![],
+            format!("{folder} is a directory, but --config takes a file (a TOML file such as config.example.toml)")),
+        ("a directory as --env-file", vec!["--dev", "--env-file", &folder], vec![],
+            format!("{folder} is a directory, but --env-file takes a file (NAME=value lines, as in .env.example)")),
+        ("--dev beyond loopback, by flag", vec!["--dev", "--host", "0.0.0.0"], vec![],
+            "--dev serves only on loopback, but --host is 0.0.0.0; drop --dev or listen on 127.0.0.1".into()),
+        ("--dev beyond loopback, by variable", vec!["--dev"], vec![("HOST", "0.0.0.0".into())],
+            "--dev serves only on loopback, but HOST is 0.0.0.0; drop --dev or listen on 127.0.0.1".into()),
+        ("a busy metrics port", vec!["--dev", "--port", "0"], vec![("METRICS_ADDR", busy_addr.clone()), ("RUST_LOG", "off".into())],
+            format!("cannot listen on {busy_addr}: …")),
+    ];
+    for (what, args, env, expected) in rows {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, out, err) = run(&args, &env);
+        assert_eq!((code, out.as_str()), (2, ""), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line, got {err}");
+        let line = err.trim_end().strip_prefix("mcp-server-entra: ").unwrap_or(&err);
+        match expected.strip_suffix('…') {
+            Some(start) => assert!(line.starts_with(start), "{what}: {line}"),
+            None => assert_eq!(line, expected, "{what}"),
+        }
+    }
+    // The fixes the two open-ended rows promise.
+    let (_, _, err) = run(&["--config", &unquoted], &[]);
+    assert!(
+        err.contains("text values (GUIDs, URLs, names) must be quoted in TOML"),
+        "{err}"
+    );
+    let (_, _, err) = run(
+        &["--dev", "--port", "0"],
+        &[("METRICS_ADDR", &busy_addr), ("RUST_LOG", "off")],
+    );
+    assert!(err.ends_with("(set METRICS_ADDR)\n"), "{err}");
+    drop(busy);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The effective authorization policy is logged at start-up, one block of lines, so a setting
+/// that did not take effect is visible.
+#[test]
+fn start_up_logs_the_effective_authorization_policy() {
+    use std::io::BufRead as _;
+    let dir = std::env::temp_dir().join(format!("mcp-entra-cli-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tools.toml");
+    std::fs::write(
+        &file,
+        "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\napp_roles = [\"Dice.Roll.All\"]\n",
+    )
+    .unwrap();
+    let mut child = Command::new(EXE)
+        .args(["--dev", "--port", "0", "--config", &file.display().to_string()])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("MCP_DEV_TOKEN", "t")
+        .env("AZURE_REQUIRED_SCOPES", "access_as_user,Notes.Read")
+        .env("AZURE_REQUIRED_APP_ROLES", "Mcp.Invoke")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut policy = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(rule) = line.split("authorization policy: ").nth(1) {
+            policy.push(rule.to_owned());
+        }
+        if line.contains("serving MCP") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        policy,
+        [
+            "callers: the one dev identity (--dev: no token is verified against Entra)",
+            "users need the scopes api://mcp-server-entra-dev/access_as_user and api://mcp-server-entra-dev/Notes.Read (AZURE_REQUIRED_SCOPES)",
+            "applications need the app roles Mcp.Invoke (AZURE_REQUIRED_APP_ROLES) and request api://mcp-server-entra-dev/.default",
+            "tool greeting_card: every caller the server-wide settings admit",
+            "tool my_profile: every caller the server-wide settings admit",
+            "tool roll_dice: users need scopes Dice.Roll; applications need app roles Dice.Roll.All",
+            "tool whoami: every caller the server-wide settings admit",
+        ]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn config_example_documents_every_setting_as_the_table_does() {
+    let example = include_str!("../../config.example.toml");
+    let lines: Vec<&str> = example.lines().collect();
+    for setting in SETTINGS {
+        let key = setting.name.to_ascii_lowercase();
+        let at = lines
+            .iter()
+            .position(|l| {
+                l.trim_start_matches("# ")
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k == key)
+            })
+            .unwrap_or_else(|| panic!("config.example.toml lacks {key}"));
+        assert_eq!(
+            lines[at - 1],
+            format!("# {}", setting.help),
+            "the comment above {key}"
+        );
+        if let Some(commented) = lines[at].strip_prefix("# ") {
+            // A commented line shows the default.
+            let value = commented.split_once(" = ").unwrap().1;
+            let bare = value.trim_matches(|c| c == '"' || c == '[' || c == ']');
+            assert_eq!(bare, setting.default, "the default shown for {key}");
+        }
     }
 }
 

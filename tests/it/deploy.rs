@@ -18,6 +18,7 @@ fn env_names() -> Vec<String> {
     let data = CONFIGMAP.split("\ndata:").nth(1).unwrap();
     names.extend(
         data.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
             .filter_map(|l| l.trim().split_once(':'))
             .map(|(k, _)| k.trim().to_owned()),
     );

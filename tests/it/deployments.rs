@@ -535,7 +535,7 @@ async fn every_401_and_403_names_the_metadata_and_what_to_request() {
         (None, 401, None, String::new(), &delegated),
         (Some(with(json!({"exp": expired_at}))), 401, Some("invalid_token"), expired_text, &delegated),
         (Some(with(json!({"aud": "api://someone-else"}))), 401, Some("invalid_token"),
-            format!("the token's audience is api://someone-else, but this server expects {CLIENT_ID} or {identifier}"), &delegated),
+            format!("the token's audience is api://someone-else, but this server expects {CLIENT_ID} or {identifier}; request a token for this API ({delegated}; an application: {app_default})"), &delegated),
         (Some(with(json!({"scp": "User.Read"}))), 403, Some("insufficient_scope"),
             "the token lacks the required scope(s) access_as_user; request a token for access_as_user".into(), &delegated),
         (Some(with(json!({"scp": null, "roles": ["Other"], "idtyp": "app"}))), 403, Some("insufficient_scope"),

@@ -237,20 +237,26 @@ pub enum InvalidToken {
         not_before: SystemTime,
     },
     /// A Microsoft Graph token was presented.
-    #[error("the token's audience is Microsoft Graph ({found}), but this server expects {expected}; request a token for this API's scope, not for Graph")]
+    #[error("the token's audience is Microsoft Graph ({found}), but this server expects {expected}; request a token for this API ({request}), not for Graph")]
     GraphAudience {
         /// The token's `aud`.
         found: CallerText,
         /// The accepted audiences.
         expected: String,
+        /// What to request instead: the full URI of this API's scope, and `<uri>/.default` for
+        /// an application.
+        request: String,
     },
     /// The audience is neither the client id nor the identifier URI.
-    #[error("the token's audience is {found}, but this server expects {expected}")]
+    #[error("the token's audience is {found}, but this server expects {expected}; request a token for this API ({request})")]
     WrongAudience {
         /// The token's `aud`.
         found: CallerText,
         /// The accepted audiences.
         expected: String,
+        /// What to request instead: the full URI of this API's scope, and `<uri>/.default` for
+        /// an application.
+        request: String,
     },
     /// A v1.0 token, which this server is not configured to accept.
     #[error("the token is an Entra v1.0 token (issuer {issuer}); set \"requestedAccessTokenVersion\": 2 in the app registration's manifest, or enable v1 tokens on this server")]
@@ -382,7 +388,7 @@ pub enum ScopeProblem {
         missing: Vec<String>,
     },
     /// An app-only token, but this server accepts none (no required app roles configured).
-    #[error("app-only tokens (client credentials) are not accepted: this server requires a user's delegated token; configure required app roles to accept daemon callers")]
+    #[error("app-only tokens (client credentials) are not accepted: this server requires a user's delegated token; to accept daemon callers, list the app roles they must carry in AZURE_REQUIRED_APP_ROLES")]
     AppOnlyNotAccepted,
     /// An app-only token without every required app role.
     #[error("the app-only token lacks the required app role(s) {}; grant them to the calling application", missing.join(" "))]
@@ -484,10 +490,11 @@ mod tests {
         let err = InvalidToken::WrongAudience {
             found: "x\n2026-01-01T00:00:00Z INFO forged".into(),
             expected: "api://x".into(),
+            request: "api://x/access_as_user".into(),
         };
         assert_eq!(
             err.to_string(),
-            r"the token's audience is x\u{a}2026-01-01T00:00:00Z INFO forged, but this server expects api://x"
+            r"the token's audience is x\u{a}2026-01-01T00:00:00Z INFO forged, but this server expects api://x; request a token for this API (api://x/access_as_user)"
         );
     }
 }

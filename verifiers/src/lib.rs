@@ -65,6 +65,7 @@ pub use entra::{
     EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
 };
 pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
+pub use guid::is_guid;
 pub use identity::{Identity, IdentityBuilder};
 pub use net::{is_loopback_host, is_secure_transport};
 pub use policy::{AccessPolicy, Grants, Requirement};

@@ -144,6 +144,30 @@ pub struct Requirement {
     pub app_roles: Option<Grants>,
 }
 
+/// `users need scopes Notes.Write; applications refused`: who the requirement admits, as the
+/// start-up log and the documentation put it.
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Requirement::floor() {
+            return f.write_str("every caller the server-wide settings admit");
+        }
+        let part = |grants: &Option<Grants>, who: &str, what: &str| match grants {
+            None => format!("{who} refused"),
+            Some(Grants::AllOf(names)) if names.is_empty() => {
+                format!("{who} as the server-wide settings say")
+            }
+            Some(Grants::AllOf(names)) => format!("{who} need {what} {}", names.join(" and ")),
+            Some(Grants::AnyOf(names)) => format!("{who} need one of the {what} {}", names.join(", ")),
+        };
+        write!(
+            f,
+            "{}; {}",
+            part(&self.scopes, "users", "scopes"),
+            part(&self.app_roles, "applications", "app roles")
+        )
+    }
+}
+
 impl Requirement {
     /// Nothing beyond the server-wide [`AccessPolicy`]: every caller the verifier accepted,
     /// users and (when the server accepts them) app-only callers alike.

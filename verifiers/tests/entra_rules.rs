@@ -25,13 +25,16 @@ fn issuer(tenant: &str) -> String {
 }
 
 fn verifier() -> EntraVerifier {
+    verifier_with(AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Tools.Run"]))
+}
+
+fn verifier_with(policy: AccessPolicy) -> EntraVerifier {
     let mut jwk =
         serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(&key(), Algorithm::RS256).unwrap())
             .unwrap();
     jwk["kid"] = json!("key-1");
     let mut config = EntraConfig::new(CLIENT_ID, TENANT);
     config.additional_identifier_uris = vec![ApplicationIdUri::parse(APP_ID_URI).unwrap()];
-    let policy = AccessPolicy::scopes(["access_as_user"]).with_app_roles(["Tools.Run"]);
     EntraVerifier::offline(config, policy, issuer(TENANT), &[jwk]).unwrap()
 }
 
@@ -221,4 +224,27 @@ async fn tampering_and_size_are_refused_before_any_claim_is_believed() {
         verifier.verify("").await,
         Err(AuthError::InvalidToken(_) | AuthError::MissingToken)
     ));
+}
+
+#[tokio::test]
+async fn refusals_say_what_to_request_and_which_setting_admits_daemons() {
+    let verifier = verifier_with(AccessPolicy::scopes(["access_as_user"]));
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "key-1"});
+    let refusal = |claims: Value| {
+        let token = mint(&header, &patched(valid_claims(), &claims));
+        let verifier = &verifier;
+        async move { verifier.verify(&token).await.unwrap_err().to_string() }
+    };
+    let other_api = refusal(json!({"aud": "api://someone-else"})).await;
+    assert!(
+        other_api.ends_with(&format!(
+            "; request a token for this API (api://{CLIENT_ID}/access_as_user; an application: api://{CLIENT_ID}/.default)"
+        )),
+        "{other_api}"
+    );
+    let daemon = refusal(json!({"scp": null, "roles": ["Tools.Run"], "idtyp": "app"})).await;
+    assert!(
+        daemon.contains("list the app roles they must carry in AZURE_REQUIRED_APP_ROLES"),
+        "{daemon}"
+    );
 }

@@ -245,6 +245,7 @@ mod tests {
         let err: AuthError = InvalidToken::WrongAudience {
             found: hostile.as_str().into(),
             expected: "api://x".into(),
+            request: "api://x/access_as_user".into(),
         }
         .into();
         let r = auth_error_response(&err, &ctx());

@@ -87,6 +87,8 @@ struct Inner {
     keys: KeyStore,
     cache: TokenCache,
     expected_audience: String,
+    /// The scope URI(s) a client with a token for another audience should request.
+    request_scope: String,
     /// The client every request to Entra goes through (timeouts, no redirects).
     http: reqwest::Client,
 }
@@ -150,6 +152,15 @@ impl EntraVerifier {
             .chain(config.identifier_uris().map(|uri| uri.as_str()))
             .collect::<Vec<_>>()
             .join(" or ");
+        // What a client should request instead of a token for another audience.
+        let request_scope = match access.required_scopes.first() {
+            Some(scope) => format!(
+                "{}; an application: {}",
+                config.identifier_uri.scope(scope),
+                config.identifier_uri.default_scope()
+            ),
+            None => config.identifier_uri.default_scope(),
+        };
         let cache = TokenCache::new(config.token_cache_entries, config.token_cache_bytes);
         Ok(EntraVerifier {
             inner: Arc::new(Inner {
@@ -159,6 +170,7 @@ impl EntraVerifier {
                 access,
                 keys,
                 expected_audience,
+                request_scope,
                 http,
             }),
         })
@@ -325,11 +337,13 @@ impl EntraVerifier {
             return Err(InvalidToken::GraphAudience {
                 found: aud.into(),
                 expected,
+                request: self.inner.request_scope.clone(),
             });
         }
         Err(InvalidToken::WrongAudience {
             found: aud.into(),
             expected,
+            request: self.inner.request_scope.clone(),
         })
     }
 
