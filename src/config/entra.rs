@@ -45,10 +45,25 @@ fn checked_client_id<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigErr
         return Err(raw.invalid(
             NAME,
             "a GUID (the app registration's Application (client) ID)",
-            value,
+            &shown(value),
         ));
     }
     Ok(value)
+}
+
+/// `value` as a message may show it: as written when it looks like an identifier (at most 80
+/// characters of letters, digits and `-._:/{}`), otherwise only its length, since a value that
+/// does not look like an id may be a secret pasted into the wrong setting.
+fn shown(value: &str) -> String {
+    let id_like = value.len() <= 80
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._:/{}".contains(c));
+    if id_like {
+        value.to_owned()
+    } else {
+        format!("<{} characters, not shown>", value.chars().count())
+    }
 }
 
 /// `AZURE_TENANT_ID`: placeholders, braces and authority URLs named; the rest is checked with

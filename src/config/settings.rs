@@ -246,8 +246,14 @@ const DEV_CLIENT_ID: &str = "mcp-server-entra-dev";
 
 /// A list of scope or app-role names (`what`) as Entra writes them in `scp` and `roles`: short,
 /// one per entry. The two usual mistakes get their own fix: names separated by spaces (as `scp`
-/// separates them) and full scope URIs.
-fn check_names(raw: &Raw, name: &str, names: &[String], what: &str) -> Result<(), ConfigError> {
+/// separates them) and full URIs (a name containing `uri_marker`).
+fn check_names(
+    raw: &Raw,
+    name: &str,
+    names: &[String],
+    what: &str,
+    uri_marker: &str,
+) -> Result<(), ConfigError> {
     if let Some(bad) = names.iter().find(|n| n.contains(char::is_whitespace)) {
         let fixed = names
             .iter()
@@ -260,7 +266,7 @@ fn check_names(raw: &Raw, name: &str, names: &[String], what: &str) -> Result<()
             bad,
         ));
     }
-    if let Some(bad) = names.iter().find(|n| n.contains('/')) {
+    if let Some(bad) = names.iter().find(|n| n.contains(uri_marker)) {
         let short = bad.rsplit('/').next().unwrap_or_default();
         return Err(raw.invalid(
             name,
@@ -307,21 +313,22 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         "AZURE_REQUIRED_SCOPES",
         &scopes,
         "scope names such as access_as_user",
+        "/",
     )?;
     let app_roles = raw.azure_required_app_roles.clone().unwrap_or_default().0;
+    // An app role's value may hold `/` (Entra allows it); only a URI is a mistake there.
     check_names(
         &raw,
         "AZURE_REQUIRED_APP_ROLES",
         &app_roles,
         "app role names such as Mcp.Invoke",
+        "://",
     )?;
-    for (name, list) in [
-        ("MCP_DEV_SCOPES", &raw.mcp_dev_scopes),
-        ("MCP_DEV_ROLES", &raw.mcp_dev_roles),
-    ] {
-        if let Some(list) = list {
-            check_names(&raw, name, &list.0, "short names")?;
-        }
+    if let Some(list) = &raw.mcp_dev_scopes {
+        check_names(&raw, "MCP_DEV_SCOPES", &list.0, "scope names", "/")?;
+    }
+    if let Some(list) = &raw.mcp_dev_roles {
+        check_names(&raw, "MCP_DEV_ROLES", &list.0, "app role names", "://")?;
     }
     let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
 

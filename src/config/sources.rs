@@ -97,10 +97,11 @@ impl Raw {
     }
 }
 
-/// An environment variable within one typo of a setting's name (any case): `(variable,
-/// setting)`, the first in name order. One edit for names shorter than 10 characters, two for
-/// longer ones, so that `HOME` is not taken for `HOST` but `AZURE_REQUIRED_SCOPE` is for
-/// `AZURE_REQUIRED_SCOPES`.
+/// An environment variable that is a setting's name in another case, or within two edits of a
+/// setting name of 10 characters or more: `(variable, setting)`, the first in name order. Short
+/// names are matched only by case, because the environment is shared: `HTTPS` (Node tooling),
+/// `PORT0` (Marathon) or `HOSTS` are someone else's, while `AZURE_REQUIRED_SCOPE` and
+/// `PUBLICURL` are ours misspelt.
 pub(super) fn misspelt_variable(env: &HashMap<String, String>) -> Option<(String, &'static str)> {
     let mut names: Vec<&String> = env
         .keys()
@@ -113,8 +114,7 @@ pub(super) fn misspelt_variable(env: &HashMap<String, String>) -> Option<(String
             .iter()
             .map(|s| s.name)
             .filter(|setting| {
-                let allowed = if setting.len() < 10 { 1 } else { 2 };
-                upper == *setting || edit_distance(&upper, setting) <= allowed
+                upper == *setting || (setting.len() >= 10 && edit_distance(&upper, setting) <= 2)
             })
             .min_by_key(|setting| edit_distance(&upper, setting))
             .map(|setting| (name.clone(), setting))

@@ -573,3 +573,43 @@ fn the_policy_block_names_tenants_issuer_and_audiences() {
         assert_eq!(lines[2], format!("audience: {CLIENT} or api://{CLIENT}"));
     }
 }
+
+#[test]
+fn only_our_misspelt_names_stop_start_up() {
+    // (variable in the environment, the setting it is taken for)
+    let rows: [(&str, Option<&str>); 16] = [
+        ("AZURE_REQUIRED_SCOPE", Some("AZURE_REQUIRED_SCOPES")),
+        ("PUBLICURL", Some("PUBLIC_URL")),
+        ("azure_client_id", Some("AZURE_CLIENT_ID")),
+        ("port", Some("PORT")),
+        ("AZURE_TENANT_IDS", Some("AZURE_TENANT_ID")),
+        ("LOGFORMAT", Some("LOG_FORMAT")),
+        // Someone else's: the environment is shared.
+        ("HTTPS", None),
+        ("HTTP", None),
+        ("PORT0", None),
+        ("HOSTS", None),
+        ("HOME", None),
+        ("HOSTNAME", None),
+        ("AZURE_CLIENT_CERTIFICATE_PASSWORD", None),
+        ("AZURE_CONFIG_DIR", None),
+        ("AZURE_SUBSCRIPTION_ID", None),
+        ("AZURE_USERNAME", None),
+    ];
+    for (name, expected) in rows {
+        let env: HashMap<String, String> = [(name.to_owned(), "x".to_owned())].into();
+        let found = super::sources::misspelt_variable(&env).map(|(_, setting)| setting);
+        assert_eq!(found, expected, "{name}");
+    }
+}
+
+#[test]
+fn app_role_values_may_hold_a_slash_but_not_a_uri() {
+    let base = [("AZURE_CLIENT_ID", CLIENT), ("AZURE_TENANT_ID", "organizations")];
+    let with_roles = |roles| load(&[&base[..], &[("AZURE_REQUIRED_APP_ROLES", roles)]].concat());
+    assert_eq!(
+        with_roles("Tasks/Write").unwrap().policy().required_app_roles,
+        ["Tasks/Write"]
+    );
+    assert!(with_roles("api://x/Tasks.Write").is_err());
+}

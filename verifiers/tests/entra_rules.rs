@@ -238,7 +238,7 @@ async fn refusals_say_what_to_request_and_which_setting_admits_daemons() {
     let other_api = refusal(json!({"aud": "api://someone-else"})).await;
     assert!(
         other_api.ends_with(&format!(
-            "; request a token for this API (api://{CLIENT_ID}/access_as_user; an application: api://{CLIENT_ID}/.default)"
+            "; request a token for this API (api://{CLIENT_ID}/access_as_user)"
         )),
         "{other_api}"
     );

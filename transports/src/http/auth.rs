@@ -81,7 +81,7 @@ impl<S> Layer<S> for BearerAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         BearerAuth {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -90,7 +90,7 @@ impl<S> Layer<S> for BearerAuthLayer {
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S> {
     inner: S,
-    layer: BearerAuthLayer,
+    layer: Arc<BearerAuthLayer>,
 }
 
 impl<S> BearerAuth<S> {

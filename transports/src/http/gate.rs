@@ -72,7 +72,7 @@ impl<S> Layer<S> for ToolGateLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ToolGateService {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -81,7 +81,7 @@ impl<S> Layer<S> for ToolGateLayer {
 #[derive(Clone, Debug)]
 pub struct ToolGateService<S> {
     inner: S,
-    layer: ToolGateLayer,
+    layer: Arc<ToolGateLayer>,
 }
 
 impl<S, B> Service<Request<B>> for ToolGateService<S>

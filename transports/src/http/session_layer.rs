@@ -84,7 +84,7 @@ impl<S> Layer<S> for SessionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Sessions {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -93,7 +93,7 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Clone, Debug)]
 pub struct Sessions<S> {
     inner: S,
-    layer: SessionLayer,
+    layer: Arc<SessionLayer>,
 }
 
 impl<S, B> Service<Request<B>> for Sessions<S>
@@ -173,11 +173,8 @@ where
                 return Ok(too_many_streams(layer.max_streams_per_principal));
             };
             let method = request.method().clone();
-            let header_version = request
-                .headers()
-                .get("mcp-protocol-version")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            // Kept as the header value (a reference count, no copy); read only for streams.
+            let header_version = request.headers().get("mcp-protocol-version").cloned();
             // MAX_SESSIONS is enforced inside, where rmcp creates the session
             // (`CappedSessionManager`); rmcp answers that refusal with a 500, which we restate.
             let (response, refused) = watch_refusals(principal, inner.call(request)).await;
@@ -193,22 +190,28 @@ where
             track_session(&layer.sessions, session.as_deref(), &method, &response);
             // Priming events only for sessions (and session-less requests) at 2025-11-25 or
             // later: the version the session negotiated, else the request's header.
-            let issued = response
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let version = session
-                .as_deref()
-                .or(issued.as_deref())
-                .and_then(|id| layer.sessions.protocol_version(id))
-                .or(header_version);
             let streamed = response
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-            if streamed && predates_priming(version.as_deref()) {
-                response = response.map(without_priming);
+            if streamed {
+                let issued = response
+                    .headers()
+                    .get(SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                let version = session
+                    .as_deref()
+                    .or(issued)
+                    .and_then(|id| layer.sessions.protocol_version(id))
+                    .or_else(|| {
+                        header_version
+                            .as_ref()
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    });
+                if predates_priming(version.as_deref()) {
+                    response = response.map(without_priming);
+                }
             }
             // The answer holds the caller's stream slot (and its session's in-flight count)
             // until it is produced.

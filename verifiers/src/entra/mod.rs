@@ -153,13 +153,19 @@ impl EntraVerifier {
             .collect::<Vec<_>>()
             .join(" or ");
         // What a client should request instead of a token for another audience.
-        let request_scope = match access.required_scopes.first() {
-            Some(scope) => format!(
+        let user_scopes: Vec<String> = access
+            .required_scopes
+            .iter()
+            .map(|scope| config.identifier_uri.scope(scope))
+            .collect();
+        let request_scope = match (user_scopes.is_empty(), access.required_app_roles.is_empty()) {
+            (false, true) => user_scopes.join(" "),
+            (false, false) => format!(
                 "{}; an application: {}",
-                config.identifier_uri.scope(scope),
+                user_scopes.join(" "),
                 config.identifier_uri.default_scope()
             ),
-            None => config.identifier_uri.default_scope(),
+            (true, _) => config.identifier_uri.default_scope(),
         };
         let cache = TokenCache::new(config.token_cache_entries, config.token_cache_bytes);
         Ok(EntraVerifier {
