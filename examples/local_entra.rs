@@ -74,41 +74,7 @@ enum Command {
         client_id: String,
     },
     /// Print an RS256 access token signed with the served key.
-    Mint {
-        /// Delegated scopes, space-separated (`scp`), as under Expose an API. Ignored with --app.
-        #[arg(long, default_value = "access_as_user")]
-        scp: String,
-        /// App roles, space-separated (`roles`).
-        #[arg(long, default_value = "")]
-        roles: String,
-        /// The caller's tenant (`tid`; also names the issuer). Default: the served tenant, or a
-        /// made-up GUID when it is organizations/common.
-        #[arg(long)]
-        tid: Option<String>,
-        /// Seconds until `exp`; negative for an already-expired token (beyond the server's
-        /// 60 s leeway, e.g. -120).
-        #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
-        expires_in: i64,
-        /// The audience (`aud`). Default: the served client id.
-        #[arg(long)]
-        aud: Option<String>,
-        /// An app-only (client-credentials) token: `idtyp` app, `roles`, no `scp`, `oid` = `sub`.
-        #[arg(long)]
-        app: bool,
-        /// The caller's object id (`oid`).
-        #[arg(long, default_value = "00000000-0000-4000-8000-0000000a11ce")]
-        oid: String,
-        /// The caller's display name (`name`; delegated tokens only).
-        #[arg(long, default_value = "Local User")]
-        name: String,
-        /// The caller's sign-in name (`preferred_username`; delegated tokens only).
-        #[arg(long, default_value = "user@local.test")]
-        preferred_username: String,
-        /// The client application that asked for the token (`azp`). Default: the Azure CLI
-        /// (delegated), a made-up daemon id (app-only).
-        #[arg(long)]
-        azp: Option<String>,
-    },
+    Mint(MintChoice),
 }
 
 /// What `serve` leaves for `mint`.
@@ -149,32 +115,7 @@ async fn main() -> ExitCode {
             tenant,
             client_id,
         } => serve(&cli.dir, port, tenant, client_id).await,
-        Command::Mint {
-            scp,
-            roles,
-            tid,
-            expires_in,
-            aud,
-            app,
-            oid,
-            name,
-            preferred_username,
-            azp,
-        } => {
-            let choice = MintChoice {
-                scp,
-                roles,
-                tid,
-                expires_in,
-                aud,
-                app,
-                oid,
-                name,
-                preferred_username,
-                azp,
-            };
-            mint(&cli.dir, &choice).map(|token| println!("{token}"))
-        }
+        Command::Mint(choice) => mint(&cli.dir, &choice).map(|token| println!("{token}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -314,16 +255,40 @@ async fn answer(
 }
 
 /// The claims `mint` was asked for.
+#[derive(clap::Args)]
 struct MintChoice {
+    /// Delegated scopes, space-separated (`scp`), as under Expose an API. Ignored with --app.
+    #[arg(long, default_value = "access_as_user")]
     scp: String,
+    /// App roles, space-separated (`roles`).
+    #[arg(long, default_value = "")]
     roles: String,
+    /// The caller's tenant (`tid`; also names the issuer). Default: the served tenant, or a
+    /// made-up GUID when it is organizations/common.
+    #[arg(long)]
     tid: Option<String>,
+    /// Seconds until `exp`; negative for an already-expired token (beyond the server's
+    /// 60 s leeway, e.g. -120).
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     expires_in: i64,
+    /// The audience (`aud`). Default: the served client id.
+    #[arg(long)]
     aud: Option<String>,
+    /// An app-only (client-credentials) token: `idtyp` app, `roles`, no `scp`, `oid` = `sub`.
+    #[arg(long)]
     app: bool,
+    /// The caller's object id (`oid`).
+    #[arg(long, default_value = "00000000-0000-4000-8000-0000000a11ce")]
     oid: String,
+    /// The caller's display name (`name`; delegated tokens only).
+    #[arg(long, default_value = "Local User")]
     name: String,
+    /// The caller's sign-in name (`preferred_username`; delegated tokens only).
+    #[arg(long, default_value = "user@local.test")]
     preferred_username: String,
+    /// The client application that asked for the token (`azp`). Default: the Azure CLI
+    /// (delegated), a made-up daemon id (app-only).
+    #[arg(long)]
     azp: Option<String>,
 }
 

@@ -9,6 +9,7 @@ use mcp_server_entra::access::{ToolAccess, ToolConfigError};
 use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
 use mcp_server_entra::graph::Graph;
+use mcp_server_entra::tools::MY_PROFILE;
 use mcp_server_entra::{dev, logging, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -85,7 +86,12 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
     };
     logging::init(settings.log_format, default_filter);
     // What is enforced, as one block of lines: a setting that did not take effect shows here.
-    let tools = access.describe().into_iter().map(|line| format!("tool {line}"));
+    // `my_profile` is not listed without a downstream credential: neither is its rule.
+    let tools = access
+        .describe()
+        .into_iter()
+        .filter(|line| settings.downstream.is_some() || !line.starts_with(&format!("{MY_PROFILE}:")))
+        .map(|line| format!("tool {line}"));
     for line in settings.policy_lines().into_iter().chain(tools) {
         tracing::info!("authorization policy: {line}");
     }

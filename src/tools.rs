@@ -60,7 +60,7 @@ pub(crate) const ROLL_DICE: &str = "roll_dice";
 /// `greeting_card`: the MCP App's tool; its `ui://` resource is gated like the tool.
 pub(crate) const GREETING_CARD: &str = "greeting_card";
 /// The tool that needs a downstream credential; hidden without one.
-pub(crate) const MY_PROFILE: &str = "my_profile";
+pub const MY_PROFILE: &str = "my_profile";
 
 impl EntraMcpServer {
     /// A server enforcing `access` (the declared requirements with the configuration's

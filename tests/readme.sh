@@ -131,9 +131,11 @@ start "-C $copy ${try_cmds[0]}" without
 wait_for http://localhost:8002/health without
 start "-C $copy ${try_cmds[1]}" with
 wait_for http://localhost:8003/health with
-# Step 6's table, on the second command (moved to a port of its own).
-start "-C $copy ${try_cmds[1]/--port 8003/--port 8004} --config notes.toml" override
+# Step 6: its table and command.
+start "-C $copy $(block add-tool-override)" override
 wait_for http://localhost:8004/health override
+grep -qF 'authorization policy: tool add_note: users need scopes Notes.Admin' "$logs/override.err" \
+  || { echo "the override's policy block is not as the README says:"; cat "$logs/override.err"; exit 1; }
 call_note() { # port -> the answer's status line, headers and body
   curl -si "http://localhost:$1/mcp" -H 'Authorization: Bearer dev-notes' \
     -H 'Content-Type: application/json' -H 'Accept: application/json' \

@@ -284,7 +284,6 @@ fn start_up_logs_the_effective_authorization_policy() {
             "users need the scopes api://mcp-server-entra-dev/access_as_user and api://mcp-server-entra-dev/Notes.Read (AZURE_REQUIRED_SCOPES)",
             "applications need the app roles Mcp.Invoke (AZURE_REQUIRED_APP_ROLES) and request api://mcp-server-entra-dev/.default",
             "tool greeting_card: every caller the server-wide settings admit",
-            "tool my_profile: every caller the server-wide settings admit",
             "tool roll_dice: users need scopes Dice.Roll; applications need app roles Dice.Roll.All",
             "tool whoami: every caller the server-wide settings admit",
         ]

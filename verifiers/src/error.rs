@@ -265,7 +265,7 @@ pub enum InvalidToken {
         issuer: CallerText,
     },
     /// The issuer is not the one the tenant policy expects.
-    #[error("the token's issuer is {found}, but this server expects {expected}")]
+    #[error("the token's issuer is {found}, but this server expects {expected}; get a token from the tenant this server trusts")]
     WrongIssuer {
         /// The token's `iss`.
         found: CallerText,

@@ -196,7 +196,7 @@ where
         gate = gate.with_gate(tool_gate);
     }
     let app = Arc::new(App {
-        mcp: auth.layer(session_layer.layer(gate.layer(NegotiateLayer.layer(service)))),
+        mcp: auth.layer(session_layer.layer(gate.layer(NegotiateLayer.layer(Shared(Arc::new(service)))))),
         verifier,
         metadata: MetadataDocuments::new(&config),
         metadata_by_host: loopback
@@ -343,4 +343,35 @@ fn spawn_session_reaper(
             sessions.retain(|id| live.keys().any(|s| s.as_ref() == id));
         }
     });
+}
+
+/// rmcp's service behind one `Arc`. Every layer above clones its inner service for each request
+/// (tower's rule: the instance that reported ready serves the call), and each of those clones
+/// reaches down to here; rmcp's own clone copies its configuration and a cancellation token
+/// (which takes a lock), an `Arc` clone is one atomic increment. rmcp's service is always ready
+/// (its `poll_ready` returns `Ready(Ok(()))` without looking at anything), so a clone taken at
+/// call time serves the call as the polled one would.
+struct Shared<S>(Arc<S>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S, R> tower::Service<R> for Shared<S>
+where
+    S: tower::Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        S::clone(&self.0).call(request)
+    }
 }
