@@ -77,7 +77,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Http(#[from] HttpConfigError),
     /// The `--env-file` file does not exist or is not a file.
-    #[error("the env file {0} does not exist or is not a file (given with --env-file)")]
+    #[error("the env file {} does not exist or is not a file (given with --env-file{})", .0.display(), relative_hint(.0))]
     EnvFileMissing(PathBuf),
     /// The `--env-file` file cannot be read or parsed.
     #[error("cannot read the env file {path}: {cause}")]
@@ -98,7 +98,7 @@ pub enum ConfigError {
         suggestion: String,
     },
     /// The `--config` file does not exist.
-    #[error("the configuration file {0} does not exist (given with --config)")]
+    #[error("the configuration file {} does not exist (given with --config{})", .0.display(), relative_hint(.0))]
     FileMissing(PathBuf),
     /// The `--config` file cannot be read or is not TOML.
     #[error(
@@ -189,6 +189,18 @@ pub(super) fn written_name(key: &str, source: &Source<'_>) -> String {
         Source::EnvFile(path) => format!("{} in {}", key.to_ascii_uppercase(), path.display()),
         Source::File(path) => format!("{key} in {}", path.display()),
         Source::Default => format!("{} (built-in default)", key.to_ascii_uppercase()),
+    }
+}
+
+/// For a relative path: where it was looked for (desktop hosts and services choose the working
+/// directory, which is rarely the one the user has in mind).
+fn relative_hint(path: &Path) -> String {
+    match std::env::current_dir() {
+        Ok(dir) if path.is_relative() => format!(
+            "; a relative path is read from the working directory, {}",
+            dir.display()
+        ),
+        _ => String::new(),
     }
 }
 

@@ -167,8 +167,8 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Toml, "port", "70000", format!("port in {file} must be a port number from 0 to 65535, got 70000")),
         (In::Toml, "port", "\"http\"", format!("port in {file} must be a port number from 0 to 65535, got \"http\"")),
         (In::Flag, "--port", "http", "--port must be a port number from 0 to 65535, got \"http\"".into()),
-        (In::Env, "LEGACY_SESSIONS", "maybe", "LEGACY_SESSIONS must be true or false, got \"maybe\"".into()),
-        (In::Toml, "legacy_sessions", "\"maybe\"", format!("legacy_sessions in {file} must be true or false, got \"maybe\"")),
+        (In::Env, "LEGACY_SESSIONS", "maybe", "LEGACY_SESSIONS must be true or false (yes/no, on/off and 1/0 work too), got \"maybe\"".into()),
+        (In::Toml, "legacy_sessions", "\"maybe\"", format!("legacy_sessions in {file} must be true or false (yes/no, on/off and 1/0 work too), got \"maybe\"")),
         (In::Env, "HOST", "example.com", "HOST must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
         (In::Flag, "--host", "example.com", "--host must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"example.com\"".into()),
         (In::Env, "LOG_FORMAT", "xml", "LOG_FORMAT must be human or json, got \"xml\"".into()),
@@ -250,7 +250,10 @@ fn a_missing_config_file_is_named_as_missing() {
     let err = Settings::from_sources(&global, &ServeArgs::default(), &env(&[])).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the configuration file missing.toml does not exist (given with --config)"
+        format!(
+            "the configuration file missing.toml does not exist (given with --config; a relative path is read from the working directory, {})",
+            std::env::current_dir().unwrap().display()
+        )
     );
 }
 
@@ -339,7 +342,7 @@ fn the_server_credential_is_chosen_by_the_settings_set_and_conflicts_stop_start_
         ),
         (
             vec![("DOWNSTREAM_MANAGED_IDENTITY", "maybe")],
-            Err("DOWNSTREAM_MANAGED_IDENTITY must be true or false, got \"maybe\"".into()),
+            Err("DOWNSTREAM_MANAGED_IDENTITY must be true or false (yes/no, on/off and 1/0 work too), got \"maybe\"".into()),
         ),
         (
             vec![("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/cert.pem")],

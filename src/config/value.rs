@@ -139,7 +139,7 @@ scalar_value!(
 scalar_value!(
     /// A boolean: `true`/`false` in TOML; also `1`/`0`, `yes`/`no`, `on`/`off` (any case) as text.
     Flag(bool),
-    "true or false",
+    "true or false (yes/no, on/off and 1/0 work too)",
     |s| match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),

@@ -384,7 +384,10 @@ fn config_file_problems_are_one_line_each() {
     for (args, expected) in [
         (
             vec!["--dev", "--config", "missing.toml"],
-            "mcp-server-entra: the configuration file missing.toml does not exist (given with --config)\n".to_owned(),
+            format!(
+                "mcp-server-entra: the configuration file missing.toml does not exist (given with --config; a relative path is read from the working directory, {})\n",
+                std::env::temp_dir().display()
+            ),
         ),
         (
             vec!["--dev", "--config", bad.as_str()],

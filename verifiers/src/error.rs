@@ -116,7 +116,7 @@ impl From<&String> for CallerText {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum AuthError {
     /// No credentials were presented.
-    #[error("no bearer token was presented")]
+    #[error("no bearer token was presented: send `Authorization: Bearer <access token>` with a token for the scope the challenge names")]
     MissingToken,
     /// Credentials were presented in a form we do not accept.
     #[error("{0}")]
