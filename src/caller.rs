@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rmcp::model::ErrorData as McpError;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
+use transports::audit::ClientAddr;
 use verifiers::{AccessToken, Identity};
 
 /// The verified caller of the current request.
@@ -14,6 +15,12 @@ use verifiers::{AccessToken, Identity};
 /// `http::request::Parts` into the MCP context. Over stdio the transport puts it into the MCP
 /// context directly. Tools call this and need not care which.
 pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<&Identity, McpError> {
+    shared_caller(ctx).map(|identity| &**identity)
+}
+
+/// [`caller`], shared: the `Arc` the verifier returned, for code that keeps the caller past the
+/// request context (the audit trail), without copying its claims.
+pub fn shared_caller(ctx: &RequestContext<RoleServer>) -> Result<&Arc<Identity>, McpError> {
     ctx.extensions
         .get::<Arc<Identity>>()
         .or_else(|| {
@@ -21,10 +28,17 @@ pub fn caller(ctx: &RequestContext<RoleServer>) -> Result<&Identity, McpError> {
                 .get::<http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<Arc<Identity>>())
         })
-        .map(|identity| &**identity)
         // Unreachable through our transports, which authenticate every request; a clear error
         // rather than a panic if someone mounts the server without them.
         .ok_or_else(|| McpError::invalid_request("this request carries no verified caller identity", None))
+}
+
+/// The client's address as the HTTP connection saw it; `None` over stdio.
+pub fn client_addr(ctx: &RequestContext<RoleServer>) -> Option<ClientAddr> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ClientAddr>())
+        .copied()
 }
 
 /// The verified caller, if its token carries the app role `role` in `roles` (a user assigned

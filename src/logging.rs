@@ -33,7 +33,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {
         LogFormat::Human => builder.fmt_fields(escaping_fields()).try_init(),
+        // JSON lines name their target, so a log pipeline can route the audit trail
+        // (`"target":"audit"`) apart from the rest.
         LogFormat::Json => builder
+            .with_target(true)
             .json()
             .flatten_event(true)
             .with_writer(|| SeparatorEscaping(std::io::stderr()))

@@ -15,7 +15,9 @@ use rmcp::service::RequestContext;
 use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
-use crate::caller::caller;
+use transports::audit::{self, Outcome};
+
+use crate::caller::{caller, client_addr, shared_caller};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
 use crate::tools::{shared_router, EntraMcpServer, GREETING_CARD, MY_PROFILE};
 
@@ -75,16 +77,26 @@ impl ServerHandler for EntraMcpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let started = std::time::Instant::now();
+        let who = shared_caller(&context)?.clone();
+        let client = client_addr(&context);
         // Refused before the tool runs: the same gate the HTTP layer asks for its 403.
-        if let Err(denied) = self.access().check(&request.name, caller(&context)?) {
+        if let Err(denied) = self.access().check(&request.name, &who) {
             denied.log();
+            audit::tool_call(
+                &who,
+                &request.name,
+                Outcome::Refused("insufficient_scope"),
+                started.elapsed(),
+                client,
+            );
             return Err(denied.into());
         }
         let name = request.name.clone();
         let call = shared_router().call(ToolCallContext::new(self, request, context));
         // Tools must not panic (clippy denies unwrap/expect/panic), but if one ever does, the
         // caller gets an error instead of a request that never ends.
-        match AssertUnwindSafe(call).catch_unwind().await {
+        let result = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(result) => result,
             Err(_) => {
                 tracing::error!(tool = %name, "a tool panicked; answered with an internal error");
@@ -93,7 +105,14 @@ impl ServerHandler for EntraMcpServer {
                     None,
                 ))
             }
-        }
+        };
+        let outcome = match &result {
+            Ok(CallToolResponse::Complete(done)) if done.is_error != Some(true) => Outcome::Ok,
+            Ok(CallToolResponse::Complete(_)) | Err(_) => Outcome::ToolError,
+            Ok(_) => Outcome::Ok,
+        };
+        audit::tool_call(&who, &name, outcome, started.elapsed(), client);
+        result
     }
 
     /// Only the tools the caller may call. The list depends on the token, so 2026-07-28 clients

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on loopback, driven by rmcp's client and raw HTTP, and the
 //! real binary over stdio. One test binary (one link) with a module per area.
 
+mod audit;
 mod cli;
 mod common;
 mod deploy;

@@ -60,6 +60,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(clippy::print_stdout)]
 
+pub mod audit;
 pub mod http;
 pub mod stdio;
 mod tool_gate;

@@ -165,6 +165,7 @@ where
 
 fn log_rejection<B>(err: &AuthError, request: &Request<B>) {
     metrics::counter!("mcp_auth_rejections_total", "reason" => err.kind()).increment(1);
+    crate::audit::refused_before_authentication(err.kind(), request.extensions().get().copied());
     // Never the token: only the reason, which is built from claims and settings.
     // Caller text inside `err` is already escaped (`CallerText`); the path is escaped here.
     let path = CallerText::new(request.uri().path());

@@ -94,7 +94,9 @@ fn spawn<S>(
             let state = Arc::new(AtomicU8::new(BODY_UNREAD));
             let http1 = request.version() < http::Version::HTTP_2;
             let has_body = !request.body().is_end_stream();
-            let request = request.map(|body| DeadlineBody::new(body, limits.request_body, state.clone()));
+            let mut request = request.map(|body| DeadlineBody::new(body, limits.request_body, state.clone()));
+            // For the audit trail: who, as the TCP connection saw it.
+            request.extensions_mut().insert(crate::audit::ClientAddr(peer));
             route(app.clone(), request).map(move |response| {
                 let mut response = match state.load(Ordering::Relaxed) {
                     // Whoever read the body (rmcp answers a failed read with a 500) gave up

@@ -142,9 +142,17 @@ where
         return Ok(request.map(Either::Left));
     }
     let challenge = layer.challenges.for_host(request_host(&request));
+    let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
     // The refusal of a call to `name`, if the gate forbids it.
     let refuse = |name: &str| {
         let refusal = gate.check_tool(name, identity).err()?;
+        crate::audit::tool_call(
+            identity,
+            name,
+            crate::audit::Outcome::Refused("insufficient_scope"),
+            std::time::Duration::ZERO,
+            client,
+        );
         metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
         // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
         tracing::info!(

@@ -122,6 +122,7 @@ where
                 return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
             };
             let principal = Principal::of(&identity);
+            let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
             let session = match (request.headers().get(SESSION_HEADER), &layer.session_prefix) {
                 (None, _) => None,
                 (Some(value), None) => value.to_str().ok().map(str::to_owned),
@@ -148,6 +149,7 @@ where
                             object_id = %identity.object_id,
                             "refused a request on a session opened by another principal"
                         );
+                        crate::audit::refused(&identity, "session_of_another_caller", client);
                         return Ok(session_not_found());
                     }
                     Ownership::Owner => {}
@@ -170,6 +172,7 @@ where
                     max = layer.max_streams_per_principal,
                     "refused a request: the caller has MAX_STREAMS_PER_PRINCIPAL requests in flight"
                 );
+                crate::audit::refused(&identity, "too_many_requests_in_flight", client);
                 return Ok(too_many_streams(layer.max_streams_per_principal));
             };
             let method = request.method().clone();

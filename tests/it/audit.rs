@@ -1,0 +1,131 @@
+//! The audit trail, from the real binary's JSON log: one event per `tools/call` (ok, tool
+//! error, refused) naming the caller by its Entra claims, and refusals before authentication
+//! counted rather than written one line each.
+
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::common::{http, key1, mint, FakeEntra, CLIENT_ID, TENANT};
+
+const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
+
+/// A 2026-07-28 `tools/call` of `tool` with `arguments`, as one POST.
+async fn call(url: &str, token: Option<&str>, tool: &str, arguments: Value) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "audit-test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }
+    }});
+    let mut request = http()
+        .post(url)
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = std::env::temp_dir().join(format!("mcp-entra-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tools.toml");
+    std::fs::write(&config, "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\n").unwrap();
+    let mut child = tokio::process::Command::new(EXE)
+        .args(["serve", "--port", "0", "--config", &config.display().to_string()])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", &fake.base)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The server says where it listens once its keys are loaded.
+    let address = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server logs that it serves");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if let Some(address) = event["address"].as_str() {
+            break address.to_owned();
+        }
+    };
+    let url = format!("http://{address}/mcp");
+    let token = mint(&key, &fake.claims(TENANT));
+
+    let ok = call(&url, Some(&token), "whoami", json!({})).await;
+    assert_eq!(ok.status(), 200);
+    let too_long = call(
+        &url,
+        Some(&token),
+        "greeting_card",
+        json!({"message": "x".repeat(501)}),
+    )
+    .await;
+    assert_eq!(too_long.status(), 200);
+    let refused = call(&url, Some(&token), "roll_dice", json!({})).await;
+    assert_eq!(refused.status(), 403);
+    for _ in 0..25 {
+        assert_eq!(call(&url, None, "whoami", json!({})).await.status(), 401);
+    }
+    child.kill().await.unwrap();
+    let mut audit = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["target"] == "audit" {
+            audit.push(event);
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // (event, tool, outcome, reason), in order.
+    let expected = [
+        ("tools/call", "whoami", "ok", ""),
+        ("tools/call", "greeting_card", "tool_error", ""),
+        ("tools/call", "roll_dice", "refused", "insufficient_scope"),
+        ("refused_unauthenticated", "", "", "missing_token"),
+    ];
+    assert_eq!(audit.len(), expected.len(), "{audit:#?}");
+    for (fields, (event, tool, outcome, reason)) in audit.iter().zip(expected) {
+        assert_eq!(fields["event"], event, "{fields}");
+        assert_eq!(fields["reason"], reason, "{fields}");
+        if event == "tools/call" {
+            assert_eq!(fields["tool"], tool, "{fields}");
+            assert_eq!(fields["outcome"], outcome, "{fields}");
+            // The caller as Entra names it, and where it connected from; never a name or a token.
+            assert_eq!(fields["tenant_id"], TENANT);
+            assert_eq!(fields["object_id"], "0000aaaa-0000-0000-0000-00000000a11c");
+            assert_eq!(fields["client_app"], "04b07795-8ddb-461a-bbee-02f9e1bf7b46");
+            assert_eq!(fields["app_only"], false);
+            assert!(
+                fields["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+                "{fields}"
+            );
+            assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
+        }
+        let text = fields.to_string();
+        assert!(
+            !text.contains("Alice") && !text.contains("alice@") && !text.contains(&token[..20]),
+            "{text}"
+        );
+    }
+}
