@@ -107,9 +107,20 @@ impl ServerHandler for EntraMcpServer {
             }
         };
         let outcome = match &result {
-            Ok(CallToolResponse::Complete(done)) if done.is_error != Some(true) => Outcome::Ok,
-            Ok(CallToolResponse::Complete(_)) | Err(_) => Outcome::ToolError,
+            Ok(CallToolResponse::Complete(done)) if done.is_error == Some(true) => Outcome::ToolError,
             Ok(_) => Outcome::Ok,
+            // A tool's own check (`require_role`) refuses with the same error shape as the gate.
+            Err(error)
+                if error
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("error"))
+                    .and_then(|e| e.as_str())
+                    == Some("insufficient_scope") =>
+            {
+                Outcome::Refused("insufficient_scope")
+            }
+            Err(_) => Outcome::ToolError,
         };
         audit::tool_call(&who, &name, outcome, started.elapsed(), client);
         result

@@ -9,8 +9,9 @@
 #      a copy of the repository, built, and run with the README's commands: refused with the exact
 #      challenge without the scope, run with it, refused again under the TOML override;
 #   5. every relative link of README.md, CONTRIBUTING.md and docs/*.md resolves (file and anchor).
-# The test command (`cargo test --workspace`) is CI's own step. Loopback only (ports 8000-8003,
-# 8400, as the README writes them), bounded in time, idempotent on a fresh clone.
+# The test command (`cargo test --workspace`) is CI's own step. Loopback only (ports 8000-8004,
+# 8400, as the README writes them; each must be free, so no earlier server answers in its place),
+# bounded in time, idempotent on a fresh clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,12 @@ cleanup() {
 trap cleanup EXIT
 
 # Starts `$1` (a simple command, as the README writes it) in the background, logging to $logs/$2.
+# A port the command names must be free: otherwise a leftover server would answer for it.
 start() {
+  local port
+  for port in $(grep -oE -- '--port [0-9]+' <<<"$1" | cut -d' ' -f2); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then echo "port $port is taken before $2 starts"; exit 1; fi
+  done
   bash -c "exec env $1" >"$logs/$2.out" 2>"$logs/$2.err" &
   pids+=($!)
 }
@@ -154,7 +160,9 @@ list_tools() { # port -> the tools/list answer
     -H 'Mcp-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/list' \
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
 }
-if grep -qF '"name":"add_note"' <<<"$(list_tools 8002)"; then echo "tools/list shows add_note to a caller without Notes.Write"; exit 1; fi
+listed=$(list_tools 8002)
+grep -qF '"name":"whoami"' <<<"$listed" || { echo "tools/list did not answer:"; echo "$listed"; exit 1; }
+if grep -qF '"name":"add_note"' <<<"$listed"; then echo "tools/list shows add_note to a caller without Notes.Write"; exit 1; fi
 grep -qF '"name":"add_note"' <<<"$(list_tools 8003)" || { echo "tools/list hides add_note from a caller with Notes.Write"; exit 1; }
 out=$(call_note 8003)
 grep -qF '"text":"Dev User noted: hi"' <<<"$out" || { echo "add_note with Notes.Write did not run:"; echo "$out"; exit 1; }
@@ -168,7 +176,8 @@ python3 - README.md CONTRIBUTING.md docs/*.md <<'PY'
 import os, re, sys
 def slugs(path):
     found = set()
-    for line in open(path):
+    text = re.sub(r"```.*?```", "", open(path).read(), flags=re.S)
+    for line in text.splitlines():
         m = re.match(r"#+ (.*)", line)
         if m:
             title = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
@@ -177,7 +186,7 @@ def slugs(path):
 bad = []
 for doc in sys.argv[1:]:
     text = re.sub(r"```.*?```", "", open(doc).read(), flags=re.S)
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+    for target in re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text):
         if re.match(r"[a-z]+:", target):
             continue
         path, _, anchor = target.partition("#")

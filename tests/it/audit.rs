@@ -56,15 +56,17 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Every log line, read as it comes (a full pipe would stall the server).
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::Null));
+        }
+    });
     // The server says where it listens once its keys are loaded.
     let address = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server logs that it serves");
-        let event: Value = serde_json::from_str(&line).unwrap();
+        let event = events.recv().await.expect("the server logs that it serves");
         if let Some(address) = event["address"].as_str() {
             break address.to_owned();
         }
@@ -87,22 +89,30 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
     for _ in 0..25 {
         assert_eq!(call(&url, None, "whoami", json!({})).await.status(), 401);
     }
-    child.kill().await.unwrap();
+    // A graceful stop (SIGTERM) writes what was only counted.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().await.unwrap().success());
     let mut audit = Vec::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        let event: Value = serde_json::from_str(&line).unwrap();
+    while let Some(event) = events.recv().await {
         if event["target"] == "audit" {
             audit.push(event);
         }
     }
     std::fs::remove_dir_all(dir).unwrap();
 
-    // (event, tool, outcome, reason), in order.
+    // (event, tool, outcome, reason), in order: the first tokenless request is written, the
+    // other 24 are counted and written at shutdown.
     let expected = [
         ("tools/call", "whoami", "ok", ""),
         ("tools/call", "greeting_card", "tool_error", ""),
         ("tools/call", "roll_dice", "refused", "insufficient_scope"),
         ("refused_unauthenticated", "", "", "missing_token"),
+        ("refused_unauthenticated", "", "", ""),
     ];
     assert_eq!(audit.len(), expected.len(), "{audit:#?}");
     for (fields, (event, tool, outcome, reason)) in audit.iter().zip(expected) {
@@ -121,6 +131,10 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
                 "{fields}"
             );
             assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
+        }
+        if event == "refused_unauthenticated" {
+            let counted = if reason.is_empty() { "missing_token=24" } else { "" };
+            assert_eq!(fields["refused_since_last_line"], counted, "{fields}");
         }
         let text = fields.to_string();
         assert!(

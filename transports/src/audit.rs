@@ -6,10 +6,12 @@
 //! `"target":"audit"`). Every event names the caller as the Entra claims do (`tid`, `oid`, `azp`,
 //! app-only or delegated), never a token, a name or an e-mail address.
 //!
-//! Refusals before authentication (no token, a forged or expired one) come from callers the
-//! server cannot name, and an attacker can send them as fast as the network allows: they are
-//! counted, and one line at most every [`UNAUTHENTICATED_LINE_INTERVAL`] says how many there were,
-//! by reason, so they cannot fill a disk.
+//! Refusals by the bearer layer, before a caller is admitted (no token, a forged, expired or
+//! foreign one, a token without the server-wide scope, Entra's keys not loaded), mostly come from
+//! callers the server cannot name, and an attacker can send them as fast as the network allows:
+//! the trail counts them, and one line at most every [`UNAUTHENTICATED_LINE_INTERVAL`] says how
+//! many there were, by reason. (The main log's one line per refusal, under the bearer layer's own
+//! target, is separate: see docs/operations.md.)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,9 +34,10 @@ pub struct ClientAddr(pub SocketAddr);
 /// How a `tools/call` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    /// The tool ran and answered.
+    /// The call completed (or was handed back to the client for input, or to a task).
     Ok,
-    /// The tool ran and answered with a tool error (`isError`), or failed with a JSON-RPC error.
+    /// The tool answered with a tool error (`isError`), or the call failed with a JSON-RPC error
+    /// other than a refusal (an unknown tool, arguments that do not fit, a tool that failed).
     ToolError,
     /// The call was refused before the tool ran; the reason is a stable code such as
     /// `insufficient_scope`.
@@ -97,9 +100,40 @@ pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
 }
 
 /// Refusals before authentication since the last line, by reason.
+#[derive(Debug, Default)]
 struct Unauthenticated {
     last_line: Option<Instant>,
     counts: BTreeMap<&'static str, u64>,
+}
+
+impl Unauthenticated {
+    /// Records a refusal at `now`: `Some(counts since the last line)` when this one is to be
+    /// written (the first ever, or the first [`UNAUTHENTICATED_LINE_INTERVAL`] after the last
+    /// line), `None` when it is only counted.
+    fn record(&mut self, reason: &'static str, now: Instant) -> Option<BTreeMap<&'static str, u64>> {
+        let due = self
+            .last_line
+            .is_none_or(|at| now.duration_since(at) >= UNAUTHENTICATED_LINE_INTERVAL);
+        if !due {
+            *self.counts.entry(reason).or_default() += 1;
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(std::mem::take(&mut self.counts))
+    }
+
+    /// The counts not yet written, if any and if a line is due at `now` (always, when
+    /// `shutting_down`), taken as written at `now`.
+    fn flush(&mut self, now: Instant, shutting_down: bool) -> Option<BTreeMap<&'static str, u64>> {
+        let due = self
+            .last_line
+            .is_none_or(|at| now.duration_since(at) >= UNAUTHENTICATED_LINE_INTERVAL);
+        if self.counts.is_empty() || !(due || shutting_down) {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(std::mem::take(&mut self.counts))
+    }
 }
 
 static UNAUTHENTICATED: Mutex<Unauthenticated> = Mutex::new(Unauthenticated {
@@ -107,37 +141,93 @@ static UNAUTHENTICATED: Mutex<Unauthenticated> = Mutex::new(Unauthenticated {
     counts: BTreeMap::new(),
 });
 
-/// Counts a refusal before authentication (`reason`: the refusal's kind, such as `missing_token`
-/// or `bad_signature`). The first in each [`UNAUTHENTICATED_LINE_INTERVAL`] is written, with how
-/// many of each reason came since the previous line; the others are only counted.
-pub fn refused_before_authentication(reason: &'static str, client: Option<ClientAddr>) {
-    let now = Instant::now();
-    let since_last_line = {
-        // A poisoned lock only means a panic elsewhere while counting: the counts stay usable.
-        let mut state = UNAUTHENTICATED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let due = state
-            .last_line
-            .is_none_or(|at| now.duration_since(at) >= UNAUTHENTICATED_LINE_INTERVAL);
-        if !due {
-            *state.counts.entry(reason).or_default() += 1;
-            return;
-        }
-        state.last_line = Some(now);
-        std::mem::take(&mut state.counts)
-    };
-    let since: Vec<String> = since_last_line
+fn unauthenticated() -> std::sync::MutexGuard<'static, Unauthenticated> {
+    // A poisoned lock only means a panic elsewhere while counting: the counts stay usable.
+    UNAUTHENTICATED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn counts_text(counts: &BTreeMap<&'static str, u64>) -> String {
+    counts
         .iter()
         .map(|(reason, count)| format!("{reason}={count}"))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Counts a refusal by the bearer layer, before a caller is admitted (`reason`: the refusal's
+/// kind, such as `missing_token`, `bad_signature`, `expired`, `insufficient_scope` for a token
+/// without the server-wide scope, or `verifier_unavailable` while Entra's keys cannot be
+/// loaded). The first in each [`UNAUTHENTICATED_LINE_INTERVAL`] is written, with how many of each
+/// reason came since the previous line; the others are counted until then, or until
+/// [`flush_unauthenticated`].
+pub fn refused_before_authentication(reason: &'static str, client: Option<ClientAddr>) {
+    let Some(since_last_line) = unauthenticated().record(reason, Instant::now()) else {
+        return;
+    };
     tracing::info!(
         target: TARGET,
         event = "refused_unauthenticated",
         reason,
         client = %client.map(|c| c.0.to_string()).unwrap_or_default(),
-        refused_since_last_line = %since.join(" "),
+        refused_since_last_line = %counts_text(&since_last_line),
         interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
         "refused before authentication (at most one such line a minute; the others are counted)"
     );
+}
+
+/// Writes the refusals before authentication counted since the last line, if any, when a line is
+/// due (or always, when `shutting_down`). The HTTP transport calls it every
+/// [`UNAUTHENTICATED_LINE_INTERVAL`] and at shutdown, so the end of a burst is reported too.
+pub fn flush_unauthenticated(shutting_down: bool) {
+    let Some(counts) = unauthenticated().flush(Instant::now(), shutting_down) else {
+        return;
+    };
+    tracing::info!(
+        target: TARGET,
+        event = "refused_unauthenticated",
+        reason = "",
+        client = "",
+        refused_since_last_line = %counts_text(&counts),
+        interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
+        "refused before authentication, counted since the last such line"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_a_minute_carries_the_counts_of_the_rest() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut state = Unauthenticated::default();
+        let counts = |pairs: &[(&'static str, u64)]| Some(pairs.iter().copied().collect::<BTreeMap<_, _>>());
+        // (seconds, reason, what is written)
+        let rows = [
+            (0, "missing_token", counts(&[])),
+            (1, "missing_token", None),
+            (2, "bad_signature", None),
+            (59, "missing_token", None),
+            (
+                60,
+                "expired",
+                counts(&[("bad_signature", 1), ("missing_token", 2)]),
+            ),
+            (61, "expired", None),
+        ];
+        for (secs, reason, written) in rows {
+            assert_eq!(state.record(reason, at(secs)), written, "at {secs} s");
+        }
+        // The end of a burst is written by a flush once a line is due, and only once.
+        assert_eq!(state.flush(at(70), false), None);
+        assert_eq!(state.flush(at(120), false), counts(&[("expired", 1)]));
+        assert_eq!(state.flush(at(200), false), None);
+        // A flush starts a new interval; at shutdown it writes whatever is counted.
+        assert_eq!(state.record("expired", at(130)), None);
+        assert_eq!(state.flush(at(131), true), counts(&[("expired", 1)]));
+        assert_eq!(state.flush(at(132), true), None);
+    }
 }

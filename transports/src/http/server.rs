@@ -215,6 +215,7 @@ where
         config.session_idle_timeout,
         shutdown.clone(),
     );
+    spawn_audit_flush(shutdown.clone());
     let task = tokio::spawn(accept_loop(
         listener,
         app,
@@ -314,10 +315,26 @@ async fn accept_loop<S>(
         }
     }
     mcp_shutdown.cancel();
+    // Here, not in the flush task: the process may end as soon as this loop returns.
+    crate::audit::flush_unauthenticated(true);
 }
 
 /// Closes sessions idle for `idle` (no request in flight, no stream open, since the end of the
 /// last one), and forgets bindings of sessions that ended otherwise, so the map cannot grow.
+/// Writes the audit trail's counted refusals (see `crate::audit`) once a line is due; the
+/// accept loop writes whatever is left at shutdown.
+fn spawn_audit_flush(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::audit::UNAUTHENTICATED_LINE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => crate::audit::flush_unauthenticated(false),
+            }
+        }
+    });
+}
+
 fn spawn_session_reaper(
     sessions: SessionBindings,
     capped: Arc<CappedSessionManager>,
@@ -348,9 +365,9 @@ fn spawn_session_reaper(
 /// rmcp's service behind one `Arc`. Every layer above clones its inner service for each request
 /// (tower's rule: the instance that reported ready serves the call), and each of those clones
 /// reaches down to here; rmcp's own clone copies its configuration and a cancellation token
-/// (which takes a lock), an `Arc` clone is one atomic increment. rmcp's service is always ready
-/// (its `poll_ready` returns `Ready(Ok(()))` without looking at anything), so a clone taken at
-/// call time serves the call as the polled one would.
+/// (which takes a lock), an `Arc` clone is one atomic increment. A call goes to
+/// `StreamableHttpService::handle` (`&self`) directly, so no clone of rmcp's service is made per
+/// request and no readiness of it needs upholding (`handle` asks for none).
 struct Shared<S>(Arc<S>);
 
 impl<S> Clone for Shared<S> {
@@ -359,19 +376,25 @@ impl<S> Clone for Shared<S> {
     }
 }
 
-impl<S, R> tower::Service<R> for Shared<S>
+impl<H, M, B> tower::Service<http::Request<B>> for Shared<StreamableHttpService<H, M>>
 where
-    S: tower::Service<R> + Clone,
+    H: ServerHandler + Send + 'static,
+    M: rmcp::transport::streamable_http_server::session::SessionManager,
+    B: hyper::body::Body + Send + 'static,
+    B::Error: std::fmt::Display,
+    B::Data: Send + 'static,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Response =
+        http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: R) -> S::Future {
-        S::clone(&self.0).call(request)
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
     }
 }
