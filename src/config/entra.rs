@@ -17,19 +17,31 @@ fn braced_guid(value: &str) -> Option<&str> {
         .filter(|inner| is_guid(inner))
 }
 
-/// `AZURE_CLIENT_ID`: a GUID, with a message naming the mistake for the usual wrong values.
-fn checked_client_id<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigError> {
-    const NAME: &str = "AZURE_CLIENT_ID";
+/// The mistakes an id setting `name` shares: still the example's placeholder (`what` says what
+/// belongs there), or a GUID in braces.
+fn copied_id_mistake(raw: &Raw, name: &str, value: &str, what: &'static str) -> Result<(), ConfigError> {
     if value == PLACEHOLDER_GUID {
         return Err(ConfigError::Placeholder {
-            name: raw.written(NAME),
+            name: raw.written(name),
             got: value.to_owned(),
-            what: "the Application (client) ID from your app registration's Overview page",
+            what,
         });
     }
     if let Some(guid) = braced_guid(value) {
-        return Err(raw.invalid(NAME, format!("a GUID without braces: {guid}"), value));
+        return Err(raw.invalid(name, format!("a GUID without braces: {guid}"), value));
     }
+    Ok(())
+}
+
+/// `AZURE_CLIENT_ID`: a GUID, with a message naming the mistake for the usual wrong values.
+fn checked_client_id<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigError> {
+    const NAME: &str = "AZURE_CLIENT_ID";
+    copied_id_mistake(
+        raw,
+        NAME,
+        value,
+        "the Application (client) ID from your app registration's Overview page",
+    )?;
     if let Some(guid) = value
         .strip_prefix("api://")
         .map(|rest| rest.trim_end_matches('/'))
@@ -70,16 +82,12 @@ fn shown(value: &str) -> String {
 /// the Entra settings.
 fn checked_tenant<'a>(raw: &Raw, value: &'a str) -> Result<&'a str, ConfigError> {
     const NAME: &str = "AZURE_TENANT_ID";
-    if value == PLACEHOLDER_GUID {
-        return Err(ConfigError::Placeholder {
-            name: raw.written(NAME),
-            got: value.to_owned(),
-            what: "the Directory (tenant) ID from your app registration's Overview page (or organizations / common for a multi-tenant app)",
-        });
-    }
-    if let Some(guid) = braced_guid(value) {
-        return Err(raw.invalid(NAME, format!("a GUID without braces: {guid}"), value));
-    }
+    copied_id_mistake(
+        raw,
+        NAME,
+        value,
+        "the Directory (tenant) ID from your app registration's Overview page (or organizations / common for a multi-tenant app)",
+    )?;
     if let Some(url) = url::Url::parse(value)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
