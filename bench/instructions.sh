@@ -24,6 +24,8 @@
 # stage: hyper, router, auth, verification, rmcp's parse, validation, service and serialization).
 # Installs valgrind (Debian package) and the bench venv when missing. INSTR_ENV adds server environment (e.g.
 # "_RJEM_MALLOC_CONF=dirty_decay_ms:-1"); PY is a python with PyJWT (default: the bench venv).
+# Rate limits are off (one address, one token) unless INSTR_ENV turns them on, e.g.
+# INSTR_ENV="RATE_LIMIT_PER_ADDRESS=4000000000/s RATE_LIMIT_PER_PRINCIPAL=4000000000/s".
 # Do not run this script itself under flock: it takes /tmp/cargo.lock only to build. Loopback
 # only; every valgrind run is bounded (INSTR_TIMEOUT, 300 s). Results: target/bench/instructions.md
 # (the callgrind files and logs stay in target/bench/instr/).
@@ -64,7 +66,7 @@ measure() { # measure NAME N LOADGEN-MODE [ENV… --] [SERVER-ARGS…] -> prints
   rm -f "$out"
   # The whole environment is fixed (env -i), so runs differ only in N.
   env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
-    TOKIO_WORKER_THREADS="$workers" ${INSTR_ENV:-} "${envs[@]}" timeout --kill-after=10 "$limit" \
+    TOKIO_WORKER_THREADS="$workers" RATE_LIMIT_PER_ADDRESS=off RATE_LIMIT_PER_PRINCIPAL=off ${INSTR_ENV:-} "${envs[@]}" timeout --kill-after=10 "$limit" \
     valgrind --tool=callgrind --cache-sim=no --callgrind-out-file="$out" \
     "$BIN" serve --port 0 "${args[@]}" >"$log" 2>&1 &
   local pid=$!; pids+=($pid)

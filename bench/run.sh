@@ -34,10 +34,15 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 start_fake_entra "$work/fake-entra.out"
 
+# The load comes from one address with one token, far past the default rate limits: every server
+# runs with them off, except "limits", where they are on at rates no run reaches (every request
+# is checked, none refused), which measures what checking costs.
+no_limits=(RATE_LIMIT_PER_ADDRESS=off RATE_LIMIT_PER_PRINCIPAL=off)
+huge_limits=(RATE_LIMIT_PER_ADDRESS=4000000000/s RATE_LIMIT_PER_PRINCIPAL=4000000000/s)
 start_ours() { # start_ours NAME [ENV…] -> sets $pid and $url
   local log="$work/$1.log"; shift
   env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
-    MAX_SESSIONS=20000 "$@" "$BIN" serve --port 0 >"$log" 2>&1 &
+    MAX_SESSIONS=20000 "${no_limits[@]}" "$@" "$BIN" serve --port 0 >"$log" 2>&1 &
   pid=$!; pids+=($pid)
   url="http://$(wait_for "$log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
 }
@@ -69,15 +74,16 @@ static_pid=$!; pids+=($static_pid)
 static_url="http://$(wait_for "$work/static.out" 's/listening //p')/mcp"
 start_ours ours-sessions; sessions_pid=$pid; sessions_url=$url
 start_ours ours-stateless LEGACY_SESSIONS=false; stateless_pid=$pid; stateless_url=$url
+start_ours ours-limits "${huge_limits[@]}"; limits_pid=$pid; limits_url=$url
 # The dev verifier with the same token: what the Entra path costs on a verified-token cache hit.
-env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
+env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "${no_limits[@]}" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
 dev_pid=$!; pids+=($dev_pid)
 dev_url="http://$(wait_for "$work/ours-dev.log" 's/.*address=\(127\.0\.0\.1:[0-9]*\).*/\1/p')/mcp"
 results="$work/rounds.txt"; : >"$results"
 for round in $(seq 1 "$rounds"); do
   echo "== round $round of $rounds"
   for run in "ceiling current $static_url $static_pid" "ours current $sessions_url $sessions_pid" \
-    "dev current $dev_url $dev_pid" "ceiling legacy $static_url $static_pid" \
+    "dev current $dev_url $dev_pid" "limits current $limits_url $limits_pid" "ceiling legacy $static_url $static_pid" \
     "ours legacy $sessions_url $sessions_pid" "ceiling stateless $static_url $static_pid" \
     "ours stateless $stateless_url $stateless_pid"; do
     read -r who mode u p <<<"$run"
@@ -86,7 +92,7 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 loaded_rss=$(rss_kb "$sessions_pid")
-kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid"
+kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid" "$limits_pid"
 
 # median WHO MODE FIELD -> the median of FIELD over the rounds
 median() {
@@ -149,6 +155,8 @@ per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b
   row "2026-07-28 (stateless)" current "$peer_current"
   row "2025-11-25 with sessions" legacy "$peer_legacy"
   row "2025-11-25 stateless, JSON" stateless "$peer_stateless"
+  echo
+  echo "Rate limits checked on every request (per address and per principal, at rates no run reaches) vs off (2026-07-28): $(median limits current rps) vs $(median ours current rps) req/s, with / without $(ratio_rounds limits current ours current); server CPU $(median limits current server_cpu_us) vs $(median ours current server_cpu_us) µs per request"
   echo
   echo "Entra verifier vs dev verifier (2026-07-28, same token, cache hit): $(median ours current rps) vs $(median dev current rps) req/s, Entra / dev $(ratio_rounds ours current dev current); server CPU $(median ours current server_cpu_us) vs $(median dev current server_cpu_us) µs per request; p99 $(median ours current p99_ms) vs $(median dev current p99_ms) ms"
   echo

@@ -56,6 +56,7 @@ fn tool_check(c: &mut Criterion) {
         ToolOverride {
             scopes: Some(vec!["Dice.Roll".into()]),
             app_roles: Some(vec!["Dice.Roll.All".into()]),
+            rate_limit: None,
         },
     );
     let access = ToolAccess::new(

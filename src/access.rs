@@ -17,11 +17,17 @@
 //! scope.
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr as _;
 
 use rmcp::model::{ErrorCode, ErrorData as McpError};
 use serde_json::json;
 use thiserror::Error;
+use transports::http::{KeyedLimiter, Principal, Rate, RateLimited};
 use transports::{ToolGate, ToolRefusal};
+
+/// Callers each tool's rate limit tracks unless [`ToolAccess::with_rate_limit_max_tracked`]
+/// says otherwise (the default of `RATE_LIMIT_MAX_TRACKED`).
+const DEFAULT_MAX_TRACKED: usize = 100_000;
 use verifiers::{ApplicationIdUri, AuthError, Identity, Requirement, ScopeProblem};
 
 pub use crate::config::ToolOverride;
@@ -33,7 +39,10 @@ pub use crate::config::ToolOverride;
 /// [tools.roll_dice]
 /// scopes = ["Dice.Roll"]          # a user's token needs every one of these in `scp`
 /// app_roles = ["Dice.Roll.All"]   # an app-only token needs every one of these in `roles`
+/// rate_limit = "10/min"           # calls one caller (tid, oid) may make, over HTTP
 /// ```
+///
+/// A table with only `rate_limit` keeps the tool's declared requirement.
 ///
 /// Names are short, as under the app registration's "Expose an API" (scopes) and "App roles".
 /// A key left out refuses that kind of caller: without `app_roles` the tool is delegated-only,
@@ -53,9 +62,19 @@ pub enum ToolConfigError {
         /// The server's tools, comma-separated.
         known: String,
     },
-    /// The table sets neither `scopes` nor `app_roles`.
+    /// The table sets neither `scopes` nor `app_roles` nor `rate_limit`.
     #[error("[tools.{0}] sets no requirement; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or remove the table")]
     Empty(String),
+    /// `rate_limit` is not a rate.
+    #[error("[tools.{name}] rate_limit is {value:?}; expected {expected}")]
+    BadRate {
+        /// The table's tool name.
+        name: String,
+        /// As written.
+        value: String,
+        /// What a rate looks like.
+        expected: transports::http::RateParseError,
+    },
     /// `scopes` or `app_roles` is an empty list.
     #[error(
         "[tools.{name}] {key} is empty; list at least one name, or leave {key} out to refuse those callers"
@@ -90,6 +109,8 @@ pub struct ToolAccess {
     floor_scope_uris: Vec<String>,
     /// The Application ID URI.
     identifier_uri: ApplicationIdUri,
+    /// The tools with a `rate_limit`, by name: one bucket per caller (`tid`, `oid`).
+    limits: BTreeMap<String, KeyedLimiter<Principal>>,
 }
 
 impl ToolAccess {
@@ -112,6 +133,7 @@ impl ToolAccess {
             return Err(ToolConfigError::Undeclared(undeclared));
         }
         let mut tools = declared;
+        let mut limits = BTreeMap::new();
         // In name order, so the first error reported does not depend on hashing.
         let mut tables: Vec<_> = overrides.iter().collect();
         tables.sort_by(|a, b| a.0.cmp(b.0));
@@ -122,13 +144,45 @@ impl ToolAccess {
                     known: tools.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             };
+            if let Some(value) = &table.rate_limit {
+                let rate = Rate::from_str(value).map_err(|expected| ToolConfigError::BadRate {
+                    name: name.clone(),
+                    value: value.clone(),
+                    expected,
+                })?;
+                limits.insert(name.clone(), KeyedLimiter::new("tool", rate, DEFAULT_MAX_TRACKED));
+                if table.scopes.is_none() && table.app_roles.is_none() {
+                    continue;
+                }
+            }
             *slot = requirement(table, name)?;
         }
         Ok(ToolAccess {
             floor_scope_uris: floor_scopes.iter().map(|s| identifier_uri.scope(s)).collect(),
             identifier_uri: identifier_uri.clone(),
             tools,
+            limits,
         })
+    }
+
+    /// The same, with each tool's rate limit tracking at most `max` callers
+    /// (`RATE_LIMIT_MAX_TRACKED`; past it, new callers share one bucket per tool).
+    pub fn with_rate_limit_max_tracked(mut self, max: usize) -> Self {
+        for limiter in self.limits.values_mut() {
+            *limiter = KeyedLimiter::new("tool", limiter.rate(), max);
+        }
+        self
+    }
+
+    /// Counts one call of `name` by `identity` against the tool's `rate_limit`, if it has one.
+    ///
+    /// # Errors
+    /// [`RateLimited`] past the limit.
+    pub fn admit(&self, name: &str, identity: &Identity) -> Result<(), RateLimited> {
+        match self.limits.get(name) {
+            Some(limiter) => limiter.check(&Principal::or_tenant(identity)),
+            None => Ok(()),
+        }
     }
 
     /// Every one of `tools` refused to every caller: what a server falls back to when its
@@ -145,6 +199,7 @@ impl ToolAccess {
             tools: tools.into_iter().map(|tool| (tool, refuse_all.clone())).collect(),
             floor_scope_uris: Vec::new(),
             identifier_uri,
+            limits: BTreeMap::new(),
         }
     }
 
@@ -153,7 +208,10 @@ impl ToolAccess {
     pub fn describe(&self) -> Vec<String> {
         self.tools
             .iter()
-            .map(|(name, requirement)| format!("{name}: {requirement}"))
+            .map(|(name, requirement)| match self.limits.get(name) {
+                Some(limiter) => format!("{name}: {requirement}; at most {} per caller", limiter.rate()),
+                None => format!("{name}: {requirement}"),
+            })
             .collect()
     }
 
@@ -199,6 +257,10 @@ impl ToolAccess {
 impl ToolGate for ToolAccess {
     fn check_tool(&self, name: &str, identity: &Identity) -> Result<(), ToolRefusal> {
         self.check(name, identity).map_err(|denied| denied.refusal)
+    }
+
+    fn admit_call(&self, name: &str, identity: &Identity) -> Result<(), RateLimited> {
+        self.admit(name, identity)
     }
 }
 

@@ -75,11 +75,14 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
     let settings = Settings::load(&global, &serve_args)?;
     // Who may call which tool: the declarations in tools.rs with the file's [tools.<name>]
     // tables, checked against the server's tools before anything starts.
-    let access = Arc::new(ToolAccess::new(
-        &settings.identifier_uri,
-        &settings.policy().required_scopes,
-        &settings.tools,
-    )?);
+    let access = Arc::new(
+        ToolAccess::new(
+            &settings.identifier_uri,
+            &settings.policy().required_scopes,
+            &settings.tools,
+        )?
+        .with_rate_limit_max_tracked(settings.http.rate_limit_max_tracked),
+    );
     let default_filter = match command {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         Command::Stdio => logging::STDIO_DEFAULT,

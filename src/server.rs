@@ -16,6 +16,7 @@ use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
 use transports::audit::{self, Outcome};
+use transports::ToolCallAdmitted;
 
 use crate::caller::{caller, client_addr, shared_caller};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
@@ -91,6 +92,32 @@ impl ServerHandler for EntraMcpServer {
                 client,
             );
             return Err(denied.into());
+        }
+        // The tool's rate limit, for an HTTP call the transport could not count in advance (a
+        // batch, a chunked body); over stdio there is none.
+        let counted = context
+            .extensions
+            .get::<http::request::Parts>()
+            .map(|parts| parts.extensions.get::<ToolCallAdmitted>().is_some());
+        if counted == Some(false) {
+            if let Err(limited) = self.access().admit(&request.name, &who) {
+                audit::tool_call(
+                    &who,
+                    &request.name,
+                    Outcome::Refused("rate_limited"),
+                    started.elapsed(),
+                    client,
+                );
+                return Err(McpError::new(
+                    rmcp::model::ErrorCode::INVALID_REQUEST,
+                    format!(
+                        "too many calls of {}: over the tool's rate_limit; retry in {} s",
+                        request.name,
+                        limited.retry_after_secs()
+                    ),
+                    Some(json!({ "error": "rate_limited", "retry_after_secs": limited.retry_after_secs() })),
+                ));
+            }
         }
         let name = request.name.clone();
         let call = shared_router().call(ToolCallContext::new(self, request, context));

@@ -25,6 +25,10 @@ pub struct ToolOverride {
     /// `app_roles = [...]`: app roles an app-only caller needs for this tool.
     #[serde(default, deserialize_with = "value::optional_list")]
     pub app_roles: Option<Vec<String>>,
+    /// `rate_limit = "10/min"`: how often one caller (`tid`, `oid`) may call this tool over
+    /// HTTP (`N/s`, `N/min`, `N/h`), on top of `RATE_LIMIT_PER_PRINCIPAL`.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 /// Downstream calls on the caller's behalf (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): present when a server credential is set.
@@ -398,6 +402,18 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     http.http2_keepalive_interval = Some(raw.http2_keepalive_secs.0).filter(|d| !d.is_zero());
     http.max_sessions_per_principal = raw.max_sessions_per_principal.0;
     http.max_streams_per_principal = raw.max_streams_per_principal.0;
+    http.rate_limit_per_address = raw.rate_limit_per_address.0;
+    http.rate_limit_per_principal = raw.rate_limit_per_principal.0;
+    http.rate_limit_max_tracked = raw.rate_limit_max_tracked.0;
+    let proxies = raw.trusted_proxies.as_ref().map_or(&[][..], |list| &list.0[..]);
+    http.trusted_proxies = transports::http::TrustedProxies::parse(proxies, raw.trusted_proxies_header.0)
+        .map_err(|error| {
+            raw.invalid(
+                "TRUSTED_PROXIES",
+                "IP addresses or CIDR blocks such as 10.0.0.0/8, comma-separated",
+                &error.0,
+            )
+        })?;
     http.shutdown_timeout = raw.shutdown_timeout_secs.0;
     http.validate()?;
 

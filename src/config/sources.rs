@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::table::SETTINGS;
-use super::value::{AbsoluteUrl, Count, Flag, Format, Host, List, Port, Secs, Text};
+use super::value::{AbsoluteUrl, Count, Flag, Format, Host, List, Port, ProxyHeader, RateValue, Secs, Text};
 use crate::cli::{GlobalArgs, ServeArgs};
 
 use super::*;
@@ -50,6 +50,11 @@ pub(super) struct Raw {
     pub(super) http2_keepalive_secs: Secs,
     pub(super) max_sessions_per_principal: Count,
     pub(super) max_streams_per_principal: Count,
+    pub(super) rate_limit_per_address: RateValue,
+    pub(super) rate_limit_per_principal: RateValue,
+    pub(super) rate_limit_max_tracked: Count,
+    pub(super) trusted_proxies: Option<List>,
+    pub(super) trusted_proxies_header: ProxyHeader,
     pub(super) shutdown_timeout_secs: Secs,
     pub(super) metrics_addr: Option<Text>,
     pub(super) log_format: Format,

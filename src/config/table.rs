@@ -46,6 +46,11 @@ settings! {
     "MAX_SESSIONS" = "10000": "Most legacy sessions open at once; past it, new sessions get 503.";
     "MAX_SESSIONS_PER_PRINCIPAL" = "100": "Most legacy sessions one caller (tid, oid) may hold; at the limit a new session closes that caller's least recently used idle session (503 if none is idle).";
     "MAX_STREAMS_PER_PRINCIPAL" = "200": "Most requests and event streams one caller (tid, oid) may have open at once; past it, 429 with Retry-After.";
+    "RATE_LIMIT_PER_ADDRESS" = "1000/s": "Requests one client address (IPv6: its /64) may send, checked before any token work: N/s, N/min, N/h, or off. Past it, 429 with Retry-After; /health and /ready are exempt.";
+    "RATE_LIMIT_PER_PRINCIPAL" = "100/s": "Requests one caller (tid, oid) may send: N/s, N/min, N/h, or off. Past it, 429 with Retry-After. A tool's own limit: rate_limit in [tools.<name>].";
+    "RATE_LIMIT_MAX_TRACKED" = "100000": "Most addresses or callers each rate limit tracks; past it, new ones share one allowance until idle ones are forgotten.";
+    "TRUSTED_PROXIES" = "": "Comma-separated addresses or CIDR blocks (10.0.0.0/8) of proxies whose forwarded-for header names the client, for the per-address limit and the audit trail. Empty: the TCP peer is the client.";
+    "TRUSTED_PROXIES_HEADER" = "x-forwarded-for": "The header TRUSTED_PROXIES write the client address into: x-forwarded-for or forwarded (RFC 7239).";
     "SESSION_ID_PREFIX" = "": "Prefix of every session id this replica issues (e.g. its pod name), so a load balancer can route sessions by id.";
     "MAX_CONNECTIONS" = "10000": "Most TCP connections served at once; more wait in the listen backlog.";
     "HEADER_READ_TIMEOUT_SECS" = "10": "A connection that has not sent its request headers within this time is closed (slow clients).";

@@ -188,7 +188,12 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Toml, "azure_required_scopes", "[]", format!("azure_required_scopes in {file} must be at least one scope name such as access_as_user, got \"\"")),
         (In::Env, "AZURE_REQUIRED_SCOPES", ",", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
         (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", format!("azure_required_scopes in {file} must be short scope names such as access_as_user, not full URIs (the server puts the Application ID URI in front itself): access_as_user, got \"api://x/access_as_user\"")),
-        (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected `scopes` or `app_roles`")),
+        (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected one of `scopes`, `app_roles`, `rate_limit`")),
+        (In::Env, "RATE_LIMIT_PER_ADDRESS", "100 per second", "RATE_LIMIT_PER_ADDRESS must be a rate such as 100/s, 600/min or 50/h, or off, got \"100 per second\"".into()),
+        (In::Toml, "rate_limit_per_principal", "100", format!("rate_limit_per_principal in {file} must be a rate such as 100/s, 600/min or 50/h, or off, got 100")),
+        (In::Env, "TRUSTED_PROXIES", "10.0.0.0/8, nginx", "TRUSTED_PROXIES must be IP addresses or CIDR blocks such as 10.0.0.0/8, comma-separated, got \"nginx\"".into()),
+        (In::Env, "TRUSTED_PROXIES_HEADER", "x-real-ip", "TRUSTED_PROXIES_HEADER must be x-forwarded-for or forwarded, got \"x-real-ip\"".into()),
+        (In::Env, "RATE_LIMIT_MAX_TRACKED", "0", "RATE_LIMIT_MAX_TRACKED must be greater than zero".into()),
         (In::Toml, "prot", "9001", format!("unknown key `prot` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
         (In::Toml, "PORT", "9001", format!("unknown key `PORT` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
     ];
@@ -285,14 +290,16 @@ fn tool_overrides_are_read_from_the_tools_table() {
         s.tools.get("whoami"),
         Some(&ToolOverride {
             scopes: Some(vec!["profile.read".into()]),
-            app_roles: None
+            app_roles: None,
+            rate_limit: None,
         })
     );
     assert_eq!(
         s.tools.get("roll_dice"),
         Some(&ToolOverride {
             scopes: None,
-            app_roles: Some(vec!["Dice.Roll".into(), "Admin".into()])
+            app_roles: Some(vec!["Dice.Roll".into(), "Admin".into()]),
+            rate_limit: None,
         })
     );
     assert_eq!(s.tools.len(), 2);

@@ -172,6 +172,18 @@ scalar_value!(
     }
 );
 scalar_value!(
+    /// A rate limit: `N/s`, `N/min`, `N/h`; `off` or `0` for none.
+    RateValue(Option<transports::http::Rate>),
+    "a rate such as 100/s, 600/min or 50/h, or off",
+    |s| transports::http::Rate::parse_setting(s).ok()
+);
+scalar_value!(
+    /// Which forwarded-for header trusted proxies write.
+    ProxyHeader(transports::http::ForwardedHeader),
+    "x-forwarded-for or forwarded",
+    |s| s.parse().ok()
+);
+scalar_value!(
     /// Text, trimmed (numbers and booleans are taken as written).
     Text(String),
     "text",

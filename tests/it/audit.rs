@@ -4,6 +4,7 @@
 
 use std::process::Stdio;
 
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -13,6 +14,18 @@ const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
 
 /// A 2026-07-28 `tools/call` of `tool` with `arguments`, as one POST.
 async fn call(url: &str, token: Option<&str>, tool: &str, arguments: Value) -> reqwest::Response {
+    call_with(&http(), url, token, tool, arguments, None).await
+}
+
+/// [`call`] through `client`, with `X-Forwarded-For` when given.
+async fn call_with(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    tool: &str,
+    arguments: Value,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": tool, "arguments": arguments,
         "_meta": {
@@ -21,7 +34,7 @@ async fn call(url: &str, token: Option<&str>, tool: &str, arguments: Value) -> r
             "io.modelcontextprotocol/clientCapabilities": {}
         }
     }});
-    let mut request = http()
+    let mut request = client
         .post(url)
         .header("accept", "application/json")
         .header("mcp-protocol-version", "2026-07-28")
@@ -30,6 +43,9 @@ async fn call(url: &str, token: Option<&str>, tool: &str, arguments: Value) -> r
         .json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if let Some(forwarded_for) = forwarded_for {
+        request = request.header("x-forwarded-for", forwarded_for);
     }
     request.send().await.unwrap()
 }
@@ -50,6 +66,10 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
         .env("AZURE_CLIENT_ID", CLIENT_ID)
         .env("AZURE_TENANT_ID", TENANT)
         .env("AZURE_AUTHORITY_HOST", &fake.base)
+        // The client address a proxy forwarded for, believed from loopback; no rate limit, so
+        // every refusal below is counted as what it is.
+        .env("TRUSTED_PROXIES", "127.0.0.1")
+        .env("RATE_LIMIT_PER_ADDRESS", "off")
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -74,7 +94,15 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
     let url = format!("http://{address}/mcp");
     let token = mint(&key, &fake.claims(TENANT));
 
-    let ok = call(&url, Some(&token), "whoami", json!({})).await;
+    let ok = call_with(
+        &http(),
+        &url,
+        Some(&token),
+        "whoami",
+        json!({}),
+        Some("203.0.113.7"),
+    )
+    .await;
     assert_eq!(ok.status(), 200);
     let too_long = call(
         &url,
@@ -86,9 +114,29 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
     assert_eq!(too_long.status(), 200);
     let refused = call(&url, Some(&token), "roll_dice", json!({})).await;
     assert_eq!(refused.status(), 403);
-    for _ in 0..25 {
-        assert_eq!(call(&url, None, "whoami", json!({})).await.status(), 401);
-    }
+    // A flood of 10,000 refusals before authentication (half without a token, half forged)
+    // writes two lines to the trail, whatever its size.
+    let forged = {
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[2] = "AAAA";
+        parts.join(".")
+    };
+    let client = http();
+    let statuses: Vec<u16> = futures::stream::iter(0..10_000)
+        .map(|i| {
+            let (client, url, forged) = (&client, &url, &forged);
+            async move {
+                let token = (i % 2 == 1).then_some(forged.as_str());
+                call_with(client, url, token, "whoami", json!({}), None)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 401));
     // A graceful stop (SIGTERM) writes what was only counted.
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill")
@@ -106,7 +154,7 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
     std::fs::remove_dir_all(dir).unwrap();
 
     // (event, tool, outcome, reason), in order: the first tokenless request is written, the
-    // other 24 are counted and written at shutdown.
+    // other 9,999 refusals are counted and written at shutdown.
     let expected = [
         ("tools/call", "whoami", "ok", ""),
         ("tools/call", "greeting_card", "tool_error", ""),
@@ -130,10 +178,16 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
                 fields["client"].as_str().unwrap().starts_with("127.0.0.1:"),
                 "{fields}"
             );
+            let forwarded_for = if tool == "whoami" { "203.0.113.7" } else { "" };
+            assert_eq!(fields["forwarded_for"], forwarded_for, "{fields}");
             assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
         }
         if event == "refused_unauthenticated" {
-            let counted = if reason.is_empty() { "missing_token=24" } else { "" };
+            let counted = if reason.is_empty() {
+                "bad_signature=5000 missing_token=4999"
+            } else {
+                ""
+            };
             assert_eq!(fields["refused_since_last_line"], counted, "{fields}");
         }
         let text = fields.to_string();

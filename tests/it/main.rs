@@ -14,6 +14,7 @@ mod limits;
 mod log_hygiene;
 mod metrics;
 mod own_server;
+mod rate_limits;
 mod sessions;
 mod stdio;
 mod tool_access;

@@ -111,6 +111,7 @@ fn access() -> Arc<ToolAccess> {
         ToolOverride {
             scopes: Some(vec!["Dice.Roll".into()]),
             app_roles: Some(vec!["Dice.Roll.All".into()]),
+            rate_limit: None,
         },
     );
     Arc::new(
@@ -141,7 +142,7 @@ async fn server(fake: &FakeEntra, legacy_sessions: bool) -> (TestServer, HttpCon
     (TestServer { base, server }, config)
 }
 
-fn roll_body(id: u64, meta_2026: bool) -> Value {
+pub(crate) fn roll_body(id: u64, meta_2026: bool) -> Value {
     let mut params = json!({"name": "roll_dice", "arguments": {"sides": 6}});
     if meta_2026 {
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -312,7 +313,7 @@ async fn http_calls_the_layer_cannot_peek_get_the_json_rpc_error() {
 }
 
 /// POSTs `body` with `Transfer-Encoding: chunked` over a raw connection; returns the reply.
-async fn chunked_post(server: &TestServer, token: &str, body: &Value) -> Value {
+pub(crate) async fn chunked_post(server: &TestServer, token: &str, body: &Value) -> Value {
     let addr = server.server.local_addr();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.to_string();
@@ -454,6 +455,7 @@ async fn the_card_resource_follows_its_tool() {
         ToolOverride {
             scopes: Some(vec!["Card.Make".into()]),
             app_roles: None,
+            rate_limit: None,
         },
     );
     let access = Arc::new(

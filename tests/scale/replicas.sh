@@ -41,7 +41,9 @@ start_replicas() {
   for i in 1 2 3; do
     local port mport
     port=$(free_port); mport=$(free_port)
+    # Rate limits off: the load comes through nginx (one address) with one token.
     env -i PATH="$PATH" MCP_DEV_TOKEN=$TOKEN LEGACY_SESSIONS="$1" SESSION_ID_PREFIX="r$i-" \
+      RATE_LIMIT_PER_ADDRESS=off RATE_LIMIT_PER_PRINCIPAL=off \
       METRICS_ADDR="127.0.0.1:$mport" SHUTDOWN_TIMEOUT_SECS=10 \
       "$BIN" serve --dev --port "$port" >"$work/replica-$i.log" 2>&1 &
     rpids+=($!); pids+=($!); ports+=("$port"); mports+=("$mport")

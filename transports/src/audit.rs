@@ -14,7 +14,7 @@
 //! target, is separate: see docs/operations.md.)
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,36 @@ pub const TARGET: &str = "audit";
 /// The most often a line about refusals before authentication is written: once a minute.
 pub const UNAUTHENTICATED_LINE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The client's address as the server's TCP connection saw it (a proxy's, behind one). The HTTP
-/// transport puts it into every request's extensions.
+/// The client's address: as the server's TCP connection saw it (a proxy's, behind one), and as a
+/// trusted proxy says it forwarded for (`TRUSTED_PROXIES`). The HTTP transport puts it into
+/// every request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The address a trusted proxy forwarded for; `None` without trusted proxies, or when the
+    /// peer is not one of them.
+    pub forwarded_for: Option<IpAddr>,
+}
+
+impl ClientAddr {
+    /// The address the request came from as far as the server can tell: the forwarded-for
+    /// address when a trusted proxy gave one, else the peer's.
+    pub fn ip(&self) -> IpAddr {
+        self.forwarded_for.unwrap_or(self.peer.ip())
+    }
+}
+
+/// The `client` and `forwarded_for` fields of an event (empty over stdio).
+fn addresses(client: Option<ClientAddr>) -> (String, String) {
+    match client {
+        None => (String::new(), String::new()),
+        Some(c) => (
+            c.peer.to_string(),
+            c.forwarded_for.map(|ip| ip.to_string()).unwrap_or_default(),
+        ),
+    }
+}
 
 /// How a `tools/call` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +93,7 @@ pub fn tool_call(
         Outcome::Refused(reason) => reason,
         _ => "",
     };
+    let (peer, forwarded_for) = addresses(client);
     tracing::info!(
         target: TARGET,
         event = "tools/call",
@@ -78,7 +105,8 @@ pub fn tool_call(
         outcome = outcome.label(),
         reason,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
-        client = %client.map(|c| c.0.to_string()).unwrap_or_default(),
+        client = %peer,
+        forwarded_for = %forwarded_for,
         "tools/call"
     );
 }
@@ -86,6 +114,7 @@ pub fn tool_call(
 /// Records a refusal of an authenticated caller outside a tool call (a session of someone else,
 /// too many requests in flight): `reason` is a stable code.
 pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
+    let (peer, forwarded_for) = addresses(client);
     tracing::info!(
         target: TARGET,
         event = "refused",
@@ -94,7 +123,8 @@ pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
         client_app = caller.client_app.as_deref().unwrap_or(""),
         app_only = caller.app_only,
         reason,
-        client = %client.map(|c| c.0.to_string()).unwrap_or_default(),
+        client = %peer,
+        forwarded_for = %forwarded_for,
         "refused"
     );
 }
@@ -166,11 +196,13 @@ pub fn refused_before_authentication(reason: &'static str, client: Option<Client
     let Some(since_last_line) = unauthenticated().record(reason, Instant::now()) else {
         return;
     };
+    let (peer, forwarded_for) = addresses(client);
     tracing::info!(
         target: TARGET,
         event = "refused_unauthenticated",
         reason,
-        client = %client.map(|c| c.0.to_string()).unwrap_or_default(),
+        client = %peer,
+        forwarded_for = %forwarded_for,
         refused_since_last_line = %counts_text(&since_last_line),
         interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
         "refused before authentication (at most one such line a minute; the others are counted)"
@@ -189,6 +221,7 @@ pub fn flush_unauthenticated(shutting_down: bool) {
         event = "refused_unauthenticated",
         reason = "",
         client = "",
+        forwarded_for = "",
         refused_since_last_line = %counts_text(&counts),
         interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
         "refused before authentication, counted since the last such line"

@@ -65,4 +65,4 @@ pub mod http;
 pub mod stdio;
 mod tool_gate;
 
-pub use tool_gate::{ToolGate, ToolRefusal};
+pub use tool_gate::{ToolCallAdmitted, ToolGate, ToolRefusal};

@@ -14,7 +14,25 @@ pub trait ToolGate: Send + Sync + std::fmt::Debug + 'static {
     /// know (the MCP layer answers those with its own error). Must be cheap: it runs on every
     /// `tools/call`.
     fn check_tool(&self, name: &str, identity: &Identity) -> Result<(), ToolRefusal>;
+
+    /// Counts one call of the tool `name` by `identity` against the tool's own rate limit, if
+    /// it has one (`[tools.<name>] rate_limit`). The HTTP transport asks it for every call it
+    /// sees in advance (answering `429` with `Retry-After` past the limit) and marks the request
+    /// [`ToolCallAdmitted`]; the server's handler asks it for the calls the transport could not
+    /// see (a batch, a chunked body). By default no tool is limited.
+    ///
+    /// # Errors
+    /// [`RateLimited`](crate::http::RateLimited) past the limit.
+    fn admit_call(&self, name: &str, identity: &Identity) -> Result<(), crate::http::RateLimited> {
+        let _ = (name, identity);
+        Ok(())
+    }
 }
+
+/// A request extension: the HTTP transport counted this request's `tools/call` against the
+/// tool's rate limit ([`ToolGate::admit_call`]), so the handler must not count it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToolCallAdmitted;
 
 /// Why a tool call is refused, and what the caller should ask for instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -92,6 +92,19 @@ pub struct HttpConfig {
     /// Most concurrent connections; past it, new connections wait in the listen backlog.
     /// Defaults to 10,000.
     pub max_connections: usize,
+    /// Requests one client address (an IPv6 /64) may send, checked before any token work;
+    /// past it, `429` with `Retry-After`. `/health` and `/ready` are exempt. `None`: no limit.
+    /// Defaults to 1000/s, so that many users behind one proxy or NAT are not held back.
+    pub rate_limit_per_address: Option<crate::http::Rate>,
+    /// Requests one principal (`tid`, `oid`) may send, checked after verification; past it,
+    /// `429` with `Retry-After`. `None`: no limit. Defaults to 100/s.
+    pub rate_limit_per_principal: Option<crate::http::Rate>,
+    /// Most keys (addresses, principals) each rate limiter tracks; past it, new keys share one
+    /// bucket until idle keys are forgotten. Defaults to 100,000.
+    pub rate_limit_max_tracked: usize,
+    /// Proxies whose forwarded-for header names the client address (for the per-address limit
+    /// and the audit trail). Defaults to none: the TCP peer is the client.
+    pub trusted_proxies: crate::http::TrustedProxies,
 }
 
 impl HttpConfig {
@@ -125,6 +138,10 @@ impl HttpConfig {
             request_body_timeout: Duration::from_secs(30),
             http2: true,
             http2_keepalive_interval: Some(Duration::from_secs(30)),
+            rate_limit_per_address: crate::http::Rate::new(1000, Duration::from_secs(1)),
+            rate_limit_per_principal: crate::http::Rate::new(100, Duration::from_secs(1)),
+            rate_limit_max_tracked: 100_000,
+            trusted_proxies: crate::http::TrustedProxies::default(),
         }
     }
 
@@ -238,6 +255,9 @@ impl HttpConfig {
         }
         if self.max_streams_per_principal == 0 {
             return Err(HttpConfigError::Zero("MAX_STREAMS_PER_PRINCIPAL"));
+        }
+        if self.rate_limit_max_tracked == 0 {
+            return Err(HttpConfigError::Zero("RATE_LIMIT_MAX_TRACKED"));
         }
         if !self
             .session_id_prefix

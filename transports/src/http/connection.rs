@@ -96,7 +96,10 @@ fn spawn<S>(
             let has_body = !request.body().is_end_stream();
             let mut request = request.map(|body| DeadlineBody::new(body, limits.request_body, state.clone()));
             // For the audit trail: who, as the TCP connection saw it.
-            request.extensions_mut().insert(crate::audit::ClientAddr(peer));
+            request.extensions_mut().insert(crate::audit::ClientAddr {
+                peer,
+                forwarded_for: None,
+            });
             route(app.clone(), request).map(move |response| {
                 let mut response = match state.load(Ordering::Relaxed) {
                     // Whoever read the body (rmcp answers a failed read with a 500) gave up

@@ -25,7 +25,8 @@ use super::ambiguity::request_host;
 use super::body::{text, Body};
 use super::challenge::{tool_refusal_response, Challenges};
 use super::mcp_headers;
-use crate::ToolGate;
+use super::rate_limit::too_many_requests;
+use crate::{ToolCallAdmitted, ToolGate};
 
 /// The body [`ToolGate`] hands on: the request's own (`Left`), or the bytes it read to peek at a
 /// legacy `tools/call` (`Right`).
@@ -143,9 +144,12 @@ where
     }
     let challenge = layer.challenges.for_host(request_host(&request));
     let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
-    // The refusal of a call to `name`, if the gate forbids it.
+    // The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent.
     let refuse = |name: &str| {
-        let refusal = gate.check_tool(name, identity).err()?;
+        let refusal = match gate.check_tool(name, identity) {
+            Ok(()) => return admit(gate.as_ref(), name, identity, client),
+            Err(refusal) => refusal,
+        };
         crate::audit::tool_call(
             identity,
             name,
@@ -170,12 +174,16 @@ where
     match (method, name) {
         (Ok(None), _) => {}
         (Ok(Some(method)), Ok(name)) => {
+            let mut request = request.map(Either::Left);
             if method == "tools/call" {
-                if let Some(response) = name.as_deref().and_then(refuse) {
-                    return Err(response);
+                if let Some(name) = name.as_deref() {
+                    if let Some(response) = refuse(name) {
+                        return Err(response);
+                    }
+                    request.extensions_mut().insert(ToolCallAdmitted);
                 }
             }
-            return Ok(request.map(Either::Left));
+            return Ok(request);
         }
         (Err(error), _) | (_, Err(error)) => {
             return Err(text(StatusCode::BAD_REQUEST, &format!("Bad Request: {error}")));
@@ -201,10 +209,42 @@ where
             ));
         }
     };
-    if let Some(response) = single_tool_call(&bytes).and_then(|name| refuse(&name)) {
-        return Err(response);
+    let mut request = Request::from_parts(parts, Either::Right(Full::new(bytes.clone())));
+    if let Some(name) = single_tool_call(&bytes) {
+        if let Some(response) = refuse(&name) {
+            return Err(response);
+        }
+        request.extensions_mut().insert(ToolCallAdmitted);
     }
-    Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
+    Ok(request)
+}
+
+/// Counts an allowed call of `name` against its tool's rate limit: `Some(429)` past it.
+fn admit(
+    gate: &dyn ToolGate,
+    name: &str,
+    identity: &Identity,
+    client: Option<crate::audit::ClientAddr>,
+) -> Option<Response<Body>> {
+    let limited = gate.admit_call(name, identity).err()?;
+    crate::audit::tool_call(
+        identity,
+        name,
+        crate::audit::Outcome::Refused("rate_limited"),
+        std::time::Duration::ZERO,
+        client,
+    );
+    // `name` is a tool the server knows (only those have limits), so it is safe to log.
+    tracing::info!(
+        tool = name,
+        tenant = %identity.tenant_id,
+        object_id = %identity.object_id,
+        "tool call refused: over the tool's rate_limit"
+    );
+    Some(too_many_requests(
+        limited,
+        &format!("Too Many Requests: you called the tool {name} more often than its rate_limit allows; retry after the time in Retry-After"),
+    ))
 }
 
 /// The tool a JSON-RPC body calls, when it is one `tools/call` request (not a batch).

@@ -26,6 +26,7 @@ mod metrics;
 mod negotiate;
 mod origin;
 mod priming;
+mod rate_limit;
 mod router;
 mod server;
 mod session_cap;
@@ -39,6 +40,9 @@ pub use gate::{PeekedBody, ToolGateLayer, ToolGateService};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;
 pub use negotiate::{Negotiate, NegotiateLayer};
+pub use rate_limit::{
+    ForwardedHeader, KeyedLimiter, ProxyParseError, Rate, RateLimited, RateParseError, TrustedProxies,
+};
 pub use server::{serve, AccessControl, RunningServer};
 pub use session_cap::{CappedSessionError, CappedSessionManager};
 pub use session_layer::{SessionLayer, Sessions};

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future as _;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,6 +22,8 @@ use super::config::MCP_PATH;
 use super::connection::RequestBody;
 use super::metadata::MetadataDocuments;
 use super::origin::HostOriginPolicy;
+use super::rate_limit::{address_key, too_many_requests, KeyedLimiter, TrustedProxies};
+use crate::audit::ClientAddr;
 
 /// The headers a browser client may send to `/mcp`.
 const CORS_ALLOW_HEADERS: &str =
@@ -62,15 +65,24 @@ pub(crate) struct App<S> {
     pub(crate) policy: HostOriginPolicy,
     /// Cancelled when shutdown starts: ends open GET event streams so connections can drain.
     pub(crate) draining: CancellationToken,
+    /// `RATE_LIMIT_PER_ADDRESS`, keyed by [`address_key`]; `None`: no limit.
+    pub(crate) address_limit: Option<KeyedLimiter<IpAddr>>,
+    /// Whose forwarded-for header names the client.
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 pub(crate) async fn route<S>(
     app: Arc<App<S>>,
-    request: Request<RequestBody>,
+    mut request: Request<RequestBody>,
 ) -> Result<Response<Body>, Infallible>
 where
     S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Clone,
 {
+    if let Some(response) = limit_address(&app, &mut request) {
+        metrics::counter!("mcp_http_requests_total", "route" => "rate_limited", "status" => "429")
+            .increment(1);
+        return Ok(response);
+    }
     if let Some((status, reason)) = ambiguity(&request) {
         tracing::info!(
             reason = %reason,
@@ -105,6 +117,42 @@ where
     metrics::counter!("mcp_http_requests_total", "route" => route, "status" => status_label(response.status()))
         .increment(1);
     Ok(response)
+}
+
+/// Resolves the client address behind trusted proxies (into the request's [`ClientAddr`]) and
+/// applies `RATE_LIMIT_PER_ADDRESS`: `Some(429)` past it. Runs before anything else looks at the
+/// request, so a flood from one address costs no token work. `/health` and `/ready` are exempt
+/// (probes come from the platform at a fixed pace). The answer says nothing about the limit:
+/// the caller is not authenticated.
+fn limit_address<S>(app: &App<S>, request: &mut Request<RequestBody>) -> Option<Response<Body>> {
+    let client = request.extensions().get::<ClientAddr>().copied()?;
+    let forwarded_for = if app.trusted_proxies.is_empty() {
+        None
+    } else {
+        app.trusted_proxies
+            .forwarded_for(client.peer.ip(), request.headers())
+    };
+    let client = ClientAddr {
+        forwarded_for,
+        ..client
+    };
+    if forwarded_for.is_some() {
+        request.extensions_mut().insert(client);
+    }
+    let limiter = app.address_limit.as_ref()?;
+    if matches!(
+        without_prefix(request.uri().path(), &app.prefix),
+        "/health" | "/ready"
+    ) {
+        return None;
+    }
+    let limited = limiter.check(&address_key(client.ip())).err()?;
+    tracing::debug!(client = %client.ip(), "refused a request: RATE_LIMIT_PER_ADDRESS");
+    crate::audit::refused_before_authentication("rate_limited_address", Some(client));
+    Some(too_many_requests(
+        limited,
+        "Too Many Requests: too many requests from this address; retry after the time in Retry-After",
+    ))
 }
 
 /// `path` with the `PUBLIC_URL` path `prefix` removed when it starts with it (whole segments
@@ -183,6 +231,7 @@ fn status_label(status: StatusCode) -> &'static str {
         406 => "406",
         413 => "413",
         415 => "415",
+        429 => "429",
         500 => "500",
         503 => "503",
         s if s < 300 => "2xx",

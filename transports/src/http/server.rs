@@ -27,6 +27,7 @@ use super::gate::ToolGateLayer;
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
+use super::rate_limit::KeyedLimiter;
 use super::router::{App, McpService};
 use super::session_cap::CappedSessionManager;
 use super::session_layer::SessionLayer;
@@ -186,6 +187,13 @@ where
     }
     let mut session_layer =
         SessionLayer::new(sessions.clone()).with_max_streams_per_principal(config.max_streams_per_principal);
+    if let Some(rate) = config.rate_limit_per_principal {
+        session_layer = session_layer.with_principal_rate_limit(KeyedLimiter::new(
+            "principal",
+            rate,
+            config.rate_limit_max_tracked,
+        ));
+    }
     if config.legacy_sessions {
         session_layer = session_layer
             .with_session_prefix(config.session_id_prefix.clone())
@@ -206,6 +214,10 @@ where
         prefix: config.path_prefix().to_owned(),
         policy: HostOriginPolicy::new(&config.allowed_hosts, &config.allowed_origins),
         draining: draining.clone(),
+        address_limit: config
+            .rate_limit_per_address
+            .map(|rate| KeyedLimiter::new("address", rate, config.rate_limit_max_tracked)),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
 
     spawn_session_reaper(

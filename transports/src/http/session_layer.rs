@@ -23,6 +23,7 @@ use verifiers::Identity;
 
 use super::body::{text, with_guard, Body};
 use super::priming::{predates_priming, without_priming};
+use super::rate_limit::{too_many_requests, KeyedLimiter};
 use super::session_cap::{watch_refusals, Refusal};
 use super::sessions::{Ownership, Principal, PrincipalStreams, SessionBindings};
 
@@ -38,6 +39,8 @@ pub struct SessionLayer {
     /// Legacy sessions are served: every live session id is bound when it is created, so an
     /// unbound id is no session of this server.
     bound_sessions_only: bool,
+    /// `RATE_LIMIT_PER_PRINCIPAL`; `None`: no limit.
+    rate_limit: Option<KeyedLimiter<Principal>>,
 }
 
 impl SessionLayer {
@@ -49,6 +52,7 @@ impl SessionLayer {
             streams: PrincipalStreams::default(),
             max_streams_per_principal: usize::MAX,
             bound_sessions_only: false,
+            rate_limit: None,
         }
     }
 
@@ -74,6 +78,15 @@ impl SessionLayer {
     /// share their tenant's one slot pool.
     pub fn with_max_streams_per_principal(mut self, max: usize) -> Self {
         self.max_streams_per_principal = max;
+        self
+    }
+}
+
+impl SessionLayer {
+    /// Lets one principal (`tid`, `oid`) send requests at `limiter`'s rate; past it, `429 Too
+    /// Many Requests` with `Retry-After`. Callers without `oid` share their tenant's bucket.
+    pub fn with_principal_rate_limit(mut self, limiter: KeyedLimiter<Principal>) -> Self {
+        self.rate_limit = Some(limiter);
         self
     }
 }
@@ -157,10 +170,25 @@ where
                     Ownership::Unbound => {}
                 }
             }
-            let stream_owner = principal.clone().unwrap_or_else(|| Principal {
-                tenant_id: identity.tenant_id.clone(),
-                object_id: String::new(),
-            });
+            let stream_owner = Principal::or_tenant(&identity);
+            if let Some(limiter) = &layer.rate_limit {
+                if let Err(limited) = limiter.check(&stream_owner) {
+                    tracing::info!(
+                        tenant = %stream_owner.tenant_id,
+                        object_id = %stream_owner.object_id,
+                        rate = %limiter.rate(),
+                        "refused a request: the caller is over RATE_LIMIT_PER_PRINCIPAL"
+                    );
+                    crate::audit::refused(&identity, "rate_limited", client);
+                    return Ok(too_many_requests(
+                        limited,
+                        &format!(
+                            "Too Many Requests: you sent more requests than RATE_LIMIT_PER_PRINCIPAL ({}) allows; retry after the time in Retry-After",
+                            limiter.rate()
+                        ),
+                    ));
+                }
+            }
             let Some(stream) = layer
                 .streams
                 .try_begin(&stream_owner, layer.max_streams_per_principal)

@@ -30,6 +30,16 @@ impl Principal {
             object_id: object_id.to_owned(),
         })
     }
+
+    /// The principal of `identity`, or for a token without `oid`, its tenant with an empty
+    /// object id: the key of per-caller limits, where callers without `oid` share their
+    /// tenant's allowance.
+    pub fn or_tenant(identity: &Identity) -> Self {
+        Principal::of(identity).unwrap_or_else(|| Principal {
+            tenant_id: identity.tenant_id.clone(),
+            object_id: String::new(),
+        })
+    }
 }
 
 /// One bound session: its owner, its requests in flight, and when it was last used.
