@@ -17,7 +17,6 @@
 //! scope.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr as _;
 
 use rmcp::model::{ErrorCode, ErrorData as McpError};
 use serde_json::json;
@@ -63,7 +62,7 @@ pub enum ToolConfigError {
         known: String,
     },
     /// The table sets neither `scopes` nor `app_roles` nor `rate_limit`.
-    #[error("[tools.{0}] sets no requirement; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or remove the table")]
+    #[error("[tools.{0}] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or rate_limit = \"10/min\", or remove the table")]
     Empty(String),
     /// `rate_limit` is not a rate.
     #[error("[tools.{name}] rate_limit is {value:?}; expected {expected}")]
@@ -145,12 +144,17 @@ impl ToolAccess {
                 });
             };
             if let Some(value) = &table.rate_limit {
-                let rate = Rate::from_str(value).map_err(|expected| ToolConfigError::BadRate {
+                let rate = Rate::parse_setting(value).map_err(|expected| ToolConfigError::BadRate {
                     name: name.clone(),
                     value: value.clone(),
                     expected,
                 })?;
-                limits.insert(name.clone(), KeyedLimiter::new("tool", rate, DEFAULT_MAX_TRACKED));
+                if let Some(rate) = rate {
+                    limits.insert(
+                        name.clone(),
+                        KeyedLimiter::new("tool", rate, DEFAULT_MAX_TRACKED, Principal::tenant),
+                    );
+                }
                 if table.scopes.is_none() && table.app_roles.is_none() {
                     continue;
                 }
@@ -169,7 +173,7 @@ impl ToolAccess {
     /// (`RATE_LIMIT_MAX_TRACKED`; past it, new callers share one bucket per tool).
     pub fn with_rate_limit_max_tracked(mut self, max: usize) -> Self {
         for limiter in self.limits.values_mut() {
-            *limiter = KeyedLimiter::new("tool", limiter.rate(), max);
+            *limiter = KeyedLimiter::new("tool", limiter.rate(), max, Principal::tenant);
         }
         self
     }
@@ -417,7 +421,7 @@ mod tests {
             ),
             (
                 "[tools.roll_dice]",
-                Err("[tools.roll_dice] sets no requirement; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or remove the table"),
+                Err("[tools.roll_dice] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or rate_limit = \"10/min\", or remove the table"),
             ),
             (
                 "[tools.roll_dice]\nscopes = []",

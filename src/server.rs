@@ -95,19 +95,15 @@ impl ServerHandler for EntraMcpServer {
         }
         // The tool's rate limit, for an HTTP call the transport could not count in advance (a
         // batch, a chunked body); over stdio there is none.
-        let counted = context
-            .extensions
-            .get::<http::request::Parts>()
-            .map(|parts| parts.extensions.get::<ToolCallAdmitted>().is_some());
+        let counted = context.extensions.get::<http::request::Parts>().map(|parts| {
+            parts
+                .extensions
+                .get::<ToolCallAdmitted>()
+                .is_some_and(|admitted| *admitted.0 == *request.name)
+        });
         if counted == Some(false) {
             if let Err(limited) = self.access().admit(&request.name, &who) {
-                audit::tool_call(
-                    &who,
-                    &request.name,
-                    Outcome::Refused("rate_limited"),
-                    started.elapsed(),
-                    client,
-                );
+                audit::rate_limited(&who, Some(&request.name), client);
                 return Err(McpError::new(
                     rmcp::model::ErrorCode::INVALID_REQUEST,
                     format!(

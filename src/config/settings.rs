@@ -410,7 +410,7 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         .map_err(|error| {
             raw.invalid(
                 "TRUSTED_PROXIES",
-                "IP addresses or CIDR blocks such as 10.0.0.0/8, comma-separated",
+                "IP addresses or CIDR blocks such as 10.0.0.0/8 (not /0, which trusts every client), comma-separated",
                 &error.0,
             )
         })?;

@@ -159,8 +159,8 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
         ("tools/call", "whoami", "ok", ""),
         ("tools/call", "greeting_card", "tool_error", ""),
         ("tools/call", "roll_dice", "refused", "insufficient_scope"),
-        ("refused_unauthenticated", "", "", "missing_token"),
-        ("refused_unauthenticated", "", "", ""),
+        ("refused_counted", "", "", "missing_token"),
+        ("refused_counted", "", "", ""),
     ];
     assert_eq!(audit.len(), expected.len(), "{audit:#?}");
     for (fields, (event, tool, outcome, reason)) in audit.iter().zip(expected) {
@@ -182,7 +182,7 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
             assert_eq!(fields["forwarded_for"], forwarded_for, "{fields}");
             assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
         }
-        if event == "refused_unauthenticated" {
+        if event == "refused_counted" {
             let counted = if reason.is_empty() {
                 "bad_signature=5000 missing_token=4999"
             } else {

@@ -294,6 +294,27 @@ async fn each_principal_and_each_tool_has_its_own_allowance() {
         reply["error"]["data"]["retry_after_secs"].as_u64().unwrap() >= 1,
         "{reply}"
     );
+    // Headers that name another tool than the body do not move a call out of its tool's
+    // limit: before 2026-07-28 they are the client's word alone, and the body is counted.
+    let mut carol_claims = fake.claims(TENANT);
+    carol_claims["oid"] = json!("0000cccc-0000-0000-0000-00000000ca01");
+    let carol = mint(&key, &carol_claims);
+    let mut statuses = Vec::new();
+    for id in 1..=3 {
+        let response = client
+            .post(&url)
+            .bearer_auth(&carol)
+            .header("accept", ACCEPT)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "whoami")
+            .json(&roll_body(id, false))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
     server.server.shutdown().await;
 }
 

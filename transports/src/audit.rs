@@ -6,19 +6,23 @@
 //! `"target":"audit"`). Every event names the caller as the Entra claims do (`tid`, `oid`, `azp`,
 //! app-only or delegated), never a token, a name or an e-mail address.
 //!
-//! Refusals by the bearer layer, before a caller is admitted (no token, a forged, expired or
-//! foreign one, a token without the server-wide scope, Entra's keys not loaded), mostly come from
-//! callers the server cannot name, and an attacker can send them as fast as the network allows:
-//! the trail counts them, and one line at most every [`UNAUTHENTICATED_LINE_INTERVAL`] says how
-//! many there were, by reason. (The main log's one line per refusal, under the bearer layer's own
-//! target, is separate: see docs/operations.md.)
+//! Refusals before a caller is admitted (over the per-address rate limit, no token, a forged,
+//! expired or foreign one, a token without the server-wide scope, Entra's keys not loaded) mostly
+//! come from callers the server cannot name, and an attacker can send them as fast as the
+//! network allows: the trail counts them, and one line at most every
+//! [`UNAUTHENTICATED_LINE_INTERVAL`] says how many there were, by reason. An authenticated
+//! caller over a rate limit is written once a minute and counted otherwise ([`rate_limited`]).
+//! (The main log's one line per refusal, under the bearer layer's own target, is separate: see
+//! docs/operations.md.)
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use verifiers::{CallerText, Identity};
+
+use crate::http::{KeyedLimiter, Principal, Rate};
 
 /// The tracing target of every audit event.
 pub const TARGET: &str = "audit";
@@ -111,6 +115,42 @@ pub fn tool_call(
     );
 }
 
+/// Records a rate-limit refusal of an authenticated caller: `tool` names the tool whose own
+/// limit it was (`None`: `RATE_LIMIT_PER_PRINCIPAL`). A caller over its limit can send refusals
+/// as fast as the network allows, so the first of each caller in a minute is written (a
+/// `tools/call` event refused `rate_limited`, or a `refused` event) and the rest are counted
+/// into the counted line (`rate_limited=N`), like the refusals before authentication. Returns
+/// whether it was written: the caller's main-log line follows the same rule.
+pub fn rate_limited(caller: &Identity, tool: Option<&str>, client: Option<ClientAddr>) -> bool {
+    static LINES: OnceLock<KeyedLimiter<Principal>> = OnceLock::new();
+    let lines = LINES.get_or_init(|| {
+        KeyedLimiter::unmetered(
+            Rate::ONE_PER_MINUTE,
+            RATE_LIMITED_CALLERS_TRACKED,
+            Principal::tenant,
+        )
+    });
+    if lines.check(&Principal::or_tenant(caller)).is_err() {
+        counted().count("rate_limited");
+        return false;
+    }
+    match tool {
+        Some(tool) => tool_call(
+            caller,
+            tool,
+            Outcome::Refused("rate_limited"),
+            Duration::ZERO,
+            client,
+        ),
+        None => refused(caller, "rate_limited", client),
+    }
+    true
+}
+
+/// Callers whose rate-limit refusals are remembered for [`rate_limited`]; past it, callers
+/// share their tenant's line.
+const RATE_LIMITED_CALLERS_TRACKED: usize = 100_000;
+
 /// Records a refusal of an authenticated caller outside a tool call (a session of someone else,
 /// too many requests in flight): `reason` is a stable code.
 pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
@@ -129,14 +169,19 @@ pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
     );
 }
 
-/// Refusals before authentication since the last line, by reason.
+/// Refusals counted since the last line, by reason.
 #[derive(Debug, Default)]
-struct Unauthenticated {
+struct Counted {
     last_line: Option<Instant>,
     counts: BTreeMap<&'static str, u64>,
 }
 
-impl Unauthenticated {
+impl Counted {
+    /// Counts a refusal without writing a line (written by the next [`flush`](Self::flush)).
+    fn count(&mut self, reason: &'static str) {
+        *self.counts.entry(reason).or_default() += 1;
+    }
+
     /// Records a refusal at `now`: `Some(counts since the last line)` when this one is to be
     /// written (the first ever, or the first [`UNAUTHENTICATED_LINE_INTERVAL`] after the last
     /// line), `None` when it is only counted.
@@ -166,16 +211,14 @@ impl Unauthenticated {
     }
 }
 
-static UNAUTHENTICATED: Mutex<Unauthenticated> = Mutex::new(Unauthenticated {
+static COUNTED: Mutex<Counted> = Mutex::new(Counted {
     last_line: None,
     counts: BTreeMap::new(),
 });
 
-fn unauthenticated() -> std::sync::MutexGuard<'static, Unauthenticated> {
+fn counted() -> std::sync::MutexGuard<'static, Counted> {
     // A poisoned lock only means a panic elsewhere while counting: the counts stay usable.
-    UNAUTHENTICATED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    COUNTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn counts_text(counts: &BTreeMap<&'static str, u64>) -> String {
@@ -193,13 +236,13 @@ fn counts_text(counts: &BTreeMap<&'static str, u64>) -> String {
 /// reason came since the previous line; the others are counted until then, or until
 /// [`flush_unauthenticated`].
 pub fn refused_before_authentication(reason: &'static str, client: Option<ClientAddr>) {
-    let Some(since_last_line) = unauthenticated().record(reason, Instant::now()) else {
+    let Some(since_last_line) = counted().record(reason, Instant::now()) else {
         return;
     };
     let (peer, forwarded_for) = addresses(client);
     tracing::info!(
         target: TARGET,
-        event = "refused_unauthenticated",
+        event = "refused_counted",
         reason,
         client = %peer,
         forwarded_for = %forwarded_for,
@@ -213,12 +256,12 @@ pub fn refused_before_authentication(reason: &'static str, client: Option<Client
 /// due (or always, when `shutting_down`). The HTTP transport calls it every
 /// [`UNAUTHENTICATED_LINE_INTERVAL`] and at shutdown, so the end of a burst is reported too.
 pub fn flush_unauthenticated(shutting_down: bool) {
-    let Some(counts) = unauthenticated().flush(Instant::now(), shutting_down) else {
+    let Some(counts) = counted().flush(Instant::now(), shutting_down) else {
         return;
     };
     tracing::info!(
         target: TARGET,
-        event = "refused_unauthenticated",
+        event = "refused_counted",
         reason = "",
         client = "",
         forwarded_for = "",
@@ -236,7 +279,7 @@ mod tests {
     fn one_line_a_minute_carries_the_counts_of_the_rest() {
         let start = Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
-        let mut state = Unauthenticated::default();
+        let mut state = Counted::default();
         let counts = |pairs: &[(&'static str, u64)]| Some(pairs.iter().copied().collect::<BTreeMap<_, _>>());
         // (seconds, reason, what is written)
         let rows = [

@@ -29,10 +29,11 @@ pub trait ToolGate: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// A request extension: the HTTP transport counted this request's `tools/call` against the
-/// tool's rate limit ([`ToolGate::admit_call`]), so the handler must not count it again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ToolCallAdmitted;
+/// A request extension: the HTTP transport counted this request's `tools/call` of the named
+/// tool against its rate limit ([`ToolGate::admit_call`]), so the handler must not count a call
+/// of that tool again (a call of any other name, it must).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCallAdmitted(pub std::sync::Arc<str>);
 
 /// Why a tool call is refused, and what the caller should ask for instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,7 @@ mod identity;
 mod net;
 mod policy;
 mod static_verifier;
+pub mod telemetry;
 mod verifier;
 
 pub use access_token::AccessToken;

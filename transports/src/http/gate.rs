@@ -167,11 +167,18 @@ where
         );
         Some(tool_refusal_response(&refusal, challenge))
     };
-    // 2026-07-28: the method and the tool are in headers (rmcp checks them against the body),
-    // read as the protocol defines them: plain or `=?base64?…?=`.
+    // 2026-07-28: the method and the tool are in headers, read as the protocol defines them
+    // (plain or `=?base64?…?=`). Believed only at that version, where rmcp checks them against
+    // the body; on an older request they are the client's word alone, and the body decides.
+    let current = request
+        .headers()
+        .get(mcp_headers::PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= mcp_headers::FIRST_VERSION_WITH_HEADERS);
     let method = mcp_headers::header_value(request.headers(), mcp_headers::METHOD);
     let name = mcp_headers::header_value(request.headers(), mcp_headers::NAME);
     match (method, name) {
+        _ if !current => {}
         (Ok(None), _) => {}
         (Ok(Some(method)), Ok(name)) => {
             let mut request = request.map(Either::Left);
@@ -180,7 +187,7 @@ where
                     if let Some(response) = refuse(name) {
                         return Err(response);
                     }
-                    request.extensions_mut().insert(ToolCallAdmitted);
+                    request.extensions_mut().insert(ToolCallAdmitted(name.into()));
                 }
             }
             return Ok(request);
@@ -214,7 +221,9 @@ where
         if let Some(response) = refuse(&name) {
             return Err(response);
         }
-        request.extensions_mut().insert(ToolCallAdmitted);
+        request
+            .extensions_mut()
+            .insert(ToolCallAdmitted(std::sync::Arc::from(&*name)));
     }
     Ok(request)
 }
@@ -227,20 +236,16 @@ fn admit(
     client: Option<crate::audit::ClientAddr>,
 ) -> Option<Response<Body>> {
     let limited = gate.admit_call(name, identity).err()?;
-    crate::audit::tool_call(
-        identity,
-        name,
-        crate::audit::Outcome::Refused("rate_limited"),
-        std::time::Duration::ZERO,
-        client,
-    );
-    // `name` is a tool the server knows (only those have limits), so it is safe to log.
-    tracing::info!(
-        tool = name,
-        tenant = %identity.tenant_id,
-        object_id = %identity.object_id,
-        "tool call refused: over the tool's rate_limit"
-    );
+    // One line a minute per caller (see `audit::rate_limited`). `name` is a tool the server
+    // knows (only those have limits), so it is safe to log.
+    if crate::audit::rate_limited(identity, Some(name), client) {
+        tracing::info!(
+            tool = name,
+            tenant = %identity.tenant_id,
+            object_id = %identity.object_id,
+            "tool call refused: over the tool's rate_limit (one such line a minute per caller)"
+        );
+    }
     Some(too_many_requests(
         limited,
         &format!("Too Many Requests: you called the tool {name} more often than its rate_limit allows; retry after the time in Retry-After"),
@@ -312,16 +317,20 @@ mod tests {
         let inner = tower::service_fn(|_: Request<PeekedBody<Empty<Bytes>>>| async {
             Ok::<_, std::convert::Infallible>(Response::new(full("inner")))
         });
-        // (Mcp-Method, Mcp-Name, expected status)
+        // (MCP-Protocol-Version, Mcp-Method, Mcp-Name, expected status)
         let rows = [
-            ("tools/call", "roll_dice", 403),
-            ("tools/call", "=?base64?cm9sbF9kaWNl?=", 403),
-            ("tools/call", "whoami", 200),
-            ("tools/list", "roll_dice", 200),
-            ("tools/call", "=?base64?***?=", 400),
+            ("2026-07-28", "tools/call", "roll_dice", 403),
+            ("2026-07-28", "tools/call", "=?base64?cm9sbF9kaWNl?=", 403),
+            ("2026-07-28", "tools/call", "whoami", 200),
+            ("2026-07-28", "tools/list", "roll_dice", 200),
+            ("2026-07-28", "tools/call", "=?base64?***?=", 400),
+            // Before 2026-07-28 nobody checks the headers against the body: the body decides
+            // (here there is none, so the handler will).
+            ("2025-11-25", "tools/call", "roll_dice", 200),
         ];
-        for (method, name, status) in rows {
+        for (version, method, name, status) in rows {
             let mut request = Request::post("/mcp")
+                .header("mcp-protocol-version", version)
                 .header("mcp-method", method)
                 .header("mcp-name", name)
                 .body(Empty::<Bytes>::new())

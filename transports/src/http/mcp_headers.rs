@@ -15,6 +15,11 @@ use rmcp::transport::common::http_header::{BASE64_HEADER_PREFIX, BASE64_HEADER_S
 pub(crate) const METHOD: &str = "mcp-method";
 /// `Mcp-Name`: the tool, prompt or resource a 2026-07-28 request names.
 pub(crate) const NAME: &str = "mcp-name";
+/// `MCP-Protocol-Version`: the version a request is made at.
+pub(crate) const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// The first protocol version whose requests carry `Mcp-Method` and `Mcp-Name` (and whose
+/// server checks them against the body). Versions are ISO dates: text order is time order.
+pub(crate) const FIRST_VERSION_WITH_HEADERS: &str = "2026-07-28";
 
 /// A header value that is not what the protocol allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,12 @@ pub struct Rate {
 pub struct RateParseError;
 
 impl Rate {
+    /// One a minute.
+    pub const ONE_PER_MINUTE: Rate = Rate {
+        count: NonZeroU32::MIN,
+        period: Duration::from_secs(60),
+    };
+
     /// `count` requests per `period` (`None` when either is zero).
     pub fn new(count: u32, period: Duration) -> Option<Self> {
         let count = NonZeroU32::new(count)?;
@@ -115,13 +121,62 @@ impl RateLimited {
     }
 }
 
-/// The keys of one limiter, at most `max` of them; the rest share `overflow`.
+/// The keys of one limiter, at most `max` of them. Past the bound a new key is limited by its
+/// coarse key (an address's /24 or /48, a principal's tenant), at most `max` of those, and past
+/// that by one last bucket: a flood of new keys holds back its own neighbourhood first.
 struct BoundedStore<K: Hash + Eq + Clone> {
-    keys: DashMapStateStore<K>,
-    overflow: InMemoryState,
-    max: usize,
-    /// A key went to the overflow bucket since the last sweep (shared with the limiter).
+    keys: KeyMap<K>,
+    coarse_keys: KeyMap<K>,
+    coarse: fn(&K) -> K,
+    last: InMemoryState,
+    /// A key went past the bound since the last sweep (shared with the limiter).
     full: Arc<AtomicBool>,
+}
+
+/// One map of keys to buckets, holding at most `max`.
+struct KeyMap<K: Hash + Eq + Clone> {
+    map: DashMapStateStore<K>,
+    max: usize,
+    /// Keys in `map` (kept here: `DashMap::len` locks every shard).
+    tracked: AtomicUsize,
+}
+
+impl<K: Hash + Eq + Clone> KeyMap<K> {
+    fn new(max: usize) -> Self {
+        KeyMap {
+            map: DashMapStateStore::default(),
+            max: max.max(1),
+            tracked: AtomicUsize::new(0),
+        }
+    }
+
+    /// `f` on `key`'s bucket, adding the key when there is room; `None` when there is none.
+    fn measure<T, F, E>(&self, key: &K, f: &F) -> Option<Result<T, E>>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // One lookup for a key already tracked (the common case).
+        if let Some(state) = self.map.get(key) {
+            return Some(state.measure_and_replace(&NotKeyed::NonKey, f));
+        }
+        if self.tracked.load(Ordering::Relaxed) >= self.max {
+            return None;
+        }
+        let state = self.map.entry(key.clone()).or_insert_with(|| {
+            self.tracked.fetch_add(1, Ordering::Relaxed);
+            InMemoryState::default()
+        });
+        Some(state.measure_and_replace(&NotKeyed::NonKey, f))
+    }
+
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.map.retain_recent(drop_below);
+        self.tracked.store(self.map.len(), Ordering::Relaxed);
+        // Only when most of the room is unused: shrinking rehashes every key.
+        if self.map.capacity() > 4 * self.map.len() + 1024 {
+            self.map.shrink_to_fit();
+        }
+    }
 }
 
 impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
@@ -131,34 +186,29 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        // One lookup for a key already tracked (the common case).
-        if let Some(state) = self.keys.get(key) {
-            return state.measure_and_replace(&NotKeyed::NonKey, f);
+        if let Some(outcome) = self.keys.measure(key, &f) {
+            return outcome;
         }
-        if self.keys.len() >= self.max {
-            self.full.store(true, Ordering::Relaxed);
-            return self.overflow.measure_and_replace(&NotKeyed::NonKey, f);
+        self.full.store(true, Ordering::Relaxed);
+        if let Some(outcome) = self.coarse_keys.measure(&(self.coarse)(key), &f) {
+            return outcome;
         }
-        let state = self.keys.entry(key.clone()).or_default();
-        state.measure_and_replace(&NotKeyed::NonKey, f)
+        self.last.measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
 
 impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
     fn retain_recent(&self, drop_below: Nanos) {
         self.keys.retain_recent(drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        self.keys.shrink_to_fit();
+        self.coarse_keys.retain_recent(drop_below);
     }
 
     fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.tracked.load(Ordering::Relaxed) + self.coarse_keys.tracked.load(Ordering::Relaxed)
     }
 
     fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 }
 
@@ -172,8 +222,8 @@ pub struct KeyedLimiter<K: Hash + Eq + Clone> {
 struct LimiterInner<K: Hash + Eq + Clone> {
     limiter: RateLimiter<K, BoundedStore<K>, DefaultClock>,
     rate: Rate,
-    /// The metric label: `address`, `principal` or `tool`.
-    name: &'static str,
+    /// The metric label: `address`, `principal` or `tool`; `None`: no metrics.
+    name: Option<&'static str>,
     /// The store's overflow flag.
     full: Arc<AtomicBool>,
     /// When the limiter was made; the origin of `last_sweep_ms`.
@@ -199,13 +249,25 @@ impl<K: Hash + Eq + Clone> fmt::Debug for KeyedLimiter<K> {
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// A limiter named `name` (the `limiter` label of its metrics) allowing each key `rate`,
-    /// tracking at most `max_keys` keys (at least 1).
-    pub fn new(name: &'static str, rate: Rate, max_keys: usize) -> Self {
+    /// tracking at most `max_keys` keys (at least 1), then as many coarse keys (`coarse`: an
+    /// address's network, a principal's tenant), then one bucket for the rest.
+    pub fn new(name: &'static str, rate: Rate, max_keys: usize, coarse: fn(&K) -> K) -> Self {
+        Self::build(Some(name), rate, max_keys, coarse)
+    }
+
+    /// The same without metrics, for limits that are not the server's rate limits (how often a
+    /// refusal is written to the log, say).
+    pub fn unmetered(rate: Rate, max_keys: usize, coarse: fn(&K) -> K) -> Self {
+        Self::build(None, rate, max_keys, coarse)
+    }
+
+    fn build(name: Option<&'static str>, rate: Rate, max_keys: usize, coarse: fn(&K) -> K) -> Self {
         let full = Arc::new(AtomicBool::new(false));
         let store = BoundedStore {
-            keys: DashMapStateStore::default(),
-            overflow: InMemoryState::default(),
-            max: max_keys.max(1),
+            keys: KeyMap::new(max_keys),
+            coarse_keys: KeyMap::new(max_keys),
+            coarse,
+            last: InMemoryState::default(),
             full: full.clone(),
         };
         KeyedLimiter {
@@ -235,7 +297,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let outcome = inner.limiter.check_key(key);
         self.sweep_if_due();
         outcome.map_err(|not_until| {
-            metrics::counter!("mcp_rate_limited_total", "limiter" => inner.name).increment(1);
+            if let Some(name) = inner.name {
+                metrics::counter!("mcp_rate_limited_total", "limiter" => name).increment(1);
+            }
             RateLimited {
                 retry_after: not_until.wait_time_from(inner.limiter.clock().now()),
             }
@@ -263,8 +327,10 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         }
         inner.full.store(false, Ordering::Relaxed);
         inner.limiter.retain_recent();
-        inner.limiter.shrink_to_fit();
-        metrics::gauge!("mcp_rate_limit_keys", "limiter" => inner.name).set(inner.limiter.len() as f64);
+        let Some(name) = inner.name else {
+            return;
+        };
+        metrics::gauge!("mcp_rate_limit_keys", "limiter" => name).set(inner.limiter.len() as f64);
     }
 
     /// How many keys are tracked now.
@@ -304,9 +370,10 @@ pub struct TrustedProxies {
     header: ForwardedHeader,
 }
 
-/// A `TRUSTED_PROXIES` entry that is neither an IP address nor a CIDR block.
+/// A `TRUSTED_PROXIES` entry that is neither an IP address nor a CIDR block, or one that trusts
+/// every address (`0.0.0.0/0`, `::/0`: any client could then name any address).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8")]
+#[error("{0:?} is not an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8 (and not /0, which trusts every client)")]
 pub struct ProxyParseError(pub String);
 
 impl TrustedProxies {
@@ -323,7 +390,9 @@ impl TrustedProxies {
                 entry
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| ProxyParseError(entry.to_owned()))
+                    .ok()
+                    .filter(|net| net.prefix_len() > 0)
+                    .ok_or_else(|| ProxyParseError(entry.to_owned()))
             })
             .collect::<Result<_, _>>()?;
         Ok(TrustedProxies { networks, header })
@@ -349,28 +418,31 @@ impl TrustedProxies {
             return None;
         }
         let mut client = peer;
-        let mut hops = Vec::new();
-        match self.header {
-            ForwardedHeader::XForwardedFor => {
-                for value in headers.get_all("x-forwarded-for") {
-                    let value = value.to_str().ok()?;
-                    hops.extend(value.split(',').map(str::trim));
-                }
-            }
-            ForwardedHeader::Forwarded => {
-                for value in headers.get_all(http::header::FORWARDED) {
-                    let value = value.to_str().ok()?;
-                    for element in value.split(',') {
-                        let node = element.split(';').find_map(|pair| {
+        // Each element on its own: bytes that are not text in one element (the client's, say)
+        // make that element unreadable, not the elements the trusted proxies appended after it.
+        let name = match self.header {
+            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => http::header::FORWARDED,
+        };
+        let hops: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+            .map(|element| {
+                let element = std::str::from_utf8(element).unwrap_or("");
+                match self.header {
+                    ForwardedHeader::XForwardedFor => element.trim(),
+                    // An element without `for` says nothing about this hop: it stops the walk.
+                    ForwardedHeader::Forwarded => element
+                        .split(';')
+                        .find_map(|pair| {
                             let (name, value) = pair.split_once('=')?;
                             name.trim().eq_ignore_ascii_case("for").then(|| value.trim())
-                        });
-                        // An element without `for` says nothing about this hop: stop there.
-                        hops.push(node.unwrap_or(""));
-                    }
+                        })
+                        .unwrap_or(""),
                 }
-            }
-        }
+            })
+            .collect();
         for hop in hops.iter().rev() {
             if !self.trusts(client) {
                 break;
@@ -383,6 +455,9 @@ impl TrustedProxies {
         (client != peer).then_some(canonical(client))
     }
 }
+
+/// `X-Forwarded-For`.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// An address as a forwarded header writes it: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`,
 /// `[2001:db8::1]:443`, or quoted (`"[2001:db8::1]:443"`, RFC 7239 §6).
@@ -416,6 +491,15 @@ pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
             IpAddr::V6(bits.into())
         }
         v4 => v4,
+    }
+}
+
+/// The coarse key of an address once the per-address limiter is full: its /24 (IPv4) or /48
+/// (IPv6), the blocks one network usually holds.
+pub(crate) fn address_network(ip: &IpAddr) -> IpAddr {
+    match canonical(*ip) {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
     }
 }
 
@@ -461,7 +545,7 @@ mod tests {
 
     #[test]
     fn a_key_gets_its_burst_then_waits_while_others_pass() {
-        let limiter = KeyedLimiter::new("test", "3/min".parse().unwrap(), 100);
+        let limiter = KeyedLimiter::new("test", "3/min".parse().unwrap(), 100, |k| *k);
         for _ in 0..3 {
             assert_eq!(limiter.check(&"a"), Ok(()));
         }
@@ -474,17 +558,31 @@ mod tests {
 
     #[test]
     fn keys_past_the_bound_share_one_bucket() {
-        let limiter = KeyedLimiter::new("test", "2/h".parse().unwrap(), 3);
-        for key in 0..3 {
+        // Coarse key: the tens (0–9 → 0, 10–19 → 10…).
+        let limiter = KeyedLimiter::new("test", "2/h".parse().unwrap(), 3, |k: &u32| k / 10 * 10);
+        for key in [1, 2, 3] {
             assert_eq!(limiter.check(&key), Ok(()));
         }
-        // Keys 3, 4, 5… are not tracked: they share the overflow bucket of 2.
-        assert_eq!(limiter.check(&3), Ok(()));
-        assert_eq!(limiter.check(&4), Ok(()));
-        assert!(limiter.check(&5).is_err());
-        assert!(limiter.tracked() <= 3);
+        // Keys past the bound are limited by their coarse key: 11 and 12 share the bucket of 10,
+        // 21 has one of its own (20), and once 3 keys of each kind are tracked, the rest share
+        // one last bucket.
+        // (key, passes)
+        let rows = [
+            (11, true),
+            (12, true),
+            (13, false),
+            (21, true),
+            (31, true),
+            (41, true),
+            (51, true),
+            (61, false),
+        ];
+        for (key, passes) in rows {
+            assert_eq!(limiter.check(&key).is_ok(), passes, "key {key}");
+        }
+        assert_eq!(limiter.tracked(), 6);
         // Tracked keys keep their own buckets.
-        assert_eq!(limiter.check(&0), Ok(()));
+        assert_eq!(limiter.check(&1), Ok(()));
     }
 
     #[test]
@@ -498,7 +596,7 @@ mod tests {
         let none = TrustedProxies::default();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // (proxies, peer, header name, header value, expected client when forwarded)
-        let rows: [(&TrustedProxies, &str, &str, &str, Option<&str>); 14] = [
+        let rows: [(&TrustedProxies, &str, &str, &str, Option<&str>); 15] = [
             (&none, "10.1.1.1", "x-forwarded-for", "203.0.113.9", None),
             (&xff, "198.51.100.1", "x-forwarded-for", "203.0.113.9", None),
             (
@@ -561,20 +659,35 @@ mod tests {
                 "::ffff:203.0.113.9",
                 Some("203.0.113.9"),
             ),
+            (
+                &xff,
+                "10.1.1.1",
+                "x-forwarded-for",
+                "\u{ff}, 203.0.113.9",
+                Some("203.0.113.9"),
+            ),
         ];
         for (proxies, peer, name, value, expected) in rows {
             let mut headers = HeaderMap::new();
-            headers.insert(http::HeaderName::from_static(name), value.parse().unwrap());
+            // Raw bytes: a client may send any byte above 0x7f (U+00FF stands for 0xff).
+            let bytes: Vec<u8> = value.chars().map(|c| c as u32 as u8).collect();
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_bytes(&bytes).unwrap(),
+            );
             assert_eq!(
                 proxies.forwarded_for(ip(peer), &headers),
                 expected.map(ip),
                 "{peer} {name}: {value}"
             );
         }
-        assert_eq!(
-            TrustedProxies::parse(&["10.0.0.0/33".into()], ForwardedHeader::XForwardedFor),
-            Err(ProxyParseError("10.0.0.0/33".into()))
-        );
+        for entry in ["10.0.0.0/33", "nginx", "0.0.0.0/0", "::/0"] {
+            assert_eq!(
+                TrustedProxies::parse(&[entry.into()], ForwardedHeader::XForwardedFor),
+                Err(ProxyParseError(entry.into())),
+                "{entry}"
+            );
+        }
     }
 
     #[test]
@@ -590,5 +703,7 @@ mod tests {
         );
         assert_eq!(address_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
         assert_eq!(address_key(ip("192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(address_network(&ip("192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(address_network(&ip("2001:db8:1:2:3::1")), ip("2001:db8:1::"));
     }
 }

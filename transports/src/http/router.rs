@@ -29,7 +29,7 @@ use crate::audit::ClientAddr;
 const CORS_ALLOW_HEADERS: &str =
     "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id";
 /// The response headers a browser client may read.
-const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate";
+const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after";
 
 /// The MCP service behind bearer auth, as the router and the connections need it.
 pub(crate) trait McpService:
@@ -78,7 +78,13 @@ pub(crate) async fn route<S>(
 where
     S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Clone,
 {
-    if let Some(response) = limit_address(&app, &mut request) {
+    if let Some(mut response) = limit_address(&app, &mut request) {
+        // A browser client reads Retry-After only when told it may.
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            if origin.to_str().is_ok_and(|o| app.policy.origin_allowed(o)) {
+                allow_origin(response.headers_mut(), origin.clone());
+            }
+        }
         metrics::counter!("mcp_http_requests_total", "route" => "rate_limited", "status" => "429")
             .increment(1);
         return Ok(response);

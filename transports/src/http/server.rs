@@ -27,11 +27,11 @@ use super::gate::ToolGateLayer;
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
 use super::origin::HostOriginPolicy;
-use super::rate_limit::KeyedLimiter;
+use super::rate_limit::{address_network, KeyedLimiter};
 use super::router::{App, McpService};
 use super::session_cap::CappedSessionManager;
 use super::session_layer::SessionLayer;
-use super::sessions::SessionBindings;
+use super::sessions::{Principal, SessionBindings};
 use super::{HttpConfig, HttpConfigError};
 
 /// Most concurrent HTTP/2 streams (requests) on one connection.
@@ -192,6 +192,7 @@ where
             "principal",
             rate,
             config.rate_limit_max_tracked,
+            Principal::tenant,
         ));
     }
     if config.legacy_sessions {
@@ -216,7 +217,7 @@ where
         draining: draining.clone(),
         address_limit: config
             .rate_limit_per_address
-            .map(|rate| KeyedLimiter::new("address", rate, config.rate_limit_max_tracked)),
+            .map(|rate| KeyedLimiter::new("address", rate, config.rate_limit_max_tracked, address_network)),
         trusted_proxies: config.trusted_proxies.clone(),
     });
 

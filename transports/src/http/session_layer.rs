@@ -173,13 +173,16 @@ where
             let stream_owner = Principal::or_tenant(&identity);
             if let Some(limiter) = &layer.rate_limit {
                 if let Err(limited) = limiter.check(&stream_owner) {
-                    tracing::info!(
-                        tenant = %stream_owner.tenant_id,
-                        object_id = %stream_owner.object_id,
-                        rate = %limiter.rate(),
-                        "refused a request: the caller is over RATE_LIMIT_PER_PRINCIPAL"
-                    );
-                    crate::audit::refused(&identity, "rate_limited", client);
+                    // One line a minute per caller: a caller over its limit can send refusals
+                    // as fast as the network allows.
+                    if crate::audit::rate_limited(&identity, None, client) {
+                        tracing::info!(
+                            tenant = %stream_owner.tenant_id,
+                            object_id = %stream_owner.object_id,
+                            rate = %limiter.rate(),
+                            "refused a request: the caller is over RATE_LIMIT_PER_PRINCIPAL (one such line a minute per caller)"
+                        );
+                    }
                     return Ok(too_many_requests(
                         limited,
                         &format!(

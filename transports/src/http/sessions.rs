@@ -31,6 +31,15 @@ impl Principal {
         })
     }
 
+    /// The tenant alone (an empty object id): the coarse key of per-caller limits once they
+    /// track as many callers as they may (see [`KeyedLimiter`](super::KeyedLimiter)).
+    pub fn tenant(&self) -> Self {
+        Principal {
+            tenant_id: self.tenant_id.clone(),
+            object_id: String::new(),
+        }
+    }
+
     /// The principal of `identity`, or for a token without `oid`, its tenant with an empty
     /// object id: the key of per-caller limits, where callers without `oid` share their
     /// tenant's allowance.
