@@ -6,6 +6,7 @@ use rmcp::model::ErrorData as McpError;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
 use transports::audit::ClientAddr;
+use transports::trace::McpSpan;
 use verifiers::{AccessToken, Identity};
 
 /// The verified caller of the current request.
@@ -31,6 +32,19 @@ pub fn shared_caller(ctx: &RequestContext<RoleServer>) -> Result<&Arc<Identity>,
         // Unreachable through our transports, which authenticate every request; a clear error
         // rather than a panic if someone mounts the server without them.
         .ok_or_else(|| McpError::invalid_request("this request carries no verified caller identity", None))
+}
+
+/// The request's MCP server span (when traces are exported): where the transport put it, in
+/// the request context (stdio) or in the HTTP request's extensions.
+pub fn mcp_span(ctx: &RequestContext<RoleServer>) -> Option<tracing::Span> {
+    ctx.extensions
+        .get::<McpSpan>()
+        .or_else(|| {
+            ctx.extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<McpSpan>())
+        })
+        .map(|span| span.0.clone())
 }
 
 /// The client's address as the HTTP connection saw it; `None` over stdio.

@@ -26,6 +26,7 @@ pub mod dev;
 pub mod graph;
 pub mod logging;
 mod server;
+pub mod telemetry;
 pub mod tools;
 
 pub use caller::{caller, caller_token, require_role};

@@ -10,8 +10,14 @@ use std::io::IsTerminal as _;
 
 use tracing::field::Field;
 use tracing_subscriber::field::MakeExt as _;
+use tracing_subscriber::filter::{filter_fn, FilterExt as _};
 use tracing_subscriber::fmt::format::{self, FormatFields, Writer};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+use verifiers::telemetry::TARGET;
+
+use crate::telemetry::{self, TelemetryError, Traces};
 use verifiers::CallerText;
 
 use crate::cli::LogFormat;
@@ -21,27 +27,61 @@ pub const SERVE_DEFAULT: &str = "info,rmcp=warn";
 /// The default level of `stdio`: desktop hosts show stderr to users, so only what needs action.
 pub const STDIO_DEFAULT: &str = "warn";
 
-/// Installs the global subscriber with `default_filter` unless `RUST_LOG` is set. Call once,
-/// before anything logs.
-pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    // A second init (tests) is harmless: keep the first subscriber.
-    let _ = match format {
-        LogFormat::Human => builder.fmt_fields(escaping_fields()).try_init(),
+/// Installs the global subscriber: the log with `default_filter` unless `RUST_LOG` is set, and,
+/// when `traces` (see [`telemetry::wanted`]), the OpenTelemetry exporter of the spans meant for
+/// it (target [`TARGET`], which the log never shows). Call once, before anything logs and
+/// before the async runtime starts; shut the returned pipeline down at exit.
+///
+/// # Errors
+/// [`TelemetryError`] when the trace exporter cannot be built.
+pub fn init(format: LogFormat, default_filter: &str, traces: bool) -> Result<Option<Traces>, TelemetryError> {
+    let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Spans meant for the trace exporter never reach the log, whatever RUST_LOG says.
+    let filter = env_filter.and(filter_fn(|metadata| metadata.target() != TARGET));
+    match format {
+        LogFormat::Human => with_log(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false)
+                .fmt_fields(escaping_fields())
+                .with_filter(filter),
+            traces,
+        ),
         // JSON lines name their target, so a log pipeline can route the audit trail
         // (`"target":"audit"`) apart from the rest.
-        LogFormat::Json => builder
-            .with_target(true)
-            .json()
-            .flatten_event(true)
-            .with_writer(|| SeparatorEscaping(std::io::stderr()))
-            .try_init(),
-    };
+        LogFormat::Json => with_log(
+            tracing_subscriber::fmt::layer()
+                .with_target(true)
+                .json()
+                .flatten_event(true)
+                .with_writer(|| SeparatorEscaping(std::io::stderr()))
+                .with_filter(filter),
+            traces,
+        ),
+    }
+}
+
+/// Installs `log` and, when `traces`, the exporter's layer, each behind its own filter: the log
+/// never shows the exporter's spans, the exporter sees nothing else.
+///
+/// Per-layer filters keep their verdict on the event being dispatched in a thread-local: code
+/// that runs while an event's fields are evaluated must not ask `tracing` whether something else
+/// is enabled (see `transports::audit`, which computes its trace id before the event).
+fn with_log<L>(log: L, traces: bool) -> Result<Option<Traces>, TelemetryError>
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    let registry = tracing_subscriber::registry().with(log);
+    // A second init (tests) is harmless: keep the first subscriber.
+    if !traces {
+        let _ = registry.try_init();
+        return Ok(None);
+    }
+    let (pipeline, layer) = telemetry::install()?;
+    let only_ours = filter_fn(|metadata| metadata.target() == TARGET);
+    let _ = registry.with(layer.with_filter(only_ours)).try_init();
+    Ok(Some(pipeline))
 }
 
 /// A writer for JSON log lines that writes U+2028 and U+2029 as `\u2028` and `\u2029`.

@@ -10,7 +10,7 @@ use mcp_server_entra::cli::{Cli, Command, GlobalArgs, ServeArgs};
 use mcp_server_entra::config::{AuthSettings, ConfigError, Settings};
 use mcp_server_entra::graph::Graph;
 use mcp_server_entra::tools::MY_PROFILE;
-use mcp_server_entra::{dev, logging, EntraMcpServer};
+use mcp_server_entra::{dev, logging, telemetry, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use transports::http::AccessControl;
@@ -51,6 +51,8 @@ enum RunError {
     TokenSource(#[from] transports::stdio::TokenSourceError),
     #[error("cannot start the Prometheus metrics recorder: {0}")]
     Metrics(metrics_exporter_prometheus::BuildError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 fn main() -> ExitCode {
@@ -87,7 +89,21 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         Command::Stdio => logging::STDIO_DEFAULT,
     };
-    logging::init(settings.log_format, default_filter);
+    let traces = logging::init(
+        settings.log_format,
+        default_filter,
+        telemetry::wanted_by_process()?,
+    )?;
+    verifiers::telemetry::set_include_user_names(settings.traces_include_user_names);
+    if traces.is_some() {
+        tracing::info!(
+            endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .unwrap_or_else(|_| "http://localhost:4318".to_owned()),
+            user_names = settings.traces_include_user_names,
+            "traces are exported over OTLP (OTEL_* variables)"
+        );
+    }
     // What is enforced, as one block of lines: a setting that did not take effect shows here.
     // `my_profile` is not listed without a downstream credential: neither is its rule.
     let tools = access
@@ -107,12 +123,18 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match command {
             Command::Serve(_) => serve_http(settings, access).await,
             Command::Stdio => serve_stdio(settings, access).await,
         }
-    })
+    });
+    drop(runtime);
+    // After the last request: the spans still queued are sent before the process ends.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
 }
 
 /// What `build_verifier` made.

@@ -15,10 +15,13 @@ use rmcp::service::RequestContext;
 use rmcp::{tool_handler, RoleServer, ServerHandler};
 use serde_json::json;
 
+use tracing::{Instrument as _, Span};
 use transports::audit::{self, Outcome};
+use transports::trace::record_mcp_error;
 use transports::ToolCallAdmitted;
+use verifiers::telemetry;
 
-use crate::caller::{caller, client_addr, shared_caller};
+use crate::caller::{caller, client_addr, mcp_span, shared_caller};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
 use crate::tools::{shared_router, EntraMcpServer, GREETING_CARD, MY_PROFILE};
 
@@ -81,16 +84,25 @@ impl ServerHandler for EntraMcpServer {
         let started = std::time::Instant::now();
         let who = shared_caller(&context)?.clone();
         let client = client_addr(&context);
+        let span = mcp_span(&context).unwrap_or_else(Span::none);
         // Refused before the tool runs: the same gate the HTTP layer asks for its 403.
         if let Err(denied) = self.access().check(&request.name, &who) {
             denied.log();
-            audit::tool_call(
-                &who,
-                &request.name,
-                Outcome::Refused("insufficient_scope"),
-                started.elapsed(),
-                client,
+            record_mcp_error(
+                &span,
+                "insufficient_scope",
+                Some(rmcp::model::ErrorCode::INVALID_REQUEST.0),
+                "the token lacks what the tool requires",
             );
+            span.in_scope(|| {
+                audit::tool_call(
+                    &who,
+                    &request.name,
+                    Outcome::Refused("insufficient_scope"),
+                    started.elapsed(),
+                    client,
+                )
+            });
             return Err(denied.into());
         }
         // The tool's rate limit, for an HTTP call the transport could not count in advance (a
@@ -103,7 +115,13 @@ impl ServerHandler for EntraMcpServer {
         });
         if counted == Some(false) {
             if let Err(limited) = self.access().admit(&request.name, &who) {
-                audit::rate_limited(&who, Some(&request.name), client);
+                span.in_scope(|| audit::rate_limited(&who, Some(&request.name), client));
+                record_mcp_error(
+                    &span,
+                    "rate_limited",
+                    Some(rmcp::model::ErrorCode::INVALID_REQUEST.0),
+                    "over the tool's rate_limit",
+                );
                 return Err(McpError::new(
                     rmcp::model::ErrorCode::INVALID_REQUEST,
                     format!(
@@ -116,7 +134,26 @@ impl ServerHandler for EntraMcpServer {
             }
         }
         let name = request.name.clone();
-        let call = shared_router().call(ToolCallContext::new(self, request, context));
+        // The tool's own span, under the MCP span (set explicitly: rmcp may run this on another
+        // task); on-behalf-of exchanges and downstream calls hang under it.
+        let tool_span = if span.is_disabled() {
+            Span::none()
+        } else {
+            tracing::info_span!(
+                target: telemetry::TARGET,
+                parent: &span,
+                "execute_tool",
+                otel.name = %format_args!("execute_tool {name}"),
+                otel.kind = "internal",
+                otel.status_code = tracing::field::Empty,
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = %name,
+                error.type = tracing::field::Empty,
+            )
+        };
+        let call = shared_router()
+            .call(ToolCallContext::new(self, request, context))
+            .instrument(tool_span.clone());
         // Tools must not panic (clippy denies unwrap/expect/panic), but if one ever does, the
         // caller gets an error instead of a request that never ends.
         let result = match AssertUnwindSafe(call).catch_unwind().await {
@@ -145,7 +182,25 @@ impl ServerHandler for EntraMcpServer {
             }
             Err(_) => Outcome::ToolError,
         };
-        audit::tool_call(&who, &name, outcome, started.elapsed(), client);
+        match &result {
+            Ok(_) if outcome == Outcome::ToolError => {
+                for span in [&span, &tool_span] {
+                    record_mcp_error(span, "tool_error", None, "the tool answered with an error");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                for span in [&span, &tool_span] {
+                    record_mcp_error(
+                        span,
+                        &error.code.0.to_string(),
+                        Some(error.code.0),
+                        &error.message,
+                    );
+                }
+            }
+        }
+        span.in_scope(|| audit::tool_call(&who, &name, outcome, started.elapsed(), client));
         result
     }
 

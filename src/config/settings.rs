@@ -112,6 +112,8 @@ pub struct Settings {
     pub identifier_uri: ApplicationIdUri,
     /// Downstream calls, when a server credential is configured.
     pub downstream: Option<DownstreamSettings>,
+    /// `TRACES_INCLUDE_USER_NAMES`: spans name the caller by name and username too.
+    pub traces_include_user_names: bool,
     /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
     /// log; empty when every setting came from the environment, flags and defaults.
     pub files_read: Vec<String>,
@@ -447,6 +449,7 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         public_url_set,
         stdio,
         log_format: raw.log_format.0,
+        traces_include_user_names: raw.traces_include_user_names.0,
         tools: raw.tools,
         identifier_uri,
         files_read: Vec::new(),

@@ -58,6 +58,7 @@ pub(super) struct Raw {
     pub(super) shutdown_timeout_secs: Secs,
     pub(super) metrics_addr: Option<Text>,
     pub(super) log_format: Format,
+    pub(super) traces_include_user_names: Flag,
     pub(super) mcp_dev_token: Option<Text>,
     pub(super) mcp_dev_scopes: Option<List>,
     pub(super) mcp_dev_roles: Option<List>,

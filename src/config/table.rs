@@ -61,6 +61,7 @@ settings! {
     "SHUTDOWN_TIMEOUT_SECS" = "10": "On SIGTERM/SIGINT, how long in-flight requests may take to finish.";
     "METRICS_ADDR" = "": "Serve Prometheus metrics at http://<addr>/metrics on this separate address (e.g. 0.0.0.0:9464). Empty: off.";
     "LOG_FORMAT" = "human": "Log format on stderr: human or json. The level comes from RUST_LOG (default info).";
+    "TRACES_INCLUDE_USER_NAMES" = "false": "Traces (exported when OTEL_EXPORTER_OTLP_ENDPOINT is set; docs/operations.md#traces): also name the caller by name and preferred_username. Default: by Entra ids (tid, oid, azp) only.";
     "MCP_DEV_TOKEN" = "": "With --dev: the bearer token of the local dev identity. Default: a random token printed at start-up.";
     "MCP_DEV_SCOPES" = "": "With --dev: the dev identity's scopes (short names, comma-separated). Default: AZURE_REQUIRED_SCOPES.";
     "MCP_DEV_ROLES" = "": "With --dev: the dev identity's app roles (comma-separated). Default: none.";

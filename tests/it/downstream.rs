@@ -69,6 +69,8 @@ pub struct Seen {
     pub revoked: Mutex<HashSet<String>>,
     /// Failed checks of the fake token endpoint (should stay empty).
     pub problems: Mutex<Vec<String>>,
+    /// The `traceparent` of each Graph request (empty when it had none).
+    pub graph_traceparents: Mutex<Vec<String>>,
 }
 
 /// Fake Entra (with the token endpoint), fake Graph and fake managed-identity endpoint.
@@ -291,6 +293,13 @@ async fn serve_fake(seen: Arc<Seen>, handler: Handler) -> String {
 /// `GET /v1.0/me` with a token the fake Entra issued: that user's profile.
 fn fake_graph(seen: Arc<Seen>, req: Request<hyper::body::Incoming>) -> (u16, Value) {
     seen.graph_calls.fetch_add(1, Ordering::SeqCst);
+    seen.graph_traceparents.lock().unwrap().push(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    );
     if req.uri().path() != "/v1.0/me" || req.uri().query() != Some("%24select=displayName%2Cmail%2CjobTitle")
     {
         return (

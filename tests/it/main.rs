@@ -19,4 +19,5 @@ mod sessions;
 mod stdio;
 mod tool_access;
 mod tools;
+mod traces;
 mod trust;

@@ -50,6 +50,23 @@ impl ClientAddr {
     }
 }
 
+/// The trace id of the current span (32 hex digits) when traces are exported, so an audit event
+/// leads to its trace; empty otherwise.
+fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !verifiers::telemetry::enabled() {
+        return String::new();
+    }
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// The `client` and `forwarded_for` fields of an event (empty over stdio).
 fn addresses(client: Option<ClientAddr>) -> (String, String) {
     match client {
@@ -98,9 +115,13 @@ pub fn tool_call(
         _ => "",
     };
     let (peer, forwarded_for) = addresses(client);
+    // Before the event, not in its fields: asking whether spans are exported while an event is
+    // being dispatched would clobber the per-layer filters' verdict on that event.
+    let trace_id = current_trace_id();
     tracing::info!(
         target: TARGET,
         event = "tools/call",
+        trace_id = %trace_id,
         tenant_id = %caller.tenant_id,
         object_id = %caller.object_id,
         client_app = caller.client_app.as_deref().unwrap_or(""),
@@ -155,9 +176,11 @@ const RATE_LIMITED_CALLERS_TRACKED: usize = 100_000;
 /// too many requests in flight): `reason` is a stable code.
 pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
     let (peer, forwarded_for) = addresses(client);
+    let trace_id = current_trace_id();
     tracing::info!(
         target: TARGET,
         event = "refused",
+        trace_id = %trace_id,
         tenant_id = %caller.tenant_id,
         object_id = %caller.object_id,
         client_app = caller.client_app.as_deref().unwrap_or(""),

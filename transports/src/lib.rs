@@ -65,4 +65,5 @@ pub mod http;
 pub mod stdio;
 mod tool_gate;
 
+pub mod trace;
 pub use tool_gate::{ToolCallAdmitted, ToolGate, ToolRefusal};

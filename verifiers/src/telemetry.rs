@@ -82,3 +82,82 @@ pub fn inject_current(headers: &mut HeaderMap) {
         propagator.inject_context(&context, &mut HeaderInjector(headers));
     });
 }
+
+/// Whether spans name the caller by `name` and `preferred_username` too
+/// (`TRACES_INCLUDE_USER_NAMES`); off unless the operator opts in.
+static INCLUDE_USER_NAMES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets whether spans carry the caller's name and username (`user.full_name`, `user.name`).
+pub fn set_include_user_names(include: bool) {
+    INCLUDE_USER_NAMES.store(include, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Puts the caller on `span` by its Entra ids: `entra.tid`, `entra.oid`, `entra.azp`,
+/// `entra.app_only`, and `enduser.id` (= `oid`, the OpenTelemetry name backends such as Azure
+/// Monitor read as the user). Never the token; the name and username only when opted in.
+pub fn record_caller(span: &tracing::Span, caller: &crate::Identity) {
+    if span.is_disabled() {
+        return;
+    }
+    span.set_attribute("entra.tid", caller.tenant_id.clone());
+    if !caller.object_id.is_empty() {
+        span.set_attribute("entra.oid", caller.object_id.clone());
+        span.set_attribute("enduser.id", caller.object_id.clone());
+    }
+    if let Some(azp) = &caller.client_app {
+        span.set_attribute("entra.azp", azp.clone());
+    }
+    span.set_attribute("entra.app_only", caller.app_only);
+    if INCLUDE_USER_NAMES.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(name) = &caller.name {
+            span.set_attribute("user.full_name", name.clone());
+        }
+        if let Some(username) = &caller.username {
+            span.set_attribute("user.name", username.clone());
+        }
+    }
+}
+
+/// An HTTP client span (OpenTelemetry HTTP conventions: named after the method, kind `client`)
+/// for a call to `url`; disabled when spans are not exported. Record the answer with
+/// [`record_http_status`].
+pub fn http_client_span(method: &'static str, url: &url::Url) -> tracing::Span {
+    if !enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        "http.client",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.full = %url,
+        server.address = url.host_str().unwrap_or(""),
+        // Integers as i64: the OpenTelemetry bridge records unsigned values as text.
+        server.port = url.port_or_known_default().map(i64::from),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records an HTTP client call's outcome on its span: the status (`4xx` and `5xx` mark it an
+/// error, as the HTTP conventions say for client spans), or `error_type` when no answer came.
+pub fn record_http_status(span: &tracing::Span, outcome: Result<u16, &str>) {
+    if span.is_disabled() {
+        return;
+    }
+    match outcome {
+        Ok(status) => {
+            span.record("http.response.status_code", i64::from(status));
+            if status >= 400 {
+                span.record("error.type", status.to_string());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(error_type) => {
+            span.record("error.type", error_type);
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}

@@ -154,6 +154,10 @@ where
             if let Some(value) = request.headers_mut().get_mut(AUTHORIZATION) {
                 value.set_sensitive(true);
             }
+            // The HTTP span (current here, when traces are exported) names the caller.
+            if verifiers::telemetry::enabled() {
+                verifiers::telemetry::record_caller(&tracing::Span::current(), &identity);
+            }
             request.extensions_mut().insert(identity);
             // Beside the identity, opaque: only the on-behalf-of provider reads it
             // (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).

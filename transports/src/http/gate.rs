@@ -8,6 +8,7 @@
 //! a chunked body) the server's handler refuses with a JSON-RPC error by the same gate. It runs
 //! behind [`BearerAuthLayer`](super::BearerAuthLayer), whose verified identity it reads.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,13 +20,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use serde::Deserialize;
 use tower::{Layer, Service};
+use tracing::{Instrument as _, Span};
 use verifiers::Identity;
 
 use super::ambiguity::request_host;
+use super::body::with_guard;
 use super::body::{text, Body};
 use super::challenge::{tool_refusal_response, Challenges};
 use super::mcp_headers;
 use super::rate_limit::too_many_requests;
+use crate::trace::{mcp_server_span, record_mcp_error, Envelope, McpSpan};
 use crate::{ToolCallAdmitted, ToolGate};
 
 /// The body [`ToolGate`] hands on: the request's own (`Left`), or the bytes it read to peek at a
@@ -105,58 +109,81 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
+            let traced = verifiers::telemetry::enabled();
+            if layer.gate.is_none() && !traced {
+                return inner.call(request.map(Either::Left)).await;
+            }
             let identity = request.extensions().get::<Arc<Identity>>().cloned();
-            let request = match (&layer.gate, identity) {
-                (None, _) => request.map(Either::Left),
-                (Some(gate), Some(identity)) => {
-                    match gate_tool_call(&layer, gate, request, &identity).await {
-                        Ok(request) => request,
-                        Err(response) => return Ok(response),
-                    }
-                }
-                // Behind the bearer layer there is always an identity; without one, nothing
-                // passes a gate (fail closed).
-                (Some(_), None) => {
-                    tracing::error!("the tool gate saw a request without a verified identity; refused");
-                    return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
-                }
+            // Behind the bearer layer there is always an identity; without one, nothing passes a
+            // gate (fail closed).
+            if layer.gate.is_some() && identity.is_none() {
+                tracing::error!("the tool gate saw a request without a verified identity; refused");
+                return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+            }
+            let (request, span) = match inspect(&layer, request, identity.as_deref(), traced).await {
+                Ok(inspected) => inspected,
+                Err(response) => return Ok(response),
             };
-            inner.call(request).await
+            let Some(span) = span else {
+                return inner.call(request).await;
+            };
+            let response = inner.call(request).instrument(span.clone()).await?;
+            // The span ends with the answer's body (a stream's last event), not its headers.
+            Ok(response.map(|body| with_guard(body, span)))
         })
     }
 }
 
-/// Applies the layer's [`ToolGate`] to a `tools/call`: `Err` holds the `403` (or, when a peeked
+/// Looks at a POST before the MCP layer does: applies the layer's [`ToolGate`] (when set) to a
+/// `tools/call`, and, when `traced`, opens the request's MCP server span (returned, and put in
+/// the request's extensions as [`McpSpan`]). `Err` holds the `403` or `429` (or, when a peeked
 /// body cannot be read, the `400`).
-async fn gate_tool_call<B>(
+async fn inspect<B>(
     layer: &ToolGateLayer,
-    gate: &Arc<dyn ToolGate>,
     request: Request<B>,
-    identity: &Identity,
-) -> Result<Request<PeekedBody<B>>, Response<Body>>
+    identity: Option<&Identity>,
+    traced: bool,
+) -> Result<(Request<PeekedBody<B>>, Option<Span>), Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let max_body_bytes = &layer.max_body_bytes;
+    let max_body_bytes = layer.max_body_bytes;
     if request.method() != Method::POST {
-        return Ok(request.map(Either::Left));
+        return Ok((request.map(Either::Left), None));
     }
     let challenge = layer.challenges.for_host(request_host(&request));
     let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
     // The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent.
-    let refuse = |name: &str| {
+    let refuse = |name: &str, span: Option<&Span>| {
+        let (gate, identity) = (layer.gate.as_ref()?, identity?);
         let refusal = match gate.check_tool(name, identity) {
-            Ok(()) => return admit(gate.as_ref(), name, identity, client),
+            Ok(()) => {
+                let admit = || admit(gate.as_ref(), name, identity, client);
+                let response = match span {
+                    Some(span) => span.in_scope(admit),
+                    None => admit(),
+                }?;
+                if let Some(span) = span {
+                    record_mcp_error(span, "rate_limited", None, "over the tool's rate_limit");
+                }
+                return Some(response);
+            }
             Err(refusal) => refusal,
         };
-        crate::audit::tool_call(
-            identity,
-            name,
-            crate::audit::Outcome::Refused("insufficient_scope"),
-            std::time::Duration::ZERO,
-            client,
-        );
+        let audit = || {
+            crate::audit::tool_call(
+                identity,
+                name,
+                crate::audit::Outcome::Refused("insufficient_scope"),
+                std::time::Duration::ZERO,
+                client,
+            )
+        };
+        match span {
+            Some(span) => span.in_scope(audit),
+            None => audit(),
+        }
         metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
         // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
         tracing::info!(
@@ -165,6 +192,14 @@ where
             reason = %refusal.error,
             "tool call refused"
         );
+        if let Some(span) = span {
+            record_mcp_error(
+                span,
+                "insufficient_scope",
+                None,
+                "the token lacks what the tool requires",
+            );
+        }
         Some(tool_refusal_response(&refusal, challenge))
     };
     // 2026-07-28: the method and the tool are in headers, read as the protocol defines them
@@ -177,36 +212,35 @@ where
         .is_some_and(|v| v >= mcp_headers::FIRST_VERSION_WITH_HEADERS);
     let method = mcp_headers::header_value(request.headers(), mcp_headers::METHOD);
     let name = mcp_headers::header_value(request.headers(), mcp_headers::NAME);
-    match (method, name) {
-        _ if !current => {}
-        (Ok(None), _) => {}
-        (Ok(Some(method)), Ok(name)) => {
-            let mut request = request.map(Either::Left);
-            if method == "tools/call" {
-                if let Some(name) = name.as_deref() {
-                    if let Some(response) = refuse(name) {
-                        return Err(response);
-                    }
-                    request.extensions_mut().insert(ToolCallAdmitted(name.into()));
-                }
-            }
-            return Ok(request);
-        }
+    // `Some(tool or None)` when the headers decide which tool (if any) the request calls.
+    let by_headers = match (method, name) {
+        _ if !current => None,
+        (Ok(None), _) => None,
+        (Ok(Some(method)), Ok(name)) => Some(name.filter(|_| method == "tools/call")),
         (Err(error), _) | (_, Err(error)) => {
             return Err(text(StatusCode::BAD_REQUEST, &format!("Bad Request: {error}")));
         }
-    }
-    // Legacy: peek at a body of known, acceptable length.
+    };
+    // A body of known, acceptable length is read: for the tool of a legacy request, and for
+    // the span of any request (its id and `_meta`).
     let length = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_none_or(|len| len > *max_body_bytes as u64) {
-        return Ok(request.map(Either::Left));
+    let peek = (by_headers.is_none() || traced) && length.is_some_and(|len| len <= max_body_bytes as u64);
+    if !peek {
+        let mut request = request.map(Either::Left);
+        if let Some(Some(name)) = by_headers {
+            if let Some(response) = refuse(&name, None) {
+                return Err(response);
+            }
+            request.extensions_mut().insert(ToolCallAdmitted(Arc::from(name)));
+        }
+        return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
-    let bytes = match Limited::new(body, *max_body_bytes).collect().await {
+    let bytes = match Limited::new(body, max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             tracing::debug!(%error, "could not read a request body");
@@ -216,16 +250,27 @@ where
             ));
         }
     };
+    let span = traced.then(|| mcp_server_span(&Envelope::parse(&bytes), &parts.headers, parts.version));
+    if let (Some(span), Some(identity)) = (&span, identity) {
+        verifiers::telemetry::record_caller(span, identity);
+    }
     let mut request = Request::from_parts(parts, Either::Right(Full::new(bytes.clone())));
-    if let Some(name) = single_tool_call(&bytes) {
-        if let Some(response) = refuse(&name) {
+    let tool = match by_headers {
+        Some(tool) => tool.map(Cow::Owned),
+        None => single_tool_call(&bytes),
+    };
+    if let Some(name) = tool {
+        if let Some(response) = refuse(&name, span.as_ref()) {
             return Err(response);
         }
         request
             .extensions_mut()
-            .insert(ToolCallAdmitted(std::sync::Arc::from(&*name)));
+            .insert(ToolCallAdmitted(Arc::from(&*name)));
     }
-    Ok(request)
+    if let Some(span) = &span {
+        request.extensions_mut().insert(McpSpan(span.clone()));
+    }
+    Ok((request, span))
 }
 
 /// Counts an allowed call of `name` against its tool's rate limit: `Some(429)` past it.
@@ -253,7 +298,7 @@ fn admit(
 }
 
 /// The tool a JSON-RPC body calls, when it is one `tools/call` request (not a batch).
-fn single_tool_call(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+fn single_tool_call(body: &[u8]) -> Option<Cow<'_, str>> {
     #[derive(Deserialize)]
     struct Message<'a> {
         #[serde(borrow)]

@@ -14,10 +14,11 @@ use http_body_util::BodyExt as _;
 use hyper::body::Frame;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt as _;
+use tracing::Instrument as _;
 use verifiers::{CallerText, TokenVerifier};
 
 use super::ambiguity::{ambiguity, request_host};
-use super::body::{empty, full, text, Body};
+use super::body::{empty, full, text, with_guard, Body};
 use super::config::MCP_PATH;
 use super::connection::RequestBody;
 use super::metadata::MetadataDocuments;
@@ -174,8 +175,9 @@ async fn mcp<S>(app: &App<S>, request: Request<RequestBody>) -> Response<Body>
 where
     S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Clone,
 {
-    match request_host(&request) {
-        Some(host) if app.policy.host_allowed(host) => {}
+    let span = match request_host(&request) {
+        // After the check: the span names only a host the server answers for.
+        Some(host) if app.policy.host_allowed(host) => crate::trace::http_server_span(&request, host),
         other => {
             tracing::warn!(
                 host = %CallerText::new(other.unwrap_or("<none>")),
@@ -186,7 +188,7 @@ where
                 "Forbidden: Host not allowed (set ALLOWED_HOSTS or PUBLIC_URL to the name clients use)",
             );
         }
-    }
+    };
     let origin = request.headers().get(header::ORIGIN).cloned();
     if let Some(origin) = &origin {
         if !origin.to_str().is_ok_and(|o| app.policy.origin_allowed(o)) {
@@ -204,11 +206,16 @@ where
     let mut response = if method == Method::OPTIONS {
         preflight()
     } else {
-        match app.mcp.clone().oneshot(request).await {
+        match app.mcp.clone().oneshot(request).instrument(span.clone()).await {
             Ok(response) => response,
             Err(never) => match never {},
         }
     };
+    crate::trace::record_status(&span, response.status());
+    if !span.is_disabled() {
+        // The span ends with the answer's body (a stream's last event), not its headers.
+        response = response.map(|body| with_guard(body, span));
+    }
     if method == Method::GET && response.status().is_success() {
         response = response.map(|body| until(body, app.draining.clone()));
     }

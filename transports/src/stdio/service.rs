@@ -8,6 +8,8 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer, Service};
 use rmcp::ServerHandler;
 
 use super::auth::StdioAuth;
+use crate::trace::McpSpan;
+use tracing::Instrument as _;
 
 /// An MCP service that checks the stdio caller's token before each request and puts the verified
 /// [`Identity`](verifiers::Identity) and its opaque [`AccessToken`](verifiers::AccessToken) into the
@@ -33,22 +35,34 @@ impl<H: ServerHandler> Service<RoleServer> for Authenticated<H> {
         request: ClientRequest,
         mut context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, McpError> {
-        let lifecycle = matches!(
-            request,
-            ClientRequest::InitializeRequest(_)
-                | ClientRequest::DiscoverRequest(_)
-                | ClientRequest::PingRequest(_)
-        );
-        if !lifecycle {
-            match self.auth.caller().await {
-                Ok((identity, token)) => {
-                    context.extensions.insert(identity);
-                    context.extensions.insert(token);
-                }
-                Err(error) => return Err(McpError::invalid_request(error.to_string(), None)),
-            }
+        if !verifiers::telemetry::enabled() {
+            return self.handle(request, context).await;
         }
-        Service::handle_request(&self.inner, request, context).await
+        let span = crate::trace::stdio_server_span(
+            request.method(),
+            &serde_json::to_value(&context.id).unwrap_or_default(),
+            match &request {
+                ClientRequest::CallToolRequest(call) => Some(&*call.params.name),
+                ClientRequest::GetPromptRequest(get) => Some(&*get.params.name),
+                _ => None,
+            },
+            match &request {
+                ClientRequest::ReadResourceRequest(read) => Some(read.params.uri.as_str()),
+                _ => None,
+            },
+            &context.meta,
+        );
+        context.extensions.insert(McpSpan(span.clone()));
+        let result = self.handle(request, context).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            crate::trace::record_mcp_error(
+                &span,
+                &error.code.0.to_string(),
+                Some(error.code.0),
+                &error.message,
+            );
+        }
+        result
     }
 
     async fn handle_notification(
@@ -65,5 +79,32 @@ impl<H: ServerHandler> Service<RoleServer> for Authenticated<H> {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Service::supported_protocol_versions(&self.inner)
+    }
+}
+
+impl<H: ServerHandler> Authenticated<H> {
+    /// Authenticates (all but the lifecycle requests) and hands the request on.
+    async fn handle(
+        &self,
+        request: ClientRequest,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, McpError> {
+        let lifecycle = matches!(
+            request,
+            ClientRequest::InitializeRequest(_)
+                | ClientRequest::DiscoverRequest(_)
+                | ClientRequest::PingRequest(_)
+        );
+        if !lifecycle {
+            match self.auth.caller().await {
+                Ok((identity, token)) => {
+                    verifiers::telemetry::record_caller(&tracing::Span::current(), &identity);
+                    context.extensions.insert(identity);
+                    context.extensions.insert(token);
+                }
+                Err(error) => return Err(McpError::invalid_request(error.to_string(), None)),
+            }
+        }
+        Service::handle_request(&self.inner, request, context).await
     }
 }

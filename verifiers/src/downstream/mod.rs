@@ -38,9 +38,10 @@ pub use credential::{
 };
 pub use error::{DownstreamConfigError, DownstreamError};
 
-use crate::{AccessToken, Identity};
+use crate::{telemetry, AccessToken, Identity};
 use cache::{Cached, Key, TokenCache};
 use http::{form, read_limited};
+use tracing::Instrument as _;
 
 /// The OAuth grant type of the on-behalf-of exchange (RFC 7523 §2.1).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -184,18 +185,28 @@ impl OnBehalfOf {
         let mut retried = false;
         loop {
             let downstream = self.token(&key, token).await?;
-            let response = self
+            // The call continues the caller's trace: its span's context goes in `traceparent`.
+            let span = telemetry::http_client_span("GET", &url);
+            let mut headers = ::http::HeaderMap::new();
+            span.in_scope(|| telemetry::inject_current(&mut headers));
+            let sent = self
                 .inner
                 .http
                 .get(url.clone())
                 .bearer_auth(&*downstream)
                 .header("accept", "application/json")
+                .headers(headers)
                 .send()
-                .await
-                .map_err(|source| DownstreamError::Unreachable {
-                    what: "the downstream API",
-                    source,
-                })?;
+                .instrument(span.clone())
+                .await;
+            telemetry::record_http_status(
+                &span,
+                sent.as_ref().map(|r| r.status().as_u16()).map_err(|_| "connect"),
+            );
+            let response = sent.map_err(|source| DownstreamError::Unreachable {
+                what: "the downstream API",
+                source,
+            })?;
             let status = response.status().as_u16();
             if status == 401 {
                 if let Some(claims) = claims_challenge(response.headers()) {
@@ -246,13 +257,39 @@ impl OnBehalfOf {
 
     /// The downstream token for `key`: cached, or exchanged once however many calls wait.
     async fn token(&self, key: &Key, token: &AccessToken) -> Result<Arc<str>, DownstreamError> {
+        if !telemetry::enabled() {
+            return self.cached_or_exchanged(key, token).await;
+        }
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "on_behalf_of",
+            otel.name = "on_behalf_of",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            entra.obo.cache_hit = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self
+            .cached_or_exchanged(key, token)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() {
+            span.record("error.type", "exchange_failed");
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn cached_or_exchanged(&self, key: &Key, token: &AccessToken) -> Result<Arc<str>, DownstreamError> {
         let slot = self.inner.cache.slot(key);
         let mut cached = slot.lock().await;
         if let Some(c) = cached.as_ref() {
             if Instant::now() < c.use_until {
+                tracing::Span::current().record("entra.obo.cache_hit", true);
                 return Ok(c.token.clone());
             }
         }
+        tracing::Span::current().record("entra.obo.cache_hit", false);
         let (fresh, lifetime) = self.exchange(key, token).await?;
         let keep = lifetime.saturating_sub(self.inner.refresh_margin);
         *cached = Some(Cached {
@@ -293,17 +330,25 @@ impl OnBehalfOf {
         ];
         fields.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
         let started = std::time::Instant::now();
-        let response = inner
+        let span = Url::parse(&endpoint)
+            .map(|u| telemetry::http_client_span("POST", &u))
+            .unwrap_or_else(|_| tracing::Span::none());
+        let sent = inner
             .http
             .post(&endpoint)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form(&fields))
             .send()
-            .await
-            .map_err(|source| DownstreamError::Unreachable {
-                what: "Entra's token endpoint",
-                source,
-            })?;
+            .instrument(span.clone())
+            .await;
+        telemetry::record_http_status(
+            &span,
+            sent.as_ref().map(|r| r.status().as_u16()).map_err(|_| "connect"),
+        );
+        let response = sent.map_err(|source| DownstreamError::Unreachable {
+            what: "Entra's token endpoint",
+            source,
+        })?;
         let status = response.status().as_u16();
         let body = read_limited(response)
             .await

@@ -18,6 +18,8 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::net::{is_secure_transport, read_limited, ReadError};
+use crate::telemetry;
+use tracing::Instrument as _;
 
 /// Smallest RSA modulus we accept (bits).
 const MIN_RSA_BITS: usize = 2048;
@@ -228,7 +230,20 @@ impl KeyStore {
                 url: crate::CallerText::new(url).to_string(),
             });
         }
-        let response = self.http.get(url).send().await.map_err(http_err)?;
+        let span = url::Url::parse(url)
+            .map(|u| telemetry::http_client_span("GET", &u))
+            .unwrap_or_else(|_| tracing::Span::none());
+        let response = match self.http.get(url).send().instrument(span.clone()).await {
+            Ok(response) => response,
+            Err(error) => {
+                telemetry::record_http_status(
+                    &span,
+                    Err(if error.is_timeout() { "timeout" } else { "connect" }),
+                );
+                return Err(http_err(error));
+            }
+        };
+        telemetry::record_http_status(&span, Ok(response.status().as_u16()));
         if !response.status().is_success() {
             return Err(FetchError::Status {
                 url: url.to_owned(),

@@ -52,11 +52,13 @@ pub use error::EntraConfigError;
 pub use tenant::{TenantPolicy, CONSUMER_TENANT_ID};
 
 use crate::downstream::{DownstreamConfig, DownstreamConfigError, OnBehalfOf};
+use crate::telemetry;
 use crate::{AccessPolicy, AuthError, Identity, InvalidToken, Readiness, TokenVerifier, Unavailable};
 use cache::TokenCache;
 use issuer::check_version;
 use jwt::{required_str, UnverifiedToken};
 use keys::{error_chain, KeyStore, Snapshot};
+use tracing::Instrument as _;
 
 /// Microsoft Graph's application id and URI: the audience of the most common wrong token.
 const GRAPH_AUDIENCES: [&str; 3] = [
@@ -384,7 +386,11 @@ impl EntraVerifier {
         let now = unix_now();
         let cache_key = TokenCache::key(token);
         let generation = self.inner.keys.snapshot().generation;
-        if let Some(identity) = self.inner.cache.get(&cache_key, now, generation) {
+        let cached = self.inner.cache.get(&cache_key, now, generation);
+        if telemetry::enabled() {
+            tracing::Span::current().record("entra.token.cache_hit", cached.is_some());
+        }
+        if let Some(identity) = cached {
             return Ok(identity);
         }
         let checked = self.precheck(token, now)?;
@@ -484,7 +490,24 @@ struct Checked {
 #[async_trait]
 impl TokenVerifier for EntraVerifier {
     async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
-        self.verify_token(token).await
+        if !telemetry::enabled() {
+            return self.verify_token(token).await;
+        }
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "verify",
+            otel.name = "verify token",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            entra.token.cache_hit = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let verified = self.verify_token(token).instrument(span.clone()).await;
+        if let Err(error) = &verified {
+            span.record("error.type", error.kind());
+            span.record("otel.status_code", "ERROR");
+        }
+        verified
     }
 
     fn readiness(&self) -> Readiness {
