@@ -75,6 +75,11 @@ static_url="http://$(wait_for "$work/static.out" 's/listening //p')/mcp"
 start_ours ours-sessions; sessions_pid=$pid; sessions_url=$url
 start_ours ours-stateless LEGACY_SESSIONS=false; stateless_pid=$pid; stateless_url=$url
 start_ours ours-limits "${huge_limits[@]}"; limits_pid=$pid; limits_url=$url
+# Traces exported for every request (sampling 1.0) to an OTLP sink on the same cores.
+python3 "$root/bench/otlp_sink.py" >"$work/otlp-sink.out" 2>&1 &
+pids+=($!)
+sink_port=$(wait_for "$work/otlp-sink.out" 's/listening //p')
+start_ours ours-traced OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER=always_on; traced_pid=$pid; traced_url=$url
 # The dev verifier with the same token: what the Entra path costs on a verified-token cache hit.
 env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "${no_limits[@]}" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
 dev_pid=$!; pids+=($dev_pid)
@@ -83,7 +88,8 @@ results="$work/rounds.txt"; : >"$results"
 for round in $(seq 1 "$rounds"); do
   echo "== round $round of $rounds"
   for run in "ceiling current $static_url $static_pid" "ours current $sessions_url $sessions_pid" \
-    "dev current $dev_url $dev_pid" "limits current $limits_url $limits_pid" "ceiling legacy $static_url $static_pid" \
+    "dev current $dev_url $dev_pid" "limits current $limits_url $limits_pid" "traced current $traced_url $traced_pid" \
+    "ceiling legacy $static_url $static_pid" \
     "ours legacy $sessions_url $sessions_pid" "ceiling stateless $static_url $static_pid" \
     "ours stateless $stateless_url $stateless_pid"; do
     read -r who mode u p <<<"$run"
@@ -92,7 +98,7 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 loaded_rss=$(rss_kb "$sessions_pid")
-kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid" "$limits_pid"
+kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid" "$limits_pid" "$traced_pid"
 
 # median WHO MODE FIELD -> the median of FIELD over the rounds
 median() {
@@ -155,6 +161,8 @@ per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b
   row "2026-07-28 (stateless)" current "$peer_current"
   row "2025-11-25 with sessions" legacy "$peer_legacy"
   row "2025-11-25 stateless, JSON" stateless "$peer_stateless"
+  echo
+  echo "Traces exported for every request (OTLP/HTTP to a sink on the same cores, OTEL_TRACES_SAMPLER=always_on) vs off (2026-07-28): $(median traced current rps) vs $(median ours current rps) req/s, with / without $(ratio_rounds traced current ours current); server CPU $(median traced current server_cpu_us) vs $(median ours current server_cpu_us) µs per request"
   echo
   echo "Rate limits checked on every request (per address and per principal, at rates no run reaches) vs off (2026-07-28): $(median limits current rps) vs $(median ours current rps) req/s, with / without $(ratio_rounds limits current ours current); server CPU $(median limits current server_cpu_us) vs $(median ours current server_cpu_us) µs per request"
   echo

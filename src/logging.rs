@@ -17,7 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 use verifiers::telemetry::TARGET;
 
-use crate::telemetry::{self, TelemetryError, Traces};
+use crate::telemetry::{self, TelemetryError, TraceSettings, Traces};
 use verifiers::CallerText;
 
 use crate::cli::LogFormat;
@@ -28,13 +28,17 @@ pub const SERVE_DEFAULT: &str = "info,rmcp=warn";
 pub const STDIO_DEFAULT: &str = "warn";
 
 /// Installs the global subscriber: the log with `default_filter` unless `RUST_LOG` is set, and,
-/// when `traces` (see [`telemetry::wanted`]), the OpenTelemetry exporter of the spans meant for
+/// when `traces` is given (see [`telemetry::wanted`]), the OpenTelemetry exporter of the spans meant for
 /// it (target [`TARGET`], which the log never shows). Call once, before anything logs and
 /// before the async runtime starts; shut the returned pipeline down at exit.
 ///
 /// # Errors
 /// [`TelemetryError`] when the trace exporter cannot be built.
-pub fn init(format: LogFormat, default_filter: &str, traces: bool) -> Result<Option<Traces>, TelemetryError> {
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+    traces: Option<TraceSettings>,
+) -> Result<Option<Traces>, TelemetryError> {
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Spans meant for the trace exporter never reach the log, whatever RUST_LOG says.
     let filter = env_filter.and(filter_fn(|metadata| metadata.target() != TARGET));
@@ -68,17 +72,17 @@ pub fn init(format: LogFormat, default_filter: &str, traces: bool) -> Result<Opt
 /// Per-layer filters keep their verdict on the event being dispatched in a thread-local: code
 /// that runs while an event's fields are evaluated must not ask `tracing` whether something else
 /// is enabled (see `transports::audit`, which computes its trace id before the event).
-fn with_log<L>(log: L, traces: bool) -> Result<Option<Traces>, TelemetryError>
+fn with_log<L>(log: L, traces: Option<TraceSettings>) -> Result<Option<Traces>, TelemetryError>
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
     let registry = tracing_subscriber::registry().with(log);
     // A second init (tests) is harmless: keep the first subscriber.
-    if !traces {
+    let Some(settings) = traces else {
         let _ = registry.try_init();
         return Ok(None);
-    }
-    let (pipeline, layer) = telemetry::install()?;
+    };
+    let (pipeline, layer) = telemetry::install(settings)?;
     let only_ours = filter_fn(|metadata| metadata.target() == TARGET);
     let _ = registry.with(layer.with_filter(only_ours)).try_init();
     Ok(Some(pipeline))

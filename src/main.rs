@@ -89,17 +89,13 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         Command::Stdio => logging::STDIO_DEFAULT,
     };
-    let traces = logging::init(
-        settings.log_format,
-        default_filter,
-        telemetry::wanted_by_process()?,
-    )?;
+    let trace_settings = telemetry::wanted_by_process()?;
+    let traces = logging::init(settings.log_format, default_filter, trace_settings)?;
     verifiers::telemetry::set_include_user_names(settings.traces_include_user_names);
-    if traces.is_some() {
+    if let (Some(_), Some(trace_settings)) = (&traces, trace_settings) {
         tracing::info!(
-            endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                .unwrap_or_else(|_| "http://localhost:4318".to_owned()),
+            endpoint = %telemetry::endpoint_for_log(),
+            propagate = trace_settings.propagate,
             user_names = settings.traces_include_user_names,
             "traces are exported over OTLP (OTEL_* variables)"
         );

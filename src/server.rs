@@ -17,9 +17,8 @@ use serde_json::json;
 
 use tracing::{Instrument as _, Span};
 use transports::audit::{self, Outcome};
-use transports::trace::record_mcp_error;
+use transports::trace::{execute_tool_span, record_mcp_error};
 use transports::ToolCallAdmitted;
-use verifiers::telemetry;
 
 use crate::caller::{caller, client_addr, mcp_span, shared_caller};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
@@ -92,7 +91,6 @@ impl ServerHandler for EntraMcpServer {
                 &span,
                 "insufficient_scope",
                 Some(rmcp::model::ErrorCode::INVALID_REQUEST.0),
-                "the token lacks what the tool requires",
             );
             span.in_scope(|| {
                 audit::tool_call(
@@ -120,7 +118,6 @@ impl ServerHandler for EntraMcpServer {
                     &span,
                     "rate_limited",
                     Some(rmcp::model::ErrorCode::INVALID_REQUEST.0),
-                    "over the tool's rate_limit",
                 );
                 return Err(McpError::new(
                     rmcp::model::ErrorCode::INVALID_REQUEST,
@@ -136,21 +133,7 @@ impl ServerHandler for EntraMcpServer {
         let name = request.name.clone();
         // The tool's own span, under the MCP span (set explicitly: rmcp may run this on another
         // task); on-behalf-of exchanges and downstream calls hang under it.
-        let tool_span = if span.is_disabled() {
-            Span::none()
-        } else {
-            tracing::info_span!(
-                target: telemetry::TARGET,
-                parent: &span,
-                "execute_tool",
-                otel.name = %format_args!("execute_tool {name}"),
-                otel.kind = "internal",
-                otel.status_code = tracing::field::Empty,
-                gen_ai.operation.name = "execute_tool",
-                gen_ai.tool.name = %name,
-                error.type = tracing::field::Empty,
-            )
-        };
+        let tool_span = execute_tool_span(&span, &name);
         let call = shared_router()
             .call(ToolCallContext::new(self, request, context))
             .instrument(tool_span.clone());
@@ -185,18 +168,18 @@ impl ServerHandler for EntraMcpServer {
         match &result {
             Ok(_) if outcome == Outcome::ToolError => {
                 for span in [&span, &tool_span] {
-                    record_mcp_error(span, "tool_error", None, "the tool answered with an error");
+                    record_mcp_error(span, "tool_error", None);
                 }
             }
             Ok(_) => {}
             Err(error) => {
+                // A tool's own refusal (`require_role`) by its reason, anything else by its code.
+                let error_type = match outcome {
+                    Outcome::Refused(reason) => reason.to_owned(),
+                    _ => error.code.0.to_string(),
+                };
                 for span in [&span, &tool_span] {
-                    record_mcp_error(
-                        span,
-                        &error.code.0.to_string(),
-                        Some(error.code.0),
-                        &error.message,
-                    );
+                    record_mcp_error(span, &error_type, Some(error.code.0));
                 }
             }
         }

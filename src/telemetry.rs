@@ -38,6 +38,9 @@ pub enum TelemetryError {
         /// What it asked for.
         value: String,
     },
+    /// `OTEL_PROPAGATORS` names a propagator this server does not have.
+    #[error("OTEL_PROPAGATORS names {0}: this server reads and writes W3C trace context only; use tracecontext, or none to start every request's trace afresh")]
+    Propagator(String),
     /// The exporter could not be built (a malformed endpoint or header).
     #[error("cannot export traces: {0}; check OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS")]
     Build(String),
@@ -59,11 +62,20 @@ impl Traces {
     }
 }
 
+/// What the environment asks of traces, when it turns them on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// Read a caller's W3C trace context and pass it on downstream (`OTEL_PROPAGATORS`
+    /// `tracecontext`, the default); `false` with `OTEL_PROPAGATORS=none`: every request starts
+    /// its own trace, and a caller cannot choose its trace id or force sampling.
+    pub propagate: bool,
+}
+
 /// Whether the process environment turns traces on (see [`wanted`]).
 ///
 /// # Errors
 /// As [`wanted`].
-pub fn wanted_by_process() -> Result<bool, TelemetryError> {
+pub fn wanted_by_process() -> Result<Option<TraceSettings>, TelemetryError> {
     // Variables that are not UTF-8 cannot be OTEL_* settings; `vars()` would panic on them.
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -71,14 +83,33 @@ pub fn wanted_by_process() -> Result<bool, TelemetryError> {
     wanted(&env)
 }
 
+/// Where traces go, for the start-up log: the traces endpoint as the exporter resolves it, without
+/// any user or password written into it.
+pub fn endpoint_for_log() -> String {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|_| {
+            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+        })
+        .unwrap_or_else(|_| "http://localhost:4318/v1/traces".to_owned());
+    match url::Url::parse(&endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// Whether the environment `env` (the process environment) turns traces on.
 ///
 /// # Errors
 /// [`TelemetryError`] for an exporter or protocol this server does not have.
-pub fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
+pub fn wanted(env: &HashMap<String, String>) -> Result<Option<TraceSettings>, TelemetryError> {
     let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return Ok(false);
+        return Ok(None);
     }
     let endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or(get("OTEL_EXPORTER_OTLP_ENDPOINT"));
     let on = match get("OTEL_TRACES_EXPORTER")
@@ -91,7 +122,7 @@ pub fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
         Some(other) => return Err(TelemetryError::Exporter(other.to_owned())),
     };
     if !on {
-        return Ok(false);
+        return Ok(None);
     }
     for name in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -107,7 +138,19 @@ pub fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
             break;
         }
     }
-    Ok(true)
+    // OpenTelemetry's default is `tracecontext,baggage`; baggage is accepted and not propagated.
+    let mut propagate = true;
+    if let Some(value) = get("OTEL_PROPAGATORS") {
+        let names: Vec<String> = value.split(',').map(|n| n.trim().to_ascii_lowercase()).collect();
+        if let Some(other) = names
+            .iter()
+            .find(|n| !matches!(n.as_str(), "tracecontext" | "baggage" | "none"))
+        {
+            return Err(TelemetryError::Propagator(other.clone()));
+        }
+        propagate = names.iter().any(|n| n == "tracecontext");
+    }
+    Ok(Some(TraceSettings { propagate }))
 }
 
 /// Builds the exporter and the tracer provider from the process environment (call before the
@@ -116,7 +159,9 @@ pub fn wanted(env: &HashMap<String, String>) -> Result<bool, TelemetryError> {
 ///
 /// # Errors
 /// [`TelemetryError::Build`] when the exporter cannot be built.
-pub fn install<S>() -> Result<
+pub fn install<S>(
+    settings: TraceSettings,
+) -> Result<
     (
         Traces,
         tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
@@ -158,8 +203,11 @@ where
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build();
-    // traceparent and tracestate only: baggage from a caller is not passed on downstream.
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // traceparent and tracestate only: baggage from a caller is not passed on downstream. Without
+    // propagation the global propagator stays OpenTelemetry's no-op one.
+    if settings.propagate {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    }
     let tracer = provider.tracer("mcp-server-entra");
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
@@ -178,34 +226,37 @@ mod tests {
         // (variables, on, or the start of the error)
         // The environment of a row.
         type Vars = &'static [(&'static str, &'static str)];
-        let rows: &[(Vars, Result<bool, &str>)] = &[
-            (&[], Ok(false)),
-            (&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")], Ok(true)),
+        let rows: &[(Vars, Result<Option<bool>, &str>)] = &[
+            (&[], Ok(None)),
+            (
+                &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")],
+                Ok(Some(true)),
+            ),
             (
                 &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces")],
-                Ok(true),
+                Ok(Some(true)),
             ),
-            (&[("OTEL_TRACES_EXPORTER", "otlp")], Ok(true)),
+            (&[("OTEL_TRACES_EXPORTER", "otlp")], Ok(Some(true))),
             (
                 &[
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                     ("OTEL_TRACES_EXPORTER", "none"),
                 ],
-                Ok(false),
+                Ok(None),
             ),
             (
                 &[
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                     ("OTEL_SDK_DISABLED", "true"),
                 ],
-                Ok(false),
+                Ok(None),
             ),
             (
                 &[
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
                 ],
-                Ok(true),
+                Ok(Some(true)),
             ),
             (
                 &[
@@ -218,6 +269,21 @@ mod tests {
                 &[("OTEL_TRACES_EXPORTER", "console")],
                 Err("OTEL_TRACES_EXPORTER=console: this server exports traces over OTLP only"),
             ),
+            (
+                &[
+                    ("OTEL_TRACES_EXPORTER", "otlp"),
+                    ("OTEL_PROPAGATORS", "tracecontext,baggage"),
+                ],
+                Ok(Some(true)),
+            ),
+            (
+                &[("OTEL_TRACES_EXPORTER", "otlp"), ("OTEL_PROPAGATORS", "none")],
+                Ok(Some(false)),
+            ),
+            (
+                &[("OTEL_TRACES_EXPORTER", "otlp"), ("OTEL_PROPAGATORS", "b3")],
+                Err("OTEL_PROPAGATORS names b3: this server reads and writes W3C trace context only"),
+            ),
             // The signal's own variable decides over the general one.
             (
                 &[
@@ -225,13 +291,13 @@ mod tests {
                     ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
                     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
                 ],
-                Ok(true),
+                Ok(Some(true)),
             ),
         ];
         for (vars, expected) in rows {
             let env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             match (wanted(&env), expected) {
-                (Ok(on), Ok(want)) => assert_eq!(on, *want, "{vars:?}"),
+                (Ok(got), Ok(want)) => assert_eq!(got.map(|t| t.propagate), *want, "{vars:?}"),
                 (Err(error), Err(start)) => {
                     assert!(error.to_string().starts_with(start), "{vars:?}: {error}")
                 }

@@ -311,6 +311,29 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
     )
     .await;
     assert_eq!(profile.status(), 200);
+    // 5. Hostile text: a 10,000-character tool name and request id never reach a span whole.
+    let trace_f = "99999999999999999999999999999999";
+    let long = "x".repeat(10_000);
+    let hostile = http()
+        .post(&url)
+        .bearer_auth(&alice)
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", &long)
+        .header("traceparent", format!("00-{trace_f}-aaaaaaaaaaaaaaaa-01"))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": long, "method": "tools/call", "params": {
+            "name": long, "arguments": {},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "trace-test", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    // An unknown tool: the JSON-RPC error, not a failure of the server.
+    assert!(hostile.status().is_success(), "{}", hostile.status());
 
     let spans = received
         .until("every span of the four calls", |spans| {
@@ -320,6 +343,7 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
                 && has(spans, trace_d, "tools/call roll_dice")
                 && has(spans, trace_e, "GET")
                 && has(spans, trace_e, "POST /mcp")
+                && has(spans, trace_f, "tools/call")
         })
         .await;
 
@@ -385,6 +409,9 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
 
     // 3. The refusal: a 403 on the HTTP span, an error on the MCP span, no tool span.
     let http_d = find(&spans, trace_d, "POST /mcp");
+    // A 4xx is the client's error: the HTTP server span is not marked failed.
+    assert_eq!(attribute(http_d, "error.type"), None);
+    assert_ne!(http_d.status.as_ref().map(|s| s.code), Some(ERROR));
     assert_eq!(
         attribute(http_d, "http.response.status_code"),
         Some(&AnyValue::IntValue(403))
@@ -432,8 +459,14 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
             )
         })
         .collect();
+    // The hostile call's tool name is audited cut and escaped (CallerText), in its own trace.
+    let (last_tool, last_trace) = audited.last().cloned().unwrap();
+    assert!(
+        last_tool.len() < 200 && last_trace == trace_f,
+        "{last_tool} {last_trace}"
+    );
     assert_eq!(
-        audited,
+        &audited[..audited.len() - 1],
         [
             ("whoami".to_owned(), trace_a.to_owned()),
             ("whoami".to_owned(), trace_b.to_owned()),
@@ -442,10 +475,23 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
         ]
     );
 
-    // Never a token, a name or an e-mail address in any span (names only on opt-in).
+    // 5. The span is named after the method alone; the id is cut (128 characters and a note of
+    //    what was cut).
+    let mcp_f = find(&spans, trace_f, "tools/call");
+    assert_eq!(text(mcp_f, "gen_ai.tool.name"), None);
+    assert!(text(mcp_f, "jsonrpc.request.id").unwrap().chars().count() < 200);
+    assert!(
+        spans.iter().all(|s| s.name.len() <= 200),
+        "a span name over 200 bytes"
+    );
+
+    // Never a token (its claims or its signature), a name or an e-mail address in any span
+    // (names only on opt-in).
     let everything = format!("{spans:?}");
+    let parts: Vec<&str> = alice.split('.').collect();
     for secret in [
-        &alice[..40],
+        &parts[1][..40],
+        &parts[2][..40],
         "Alice Example",
         "alice@contoso.example",
         SECRET,
@@ -488,4 +534,68 @@ async fn nothing_is_exported_without_otel_settings() {
     assert_eq!(*received.requests.lock().unwrap(), 0);
     drop(otlp);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn over_stdio_the_mcp_span_takes_its_parent_from_meta() {
+    use tokio::io::AsyncWriteExt as _;
+    let fakes = Fakes::start(Expect::Secret).await;
+    let (otlp, received) = receiver().await;
+    let alice = fakes.token_for(ALICE_OID, "Alice Example");
+    let mut child = tokio::process::Command::new(EXE)
+        .arg("stdio")
+        .env_clear()
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", &fakes.entra.base)
+        .env("MCP_ACCESS_TOKEN", &alice)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        // The operator opted in: the caller's name too.
+        .env("TRACES_INCLUDE_USER_NAMES", "true")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (trace, parent) = ("abababababababababababababababab", "cdcdcdcdcdcdcdcd");
+    let messages = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "trace-test", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "whoami", "arguments": {},
+            "_meta": {"traceparent": format!("00-{trace}-{parent}-01")}}}),
+    ];
+    for message in messages {
+        stdin.write_all(format!("{message}\n").as_bytes()).await.unwrap();
+    }
+    // The answer to the call (id 2), then the spans.
+    loop {
+        let line = stdout.next_line().await.unwrap().expect("an answer on stdout");
+        let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if message["id"] == 2 {
+            assert!(message["result"]["structuredContent"].is_object(), "{message}");
+            break;
+        }
+    }
+    let spans = received
+        .until("the stdio call's spans", |spans| {
+            has(spans, trace, "tools/call whoami") && has(spans, trace, "execute_tool whoami")
+        })
+        .await;
+    let mcp = find(&spans, trace, "tools/call whoami");
+    assert_eq!(mcp.kind, SERVER);
+    assert_eq!(hex(&mcp.parent_span_id), parent);
+    assert_eq!(text(mcp, "network.transport"), Some("pipe"));
+    assert_eq!(text(mcp, "jsonrpc.request.id"), Some("2"));
+    assert_eq!(text(mcp, "entra.oid"), Some(ALICE_OID));
+    assert_eq!(text(mcp, "user.full_name"), Some("Alice Example"));
+    let tool = find(&spans, trace, "execute_tool whoami");
+    assert_eq!(tool.parent_span_id, mcp.span_id);
 }

@@ -52,29 +52,25 @@ impl ClientAddr {
 
 /// The trace id of the current span (32 hex digits) when traces are exported, so an audit event
 /// leads to its trace; empty otherwise.
-fn current_trace_id() -> String {
+fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if !verifiers::telemetry::enabled() {
-        return String::new();
+        return None;
     }
     let context = tracing::Span::current().context();
     let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        String::new()
-    }
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
 }
 
-/// The `client` and `forwarded_for` fields of an event (empty over stdio).
-fn addresses(client: Option<ClientAddr>) -> (String, String) {
+/// The `client` and `forwarded_for` fields of an event: `client` empty over stdio,
+/// `forwarded_for` absent unless a trusted proxy named the client.
+fn addresses(client: Option<ClientAddr>) -> (String, Option<String>) {
     match client {
-        None => (String::new(), String::new()),
-        Some(c) => (
-            c.peer.to_string(),
-            c.forwarded_for.map(|ip| ip.to_string()).unwrap_or_default(),
-        ),
+        None => (String::new(), None),
+        Some(c) => (c.peer.to_string(), c.forwarded_for.map(|ip| ip.to_string())),
     }
 }
 
@@ -121,7 +117,7 @@ pub fn tool_call(
     tracing::info!(
         target: TARGET,
         event = "tools/call",
-        trace_id = %trace_id,
+        trace_id = trace_id.as_deref(),
         tenant_id = %caller.tenant_id,
         object_id = %caller.object_id,
         client_app = caller.client_app.as_deref().unwrap_or(""),
@@ -131,7 +127,7 @@ pub fn tool_call(
         reason,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         client = %peer,
-        forwarded_for = %forwarded_for,
+        forwarded_for = forwarded_for.as_deref(),
         "tools/call"
     );
 }
@@ -180,14 +176,14 @@ pub fn refused(caller: &Identity, reason: &str, client: Option<ClientAddr>) {
     tracing::info!(
         target: TARGET,
         event = "refused",
-        trace_id = %trace_id,
+        trace_id = trace_id.as_deref(),
         tenant_id = %caller.tenant_id,
         object_id = %caller.object_id,
         client_app = caller.client_app.as_deref().unwrap_or(""),
         app_only = caller.app_only,
         reason,
         client = %peer,
-        forwarded_for = %forwarded_for,
+        forwarded_for = forwarded_for.as_deref(),
         "refused"
     );
 }
@@ -268,7 +264,7 @@ pub fn refused_before_authentication(reason: &'static str, client: Option<Client
         event = "refused_counted",
         reason,
         client = %peer,
-        forwarded_for = %forwarded_for,
+        forwarded_for = forwarded_for.as_deref(),
         refused_since_last_line = %counts_text(&since_last_line),
         interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
         "refused before authentication (at most one such line a minute; the others are counted)"
@@ -287,7 +283,6 @@ pub fn flush_unauthenticated(shutting_down: bool) {
         event = "refused_counted",
         reason = "",
         client = "",
-        forwarded_for = "",
         refused_since_last_line = %counts_text(&counts),
         interval_secs = UNAUTHENTICATED_LINE_INTERVAL.as_secs(),
         "refused before authentication, counted since the last such line"

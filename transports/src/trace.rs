@@ -20,12 +20,13 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, Request, Version};
+use http::{HeaderMap, Method, Request, Version};
 use serde::Deserialize;
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use verifiers::telemetry::{self, HeaderExtractor, JsonExtractor, TARGET};
+use verifiers::CallerText;
 
 use crate::audit::ClientAddr;
 
@@ -63,6 +64,11 @@ impl<'a> Envelope<'a> {
         serde_json::from_slice(body).unwrap_or_default()
     }
 
+    /// Whether the body was one JSON-RPC request or notification (it has a method).
+    pub(crate) fn is_message(&self) -> bool {
+        self.method.is_some()
+    }
+
     /// `params.name`: the tool or prompt.
     fn name(&self) -> Option<&str> {
         self.params.as_ref()?.name.as_deref()
@@ -90,21 +96,45 @@ pub(crate) fn http_server_span<B>(request: &Request<B>, host: &str) -> Span {
         return Span::none();
     }
     let client = request.extensions().get::<ClientAddr>().copied();
-    let method = request.method().as_str();
+    // The HTTP conventions: a method outside the known set is `_OTHER` (the caller's spelling,
+    // bounded, in `http.request.method_original`).
+    let (method, original) = match *request.method() {
+        Method::GET
+        | Method::POST
+        | Method::DELETE
+        | Method::OPTIONS
+        | Method::HEAD
+        | Method::PUT
+        | Method::PATCH => (request.method().as_str(), None),
+        _ => (
+            "_OTHER",
+            Some(CallerText::new(request.method().as_str()).to_string()),
+        ),
+    };
+    // `Host` is one the server answers for (checked before this span), as `name[:port]`.
+    let authority = host.parse::<http::uri::Authority>().ok();
+    let server_address = authority
+        .as_ref()
+        .map_or(host, |a| a.host())
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let server_port = authority.as_ref().and_then(|a| a.port_u16()).map(i64::from);
     let span = tracing::info_span!(
         target: TARGET,
         "http.server",
-        otel.name = %format_args!("{method} /mcp"),
+        otel.name = %format_args!("{} /mcp", if method == "_OTHER" { "HTTP" } else { method }),
         otel.kind = "server",
         otel.status_code = Empty,
         http.request.method = method,
+        http.request.method_original = original,
         http.route = "/mcp",
         http.response.status_code = Empty,
         url.scheme = "http",
         url.path = request.uri().path(),
         network.protocol.name = "http",
         network.protocol.version = protocol_version(request.version()),
-        server.address = host,
+        server.address = server_address,
+        server.port = server_port,
         client.address = client.map(|c| c.ip().to_string()),
         client.port = client.filter(|c| c.forwarded_for.is_none()).map(|c| i64::from(c.peer.port())),
         error.type = Empty,
@@ -132,7 +162,15 @@ pub(crate) fn record_status(span: &Span, status: http::StatusCode) {
 /// The MCP server span of one JSON-RPC request over HTTP (`envelope`, its `headers`): named
 /// `{mcp.method.name} {target}`, its parent the request's `_meta` trace context when present
 /// (linked to the current span, the HTTP one), else the current span.
-pub(crate) fn mcp_server_span(envelope: &Envelope<'_>, headers: &HeaderMap, version: Version) -> Span {
+///
+/// `tool`: the tool the transport judged the call by (the `Mcp-Name` header at 2026-07-28),
+/// which names the span rather than the body's (rmcp refuses a request where they differ).
+pub(crate) fn mcp_server_span(
+    envelope: &Envelope<'_>,
+    tool: Option<&str>,
+    headers: &HeaderMap,
+    version: Version,
+) -> Span {
     let method = envelope.method.as_deref().unwrap_or("");
     let session = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
     let protocol = envelope
@@ -145,7 +183,7 @@ pub(crate) fn mcp_server_span(envelope: &Envelope<'_>, headers: &HeaderMap, vers
     let span = mcp_span(
         method,
         envelope.id.as_ref(),
-        envelope.name(),
+        tool.or(envelope.name()),
         envelope.uri(),
         protocol,
         session,
@@ -195,19 +233,29 @@ fn mcp_span(
     if !telemetry::enabled() {
         return Span::none();
     }
+    // Everything here comes from the caller (authenticated over HTTP, the host's user over
+    // stdio): names must look like names to reach the span name, and every value is bounded.
+    let method = if is_method_name(method) { method } else { "_OTHER" };
+    let name = name.filter(|n| is_tool_name(n));
     let tool = (method == "tools/call").then_some(name).flatten();
     let prompt = (method == "prompts/get").then_some(name).flatten();
-    // `{mcp.method.name} {target}`: the tool or prompt; the resource URI only on opt-in.
+    // `{mcp.method.name} {target}`: the tool or prompt (never the resource URI).
     let span_name = match tool.or(prompt) {
         Some(target) => format!("{method} {target}"),
         None => method.to_owned(),
     };
     let request_id = id.and_then(|id| match id {
-        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::String(s) => Some(CallerText::new(s).to_string()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
-    let resource = method.starts_with("resources/").then_some(uri).flatten();
+    let resource = method
+        .starts_with("resources/")
+        .then_some(uri)
+        .flatten()
+        .map(|uri| CallerText::new(uri).to_string());
+    let protocol = protocol.filter(|p| is_protocol_version(p));
+    let session = session.map(|s| CallerText::new(s).to_string());
     tracing::info_span!(
         target: TARGET,
         "mcp.server",
@@ -231,10 +279,36 @@ fn mcp_span(
     )
 }
 
+/// The span of a tool's run (`execute_tool {gen_ai.tool.name}`, kind internal) under `parent`
+/// (the request's MCP span, which may live on another task); disabled when `parent` is. A name
+/// that is not a tool name as the MCP specification allows them gives `execute_tool` alone.
+pub fn execute_tool_span(parent: &Span, name: &str) -> Span {
+    if parent.is_disabled() {
+        return Span::none();
+    }
+    let name = is_tool_name(name).then_some(name);
+    let span_name = match name {
+        Some(name) => format!("execute_tool {name}"),
+        None => "execute_tool".to_owned(),
+    };
+    tracing::info_span!(
+        target: TARGET,
+        parent: parent,
+        "execute_tool",
+        otel.name = span_name,
+        otel.kind = "internal",
+        otel.status_code = Empty,
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = name,
+        error.type = Empty,
+    )
+}
+
 /// Marks an MCP span failed: `error_type` is the JSON-RPC error code as text, `tool_error` for
 /// a tool's own error, or a refusal's code (`insufficient_scope`, `rate_limited`); `code` the
-/// JSON-RPC error code, when there is one.
-pub fn record_mcp_error(span: &Span, error_type: &str, code: Option<i32>, message: &str) {
+/// JSON-RPC error code, when there is one. The status message is a fixed text per kind: an
+/// error's own message can repeat what the caller sent.
+pub fn record_mcp_error(span: &Span, error_type: &str, code: Option<i32>) {
     if span.is_disabled() {
         return;
     }
@@ -243,7 +317,50 @@ pub fn record_mcp_error(span: &Span, error_type: &str, code: Option<i32>, messag
         span.record("rpc.response.status_code", code.to_string());
     }
     span.record("otel.status_code", "ERROR");
+    let message = match (error_type, code) {
+        ("tool_error", _) => "the tool answered with an error",
+        ("insufficient_scope", _) => "the token lacks what the call requires",
+        ("rate_limited", _) => "over a rate limit",
+        (_, Some(-32700)) => "parse error",
+        (_, Some(-32600)) => "invalid request",
+        (_, Some(-32601)) => "method not found",
+        (_, Some(-32602)) => "invalid params",
+        (_, Some(-32603)) => "internal error",
+        _ => "error",
+    };
     span.record("otel.status_message", message);
+}
+
+/// A JSON-RPC method name as MCP writes them (`tools/call`, `notifications/initialized`):
+/// lower-camel words separated by `/`, at most 64 characters.
+fn is_method_name(method: &str) -> bool {
+    !method.is_empty()
+        && method.len() <= 64
+        && method.split('/').all(|word| {
+            word.starts_with(|c: char| c.is_ascii_lowercase())
+                && word.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
+/// A tool or prompt name as the MCP specification allows them (SEP-986): 1 to 128 of
+/// `A-Z a-z 0-9 _ - .`.
+fn is_tool_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A protocol version: an ISO date (`2026-07-28`).
+fn is_protocol_version(version: &str) -> bool {
+    version.len() == 10
+        && version.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 #[cfg(test)]
@@ -269,6 +386,28 @@ mod tests {
         for body in [&br#"[{"method":"ping"}]"#[..], b"not json", b""] {
             let envelope = Envelope::parse(body);
             assert!(envelope.method.is_none() && envelope.params.is_none());
+        }
+    }
+
+    #[test]
+    fn only_names_that_look_like_names_reach_a_span_name() {
+        // (text, a method name, a tool name, a protocol version)
+        let long = "a".repeat(129);
+        let rows: [(&str, bool, bool, bool); 9] = [
+            ("tools/call", true, false, false),
+            ("notifications/initialized", true, false, false),
+            ("roll_dice", false, true, false),
+            ("get.weather-v2", false, true, false),
+            ("2026-07-28", false, true, true),
+            ("Tools/Call", false, false, false),
+            ("tools call", false, false, false),
+            ("", false, false, false),
+            (&long, false, false, false),
+        ];
+        for (text, method, tool, version) in rows {
+            assert_eq!(is_method_name(text), method, "method {text:?}");
+            assert_eq!(is_tool_name(text), tool, "tool {text:?}");
+            assert_eq!(is_protocol_version(text), version, "version {text:?}");
         }
     }
 }

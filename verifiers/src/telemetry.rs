@@ -73,6 +73,9 @@ pub fn extract(carrier: &dyn Extractor) -> Option<Context> {
 /// Writes the current span's trace context into `headers` (a downstream request), so the
 /// called service continues the trace. Nothing when spans are not exported.
 pub fn inject_current(headers: &mut HeaderMap) {
+    if !enabled() {
+        return;
+    }
     let span = tracing::Span::current();
     if span.is_disabled() {
         return;

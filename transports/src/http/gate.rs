@@ -165,7 +165,7 @@ where
                     None => admit(),
                 }?;
                 if let Some(span) = span {
-                    record_mcp_error(span, "rate_limited", None, "over the tool's rate_limit");
+                    record_mcp_error(span, "rate_limited", None);
                 }
                 return Some(response);
             }
@@ -193,12 +193,7 @@ where
             "tool call refused"
         );
         if let Some(span) = span {
-            record_mcp_error(
-                span,
-                "insufficient_scope",
-                None,
-                "the token lacks what the tool requires",
-            );
+            record_mcp_error(span, "insufficient_scope", None);
         }
         Some(tool_refusal_response(&refusal, challenge))
     };
@@ -250,7 +245,14 @@ where
             ));
         }
     };
-    let span = traced.then(|| mcp_server_span(&Envelope::parse(&bytes), &parts.headers, parts.version));
+    // One JSON-RPC request or notification: its span. A batch or a response: none.
+    let span = traced
+        .then(|| Envelope::parse(&bytes))
+        .filter(Envelope::is_message)
+        .map(|envelope| {
+            let judged = by_headers.as_ref().and_then(|tool| tool.as_deref());
+            mcp_server_span(&envelope, judged, &parts.headers, parts.version)
+        });
     if let (Some(span), Some(identity)) = (&span, identity) {
         verifiers::telemetry::record_caller(span, identity);
     }

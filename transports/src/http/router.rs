@@ -196,6 +196,7 @@ where
                 origin = %CallerText::new(&String::from_utf8_lossy(origin.as_bytes())),
                 "refused a request from an origin that is not allowed"
             );
+            crate::trace::record_status(&span, StatusCode::FORBIDDEN);
             return text(
                 StatusCode::FORBIDDEN,
                 "Forbidden: Origin not allowed (see ALLOWED_ORIGINS)",
@@ -203,19 +204,17 @@ where
         }
     }
     let method = request.method().clone();
-    let mut response = if method == Method::OPTIONS {
-        preflight()
+    let answered = if method == Method::OPTIONS {
+        Ok(preflight())
+    } else if span.is_disabled() {
+        app.mcp.clone().oneshot(request).await
     } else {
-        match app.mcp.clone().oneshot(request).instrument(span.clone()).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        app.mcp.clone().oneshot(request).instrument(span.clone()).await
     };
-    crate::trace::record_status(&span, response.status());
-    if !span.is_disabled() {
-        // The span ends with the answer's body (a stream's last event), not its headers.
-        response = response.map(|body| with_guard(body, span));
-    }
+    let mut response = match answered {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     if method == Method::GET && response.status().is_success() {
         response = response.map(|body| until(body, app.draining.clone()));
     }
@@ -226,6 +225,11 @@ where
     }
     if let Some(origin) = origin {
         allow_origin(response.headers_mut(), origin);
+    }
+    if !span.is_disabled() {
+        crate::trace::record_status(&span, response.status());
+        // The span ends with the answer's body (a stream's last event), not its headers.
+        response = response.map(|body| with_guard(body, span));
     }
     response
 }

@@ -53,16 +53,9 @@ impl<H: ServerHandler> Service<RoleServer> for Authenticated<H> {
             &context.meta,
         );
         context.extensions.insert(McpSpan(span.clone()));
-        let result = self.handle(request, context).instrument(span.clone()).await;
-        if let Err(error) = &result {
-            crate::trace::record_mcp_error(
-                &span,
-                &error.code.0.to_string(),
-                Some(error.code.0),
-                &error.message,
-            );
-        }
-        result
+        // Errors are recorded where they are decided: the caller's token below, a tool's in the
+        // server's handler (recording twice would give the span two error types).
+        self.handle(request, context).instrument(span).await
     }
 
     async fn handle_notification(
@@ -102,7 +95,15 @@ impl<H: ServerHandler> Authenticated<H> {
                     context.extensions.insert(identity);
                     context.extensions.insert(token);
                 }
-                Err(error) => return Err(McpError::invalid_request(error.to_string(), None)),
+                Err(error) => {
+                    let error = McpError::invalid_request(error.to_string(), None);
+                    crate::trace::record_mcp_error(
+                        &tracing::Span::current(),
+                        "invalid_token",
+                        Some(error.code.0),
+                    );
+                    return Err(error);
+                }
             }
         }
         Service::handle_request(&self.inner, request, context).await

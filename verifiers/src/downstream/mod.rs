@@ -201,7 +201,7 @@ impl OnBehalfOf {
                 .await;
             telemetry::record_http_status(
                 &span,
-                sent.as_ref().map(|r| r.status().as_u16()).map_err(|_| "connect"),
+                sent.as_ref().map(|r| r.status().as_u16()).map_err(error_type),
             );
             let response = sent.map_err(|source| DownstreamError::Unreachable {
                 what: "the downstream API",
@@ -285,11 +285,15 @@ impl OnBehalfOf {
         let mut cached = slot.lock().await;
         if let Some(c) = cached.as_ref() {
             if Instant::now() < c.use_until {
-                tracing::Span::current().record("entra.obo.cache_hit", true);
+                if telemetry::enabled() {
+                    tracing::Span::current().record("entra.obo.cache_hit", true);
+                }
                 return Ok(c.token.clone());
             }
         }
-        tracing::Span::current().record("entra.obo.cache_hit", false);
+        if telemetry::enabled() {
+            tracing::Span::current().record("entra.obo.cache_hit", false);
+        }
         let (fresh, lifetime) = self.exchange(key, token).await?;
         let keep = lifetime.saturating_sub(self.inner.refresh_margin);
         *cached = Some(Cached {
@@ -330,9 +334,10 @@ impl OnBehalfOf {
         ];
         fields.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
         let started = std::time::Instant::now();
-        let span = Url::parse(&endpoint)
-            .map(|u| telemetry::http_client_span("POST", &u))
-            .unwrap_or_else(|_| tracing::Span::none());
+        let span = match telemetry::enabled().then(|| Url::parse(&endpoint).ok()).flatten() {
+            Some(url) => telemetry::http_client_span("POST", &url),
+            None => tracing::Span::none(),
+        };
         let sent = inner
             .http
             .post(&endpoint)
@@ -343,7 +348,7 @@ impl OnBehalfOf {
             .await;
         telemetry::record_http_status(
             &span,
-            sent.as_ref().map(|r| r.status().as_u16()).map_err(|_| "connect"),
+            sent.as_ref().map(|r| r.status().as_u16()).map_err(error_type),
         );
         let response = sent.map_err(|source| DownstreamError::Unreachable {
             what: "Entra's token endpoint",
@@ -424,6 +429,15 @@ fn printable(text: &str, max: usize) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(max)
         .collect()
+}
+
+/// `error.type` of a request that got no answer: `timeout` or `connect`.
+fn error_type(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else {
+        "connect"
+    }
 }
 
 #[cfg(test)]

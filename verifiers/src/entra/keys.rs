@@ -230,9 +230,10 @@ impl KeyStore {
                 url: crate::CallerText::new(url).to_string(),
             });
         }
-        let span = url::Url::parse(url)
-            .map(|u| telemetry::http_client_span("GET", &u))
-            .unwrap_or_else(|_| tracing::Span::none());
+        let span = match telemetry::enabled().then(|| url::Url::parse(url).ok()).flatten() {
+            Some(parsed) => telemetry::http_client_span("GET", &parsed),
+            None => tracing::Span::none(),
+        };
         let response = match self.http.get(url).send().instrument(span.clone()).await {
             Ok(response) => response,
             Err(error) => {
