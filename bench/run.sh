@@ -124,7 +124,8 @@ peer_legacy=$(load "$url" legacy); echo "$peer_legacy"
 kill "$pid"
 
 echo "== memory"
-start_ours ours-memory
+# One principal holds every session here: its shares are lifted (they would close the oldest).
+start_ours ours-memory MAX_SESSIONS_PER_PRINCIPAL=20000 MAX_STREAMS_PER_PRINCIPAL=20000
 sleep 1; rss_idle=$(rss_kb "$pid")
 "$LOADGEN" sessions --url "$url" --token "$token" --count 1000 --hold 600 >"$work/s1000.out" &
 holder=$!; pids+=($holder)

@@ -40,51 +40,72 @@ pub fn init(
     traces: Option<TraceSettings>,
 ) -> Result<Option<Traces>, TelemetryError> {
     let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // Spans meant for the trace exporter never reach the log, whatever RUST_LOG says.
+    let Some(settings) = traces else {
+        // Without an exporter, one global filter: cheaper per event than per-layer filters. The
+        // spans meant for an exporter stay out of the log whatever RUST_LOG says.
+        let filter = match format!("{TARGET}=off").parse() {
+            Ok(off) => env_filter.add_directive(off),
+            Err(_) => env_filter,
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false);
+        // A second init (tests) is harmless: keep the first subscriber.
+        let _ = match format {
+            LogFormat::Human => builder.fmt_fields(escaping_fields()).try_init(),
+            // JSON lines name their target, so a log pipeline can route the audit trail
+            // (`"target":"audit"`) apart from the rest.
+            LogFormat::Json => builder
+                .with_target(true)
+                .json()
+                .flatten_event(true)
+                .with_writer(|| SeparatorEscaping(std::io::stderr()))
+                .try_init(),
+        };
+        return Ok(None);
+    };
+    // With an exporter, each layer behind its own filter: the log never shows the exporter's
+    // spans, the exporter sees nothing else.
     let filter = env_filter.and(filter_fn(|metadata| metadata.target() != TARGET));
     match format {
-        LogFormat::Human => with_log(
+        LogFormat::Human => with_exporter(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
                 .fmt_fields(escaping_fields())
                 .with_filter(filter),
-            traces,
+            settings,
         ),
-        // JSON lines name their target, so a log pipeline can route the audit trail
-        // (`"target":"audit"`) apart from the rest.
-        LogFormat::Json => with_log(
+        LogFormat::Json => with_exporter(
             tracing_subscriber::fmt::layer()
                 .with_target(true)
                 .json()
                 .flatten_event(true)
                 .with_writer(|| SeparatorEscaping(std::io::stderr()))
                 .with_filter(filter),
-            traces,
+            settings,
         ),
     }
 }
 
-/// Installs `log` and, when `traces`, the exporter's layer, each behind its own filter: the log
-/// never shows the exporter's spans, the exporter sees nothing else.
+/// Installs `log` and the exporter's layer, which sees only the spans of [`TARGET`].
 ///
 /// Per-layer filters keep their verdict on the event being dispatched in a thread-local: code
 /// that runs while an event's fields are evaluated must not ask `tracing` whether something else
 /// is enabled (see `transports::audit`, which computes its trace id before the event).
-fn with_log<L>(log: L, traces: Option<TraceSettings>) -> Result<Option<Traces>, TelemetryError>
+fn with_exporter<L>(log: L, settings: TraceSettings) -> Result<Option<Traces>, TelemetryError>
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
 {
-    let registry = tracing_subscriber::registry().with(log);
-    // A second init (tests) is harmless: keep the first subscriber.
-    let Some(settings) = traces else {
-        let _ = registry.try_init();
-        return Ok(None);
-    };
     let (pipeline, layer) = telemetry::install(settings)?;
     let only_ours = filter_fn(|metadata| metadata.target() == TARGET);
-    let _ = registry.with(layer.with_filter(only_ours)).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(layer.with_filter(only_ours))
+        .try_init();
     Ok(Some(pipeline))
 }
 

@@ -83,7 +83,11 @@ impl ServerHandler for EntraMcpServer {
         let started = std::time::Instant::now();
         let who = shared_caller(&context)?.clone();
         let client = client_addr(&context);
-        let span = mcp_span(&context).unwrap_or_else(Span::none);
+        let span = if verifiers::telemetry::enabled() {
+            mcp_span(&context).unwrap_or_else(Span::none)
+        } else {
+            Span::none()
+        };
         // Refused before the tool runs: the same gate the HTTP layer asks for its 403.
         if let Err(denied) = self.access().check(&request.name, &who) {
             denied.log();
@@ -134,9 +138,13 @@ impl ServerHandler for EntraMcpServer {
         // The tool's own span, under the MCP span (set explicitly: rmcp may run this on another
         // task); on-behalf-of exchanges and downstream calls hang under it.
         let tool_span = execute_tool_span(&span, &name);
-        let call = shared_router()
-            .call(ToolCallContext::new(self, request, context))
-            .instrument(tool_span.clone());
+        let call = shared_router().call(ToolCallContext::new(self, request, context));
+        // Instrumented only when traced: the wrapper costs a little on every poll.
+        let call = if tool_span.is_disabled() {
+            futures::future::Either::Left(call)
+        } else {
+            futures::future::Either::Right(call.instrument(tool_span.clone()))
+        };
         // Tools must not panic (clippy denies unwrap/expect/panic), but if one ever does, the
         // caller gets an error instead of a request that never ends.
         let result = match AssertUnwindSafe(call).catch_unwind().await {

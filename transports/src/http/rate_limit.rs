@@ -3,9 +3,10 @@
 //!
 //! Each limit is a token bucket (GCRA, from the `governor` crate): `N/s` lets a key send `N`
 //! requests at once and refills at `N` a second. Keys are bounded: once a limiter tracks
-//! `RATE_LIMIT_MAX_TRACKED` keys, every further key shares one overflow bucket until keys whose
-//! bucket has refilled are forgotten, so a caller with many addresses (or many tokens) cannot
-//! grow the server's memory. The client address is the TCP peer's, or, when the peer is one of
+//! `RATE_LIMIT_MAX_TRACKED` keys, a further key is limited by its coarse key (an address's /24 or
+//! /48, a caller's tenant), as many of those, then one last bucket, until keys whose bucket has
+//! refilled are forgotten; so a caller with many addresses (or many tokens) cannot grow the
+//! server's memory, and holds back its own neighbourhood first. The client address is the TCP peer's, or, when the peer is one of
 //! `TRUSTED_PROXIES`, the address the proxies say they forwarded for (the first address from the
 //! right that is not a trusted proxy, as RFC 7239 §5.2 and MDN's X-Forwarded-For notes advise).
 //! IPv6 addresses are limited per /64, the block one host usually holds.
