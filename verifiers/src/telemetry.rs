@@ -121,6 +121,40 @@ pub fn record_caller(span: &tracing::Span, caller: &crate::Identity) {
     }
 }
 
+/// Sends `request` (a `method` call to `url`) inside an HTTP client span that records the
+/// answer's status, or the kind of failure; with `inject`, the span's trace context travels in the
+/// request's `traceparent` (a downstream API continues the trace; Entra's endpoints are not
+/// told). Without exported spans, just sends it.
+///
+/// # Errors
+/// As [`reqwest::RequestBuilder::send`].
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    method: &'static str,
+    url: &str,
+    inject: bool,
+) -> Result<reqwest::Response, reqwest::Error> {
+    use tracing::Instrument as _;
+    let Some(url) = enabled().then(|| url::Url::parse(url).ok()).flatten() else {
+        return request.send().await;
+    };
+    let span = http_client_span(method, &url);
+    let mut request = request;
+    if inject {
+        let mut headers = HeaderMap::new();
+        span.in_scope(|| inject_current(&mut headers));
+        request = request.headers(headers);
+    }
+    let sent = request.send().instrument(span.clone()).await;
+    let outcome = match &sent {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(error) if error.is_timeout() => Err("timeout"),
+        Err(_) => Err("connect"),
+    };
+    record_http_status(&span, outcome);
+    sent
+}
+
 /// An HTTP client span (OpenTelemetry HTTP conventions: named after the method, kind `client`)
 /// for a call to `url`; disabled when spans are not exported. Record the answer with
 /// [`record_http_status`].

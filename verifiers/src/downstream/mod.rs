@@ -186,23 +186,13 @@ impl OnBehalfOf {
         loop {
             let downstream = self.token(&key, token).await?;
             // The call continues the caller's trace: its span's context goes in `traceparent`.
-            let span = telemetry::http_client_span("GET", &url);
-            let mut headers = ::http::HeaderMap::new();
-            span.in_scope(|| telemetry::inject_current(&mut headers));
-            let sent = self
+            let request = self
                 .inner
                 .http
                 .get(url.clone())
                 .bearer_auth(&*downstream)
-                .header("accept", "application/json")
-                .headers(headers)
-                .send()
-                .instrument(span.clone())
-                .await;
-            telemetry::record_http_status(
-                &span,
-                sent.as_ref().map(|r| r.status().as_u16()).map_err(error_type),
-            );
+                .header("accept", "application/json");
+            let sent = telemetry::send(request, "GET", url.as_str(), true).await;
             let response = sent.map_err(|source| DownstreamError::Unreachable {
                 what: "the downstream API",
                 source,
@@ -334,22 +324,12 @@ impl OnBehalfOf {
         ];
         fields.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
         let started = std::time::Instant::now();
-        let span = match telemetry::enabled().then(|| Url::parse(&endpoint).ok()).flatten() {
-            Some(url) => telemetry::http_client_span("POST", &url),
-            None => tracing::Span::none(),
-        };
-        let sent = inner
+        let request = inner
             .http
             .post(&endpoint)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&fields))
-            .send()
-            .instrument(span.clone())
-            .await;
-        telemetry::record_http_status(
-            &span,
-            sent.as_ref().map(|r| r.status().as_u16()).map_err(error_type),
-        );
+            .body(form(&fields));
+        let sent = telemetry::send(request, "POST", &endpoint, false).await;
         let response = sent.map_err(|source| DownstreamError::Unreachable {
             what: "Entra's token endpoint",
             source,
@@ -429,15 +409,6 @@ fn printable(text: &str, max: usize) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(max)
         .collect()
-}
-
-/// `error.type` of a request that got no answer: `timeout` or `connect`.
-fn error_type(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timeout"
-    } else {
-        "connect"
-    }
 }
 
 #[cfg(test)]

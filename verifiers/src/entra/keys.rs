@@ -19,7 +19,6 @@ use tokio::time::Instant;
 
 use crate::net::{is_secure_transport, read_limited, ReadError};
 use crate::telemetry;
-use tracing::Instrument as _;
 
 /// Smallest RSA modulus we accept (bits).
 const MIN_RSA_BITS: usize = 2048;
@@ -230,21 +229,9 @@ impl KeyStore {
                 url: crate::CallerText::new(url).to_string(),
             });
         }
-        let span = match telemetry::enabled().then(|| url::Url::parse(url).ok()).flatten() {
-            Some(parsed) => telemetry::http_client_span("GET", &parsed),
-            None => tracing::Span::none(),
-        };
-        let response = match self.http.get(url).send().instrument(span.clone()).await {
-            Ok(response) => response,
-            Err(error) => {
-                telemetry::record_http_status(
-                    &span,
-                    Err(if error.is_timeout() { "timeout" } else { "connect" }),
-                );
-                return Err(http_err(error));
-            }
-        };
-        telemetry::record_http_status(&span, Ok(response.status().as_u16()));
+        let response = telemetry::send(self.http.get(url), "GET", url, false)
+            .await
+            .map_err(http_err)?;
         if !response.status().is_success() {
             return Err(FetchError::Status {
                 url: url.to_owned(),
