@@ -154,24 +154,19 @@ where
     }
     let challenge = layer.challenges.for_host(request_host(&request));
     let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
-    // The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent.
-    let refuse = |name: &str, span: Option<&Span>| {
+    // The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent;
+    // recorded on `span` (the MCP span, or a disabled one, on which recording does nothing).
+    let refuse = |name: &str, span: &Span| {
         let (gate, identity) = (layer.gate.as_ref()?, identity?);
         let refusal = match gate.check_tool(name, identity) {
             Ok(()) => {
-                let admit = || admit(gate.as_ref(), name, identity, client);
-                let response = match span {
-                    Some(span) => span.in_scope(admit),
-                    None => admit(),
-                }?;
-                if let Some(span) = span {
-                    record_mcp_error(span, "rate_limited", None);
-                }
+                let response = span.in_scope(|| admit(gate.as_ref(), name, identity, client))?;
+                record_mcp_error(span, "rate_limited", None);
                 return Some(response);
             }
             Err(refusal) => refusal,
         };
-        let audit = || {
+        span.in_scope(|| {
             crate::audit::tool_call(
                 identity,
                 name,
@@ -179,11 +174,7 @@ where
                 std::time::Duration::ZERO,
                 client,
             )
-        };
-        match span {
-            Some(span) => span.in_scope(audit),
-            None => audit(),
-        }
+        });
         metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
         // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
         tracing::info!(
@@ -192,9 +183,7 @@ where
             reason = %refusal.error,
             "tool call refused"
         );
-        if let Some(span) = span {
-            record_mcp_error(span, "insufficient_scope", None);
-        }
+        record_mcp_error(span, "insufficient_scope", None);
         Some(tool_refusal_response(&refusal, challenge))
     };
     // 2026-07-28: the method and the tool are in headers, read as the protocol defines them
@@ -227,7 +216,7 @@ where
     if !peek {
         let mut request = request.map(Either::Left);
         if let Some(Some(name)) = by_headers {
-            if let Some(response) = refuse(&name, None) {
+            if let Some(response) = refuse(&name, &Span::none()) {
                 return Err(response);
             }
             request.extensions_mut().insert(ToolCallAdmitted(Arc::from(name)));
@@ -262,7 +251,8 @@ where
         None => single_tool_call(&bytes),
     };
     if let Some(name) = tool {
-        if let Some(response) = refuse(&name, span.as_ref()) {
+        let disabled = Span::none();
+        if let Some(response) = refuse(&name, span.as_ref().unwrap_or(&disabled)) {
             return Err(response);
         }
         request
