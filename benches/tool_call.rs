@@ -56,7 +56,7 @@ fn tool_check(c: &mut Criterion) {
         ToolOverride {
             scopes: Some(vec!["Dice.Roll".into()]),
             app_roles: Some(vec!["Dice.Roll.All".into()]),
-            rate_limit: None,
+            ..ToolOverride::default()
         },
     );
     let access = ToolAccess::new(
@@ -68,11 +68,21 @@ fn tool_check(c: &mut Criterion) {
     let user = Identity::builder("oid", "tid")
         .scopes(["openid", "access_as_user", "Dice.Roll"])
         .build();
+    // Without groups the check never waits: polled once, it is ready.
+    use futures::FutureExt as _;
     c.bench_function("ToolAccess::check roll_dice (configured scope, allowed)", |b| {
-        b.iter(|| access.check(std::hint::black_box("roll_dice"), &user))
+        b.iter(|| {
+            access
+                .check(std::hint::black_box("roll_dice"), &user, None)
+                .now_or_never()
+        })
     });
     c.bench_function("ToolAccess::check whoami (declared floor, allowed)", |b| {
-        b.iter(|| access.check(std::hint::black_box("whoami"), &user))
+        b.iter(|| {
+            access
+                .check(std::hint::black_box("whoami"), &user, None)
+                .now_or_never()
+        })
     });
 }
 

@@ -16,18 +16,23 @@
 //! App-only callers are told the app role and `<identifier-uri>/.default`, never a delegated
 //! scope.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
 use rmcp::model::{ErrorCode, ErrorData as McpError};
 use serde_json::json;
 use thiserror::Error;
 use transports::http::{KeyedLimiter, Principal, Rate, RateLimited};
 use transports::{ToolGate, ToolRefusal};
+use verifiers::{
+    check_auth_context, is_auth_context_id, is_guid, AccessToken, ApplicationIdUri, AuthError, Forbidden,
+    GroupMembership, Identity, Implications, Requirement, ScopeProblem,
+};
 
 /// Callers each tool's rate limit tracks unless [`ToolAccess::with_rate_limit_max_tracked`]
 /// says otherwise (the default of `RATE_LIMIT_MAX_TRACKED`).
 const DEFAULT_MAX_TRACKED: usize = 100_000;
-use verifiers::{ApplicationIdUri, AuthError, Identity, Requirement, ScopeProblem};
 
 pub use crate::config::ToolOverride;
 
@@ -38,10 +43,13 @@ pub use crate::config::ToolOverride;
 /// [tools.roll_dice]
 /// scopes = ["Dice.Roll"]          # a user's token needs every one of these in `scp`
 /// app_roles = ["Dice.Roll.All"]   # an app-only token needs every one of these in `roles`
+/// groups = ["<group object id>"]  # a user must be in one of these (any-of)
+/// auth_context = "c1"             # a Conditional Access authentication context (step-up)
 /// rate_limit = "10/min"           # calls one caller (tid, oid) may make, over HTTP
 /// ```
 ///
-/// A table with only `rate_limit` keeps the tool's declared requirement.
+/// A table without `scopes` and `app_roles` keeps the tool's declared requirement and adds the
+/// rest to it.
 ///
 /// Names are short, as under the app registration's "Expose an API" (scopes) and "App roles".
 /// A key left out refuses that kind of caller: without `app_roles` the tool is delegated-only,
@@ -61,9 +69,29 @@ pub enum ToolConfigError {
         /// The server's tools, comma-separated.
         known: String,
     },
-    /// The table sets neither `scopes` nor `app_roles` nor `rate_limit`.
-    #[error("[tools.{0}] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or rate_limit = \"10/min\", or remove the table")]
+    /// The table sets nothing.
+    #[error("[tools.{0}] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), groups = [\"<group object id>\"], auth_context = \"c1\" or rate_limit = \"10/min\", or remove the table")]
     Empty(String),
+    /// `groups` holds something other than a group object id.
+    #[error("[tools.{name}] groups holds {value:?}; use group object ids (GUIDs, from the group's Overview page in the Entra admin center)")]
+    BadGroup {
+        /// The table's tool name (or `AZURE_REQUIRED_GROUPS`).
+        name: String,
+        /// The offending entry.
+        value: String,
+    },
+    /// `auth_context` is not `c1` … `c99`.
+    #[error("[tools.{name}] auth_context is {value:?}; expected an authentication context id c1 … c99 (Entra admin center, Conditional Access, Authentication contexts)")]
+    BadAuthContext {
+        /// The table's tool name.
+        name: String,
+        /// As written.
+        value: String,
+    },
+    /// An `[implies]` entry implies a name that no tool, no server-wide setting and no other
+    /// entry uses: a typo, or a rule with no effect.
+    #[error("[implies] implies {0:?}, which no tool, AZURE_REQUIRED_SCOPES, AZURE_REQUIRED_APP_ROLES or other entry requires; correct the name or remove it")]
+    UnusedImplication(String),
     /// `rate_limit` is not a rate.
     #[error("[tools.{name}] rate_limit is {value:?}; expected {expected}")]
     BadRate {
@@ -99,17 +127,45 @@ pub enum ToolConfigError {
     Undeclared(String),
 }
 
+/// What one tool asks of a caller beyond the server-wide floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ToolRule {
+    /// Scopes for users, app roles for applications.
+    requirement: Requirement,
+    /// Group object ids, any-of; users only (an application's own groups are not checked).
+    groups: Option<BTreeSet<String>>,
+    /// A Conditional Access authentication context (`c1` … `c99`) the token must show in `acrs`.
+    auth_context: Option<String>,
+}
+
+impl ToolRule {
+    fn declared(requirement: Requirement) -> Self {
+        ToolRule {
+            requirement,
+            groups: None,
+            auth_context: None,
+        }
+    }
+}
+
 /// Every tool's requirement, and what a refused caller should request.
 #[derive(Debug)]
 pub struct ToolAccess {
     /// By tool name; a handful of entries.
-    tools: BTreeMap<String, Requirement>,
-    /// The server-wide scopes as full URIs (`api://…/access_as_user`).
-    floor_scope_uris: Vec<String>,
+    tools: BTreeMap<String, ToolRule>,
+    /// The server-wide scopes, short names.
+    floor_scopes: Vec<String>,
     /// The Application ID URI.
     identifier_uri: ApplicationIdUri,
     /// The tools with a `rate_limit`, by name: one bucket per caller (`tid`, `oid`).
     limits: BTreeMap<String, KeyedLimiter<Principal>>,
+    /// `[implies]`: which scopes and roles grant others.
+    implications: Implications,
+    /// `AZURE_REQUIRED_GROUPS`: a user must be in one of these for every tool.
+    floor_groups: Option<BTreeSet<String>>,
+    /// How group membership is found (the token, or Microsoft Graph on overage); set once the
+    /// server's credential is ready ([`ToolAccess::set_group_membership`]). Unset: the token only.
+    membership: OnceLock<Arc<GroupMembership>>,
 }
 
 impl ToolAccess {
@@ -127,7 +183,10 @@ impl ToolAccess {
         floor_scopes: &[String],
         overrides: &ToolOverrides,
     ) -> Result<ToolAccess, ToolConfigError> {
-        let declared: BTreeMap<String, Requirement> = declared.into_iter().collect();
+        let declared: BTreeMap<String, ToolRule> = declared
+            .into_iter()
+            .map(|(name, requirement)| (name, ToolRule::declared(requirement)))
+            .collect();
         if let Some(undeclared) = tools.into_iter().find(|tool| !declared.contains_key(tool)) {
             return Err(ToolConfigError::Undeclared(undeclared));
         }
@@ -155,18 +214,96 @@ impl ToolAccess {
                         KeyedLimiter::new("tool", rate, DEFAULT_MAX_TRACKED, Principal::tenant),
                     );
                 }
-                if table.scopes.is_none() && table.app_roles.is_none() {
-                    continue;
-                }
             }
-            *slot = requirement(table, name)?;
+            if let Some(groups) = &table.groups {
+                slot.groups = Some(checked_groups(name, groups)?);
+            }
+            if let Some(context) = &table.auth_context {
+                if !is_auth_context_id(context) {
+                    return Err(ToolConfigError::BadAuthContext {
+                        name: name.clone(),
+                        value: context.clone(),
+                    });
+                }
+                slot.auth_context = Some(context.clone());
+            }
+            if table.scopes.is_some() || table.app_roles.is_some() {
+                slot.requirement = requirement(table, name)?;
+            } else if table.rate_limit.is_none() && table.groups.is_none() && table.auth_context.is_none() {
+                return Err(ToolConfigError::Empty(name.clone()));
+            }
         }
         Ok(ToolAccess {
-            floor_scope_uris: floor_scopes.iter().map(|s| identifier_uri.scope(s)).collect(),
+            floor_scopes: floor_scopes.to_vec(),
             identifier_uri: identifier_uri.clone(),
             tools,
             limits,
+            implications: Implications::default(),
+            floor_groups: None,
+            membership: OnceLock::new(),
         })
+    }
+
+    /// The same, counting what `implied` says each scope and app role grants (`[implies]`) in
+    /// every check, in `tools/list` and in what a refusal asks for. `floor_roles` are
+    /// `AZURE_REQUIRED_APP_ROLES`.
+    ///
+    /// # Errors
+    /// [`ToolConfigError::UnusedImplication`] for an implied name nothing requires.
+    pub fn with_implications(
+        mut self,
+        implied: Implications,
+        floor_roles: &[String],
+    ) -> Result<Self, ToolConfigError> {
+        let mut required: BTreeSet<&str> = self.floor_scopes.iter().map(String::as_str).collect();
+        required.extend(floor_roles.iter().map(String::as_str));
+        for rule in self.tools.values() {
+            let requirement = &rule.requirement;
+            for grants in [&requirement.scopes, &requirement.app_roles]
+                .into_iter()
+                .flatten()
+            {
+                required.extend(grants.names().iter().map(String::as_str));
+            }
+        }
+        // An implied name that itself implies something is part of a chain, and so used.
+        let unused = implied
+            .implied_names()
+            .into_iter()
+            .find(|name| !required.contains(name) && !implied.implies_something(name));
+        if let Some(name) = unused {
+            return Err(ToolConfigError::UnusedImplication(name.to_owned()));
+        }
+        self.implications = implied;
+        Ok(self)
+    }
+
+    /// The same, with `AZURE_REQUIRED_GROUPS`: a user must be in one of `groups` (object ids)
+    /// to call any tool. Empty: no such floor.
+    ///
+    /// # Errors
+    /// [`ToolConfigError::BadGroup`] for an entry that is not a GUID.
+    pub fn with_required_groups(mut self, groups: &[String]) -> Result<Self, ToolConfigError> {
+        if !groups.is_empty() {
+            self.floor_groups = Some(checked_groups("AZURE_REQUIRED_GROUPS", groups)?);
+        }
+        Ok(self)
+    }
+
+    /// How group membership is found from now on; only the first call counts.
+    pub fn set_group_membership(&self, membership: GroupMembership) {
+        let _ = self.membership.set(Arc::new(membership));
+    }
+
+    /// `true` when some tool, or the server, is limited to groups.
+    pub fn uses_groups(&self) -> bool {
+        self.floor_groups.is_some() || self.tools.values().any(|rule| rule.groups.is_some())
+    }
+
+    fn membership(&self) -> Arc<GroupMembership> {
+        self.membership
+            .get_or_init(|| Arc::new(GroupMembership::token_only()))
+            .clone()
     }
 
     /// The same, with each tool's rate limit tracking at most `max` callers
@@ -195,15 +332,18 @@ impl ToolAccess {
         tools: impl IntoIterator<Item = String>,
         identifier_uri: ApplicationIdUri,
     ) -> ToolAccess {
-        let refuse_all = Requirement {
+        let refuse_all = ToolRule::declared(Requirement {
             scopes: None,
             app_roles: None,
-        };
+        });
         ToolAccess {
             tools: tools.into_iter().map(|tool| (tool, refuse_all.clone())).collect(),
-            floor_scope_uris: Vec::new(),
+            floor_scopes: Vec::new(),
             identifier_uri,
             limits: BTreeMap::new(),
+            implications: Implications::default(),
+            floor_groups: None,
+            membership: OnceLock::new(),
         }
     }
 
@@ -212,55 +352,240 @@ impl ToolAccess {
     pub fn describe(&self) -> Vec<String> {
         self.tools
             .iter()
-            .map(|(name, requirement)| match self.limits.get(name) {
-                Some(limiter) => format!("{name}: {requirement}; at most {} per caller", limiter.rate()),
-                None => format!("{name}: {requirement}"),
+            .map(|(name, rule)| {
+                let mut line = format!("{name}: {}", rule.requirement);
+                if let Some(groups) = &rule.groups {
+                    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                    line.push_str(&format!(
+                        "; users must be in one of the groups {}",
+                        groups.join(", ")
+                    ));
+                }
+                if let Some(context) = &rule.auth_context {
+                    line.push_str(&format!(
+                        "; users must satisfy the authentication context {context}"
+                    ));
+                }
+                if let Some(limiter) = self.limits.get(name) {
+                    line.push_str(&format!("; at most {} per caller", limiter.rate()));
+                }
+                line
             })
             .collect()
     }
 
-    /// The requirement of the tool `name`, if the server has it.
+    /// The requirement (scopes and app roles) of the tool `name`, if the server has it.
     pub fn requirement(&self, name: &str) -> Option<&Requirement> {
-        self.tools.get(name)
-    }
-
-    /// `true` when `identity` may call the tool `name` (and for unknown names).
-    pub fn allows(&self, name: &str, identity: &Identity) -> bool {
-        self.tools.get(name).is_none_or(|r| r.allows(identity))
+        self.tools.get(name).map(|rule| &rule.requirement)
     }
 
     /// `Ok` when `identity` may call the tool `name`, and for names the server does not have
-    /// (the MCP layer answers those); otherwise what is missing and what to request.
-    pub fn check(&self, name: &str, identity: &Identity) -> Result<(), Box<ToolDenied>> {
-        let Some(requirement) = self.tools.get(name) else {
+    /// (the MCP layer answers those); otherwise what is missing and what to request. In order:
+    /// scopes or app roles (with `[implies]`), groups (users; Microsoft Graph on overage, with
+    /// the caller's `token` when the lookup is on-behalf-of), the authentication context.
+    pub async fn check(
+        &self,
+        name: &str,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+    ) -> Result<(), Box<ToolDenied>> {
+        self.judge(name, identity, token, true).await
+    }
+
+    /// [`check`](Self::check) without the authentication context: whether the caller may see
+    /// the tool (and its resource), stepping up when calling it if it must.
+    pub async fn check_visible(
+        &self,
+        name: &str,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+    ) -> Result<(), Box<ToolDenied>> {
+        self.judge(name, identity, token, false).await
+    }
+
+    /// Of `names`, those `identity` may see in `tools/list`: as [`check_visible`](Self::check_visible),
+    /// with one group lookup for them all. A tool whose groups cannot be confirmed (Graph down)
+    /// is left out.
+    pub async fn visible<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+    ) -> BTreeSet<&'a str> {
+        let by_scope: Vec<&str> = names
+            .into_iter()
+            .filter(|name| {
+                self.tools.get(*name).is_none_or(|rule| {
+                    rule.requirement
+                        .check_implied(identity, &self.implications)
+                        .is_ok()
+                        && !(identity.app_only
+                            && rule
+                                .auth_context
+                                .as_ref()
+                                .is_some_and(|c| check_auth_context(identity, c).is_err()))
+                })
+            })
+            .collect();
+        let sets: Vec<&BTreeSet<String>> = by_scope
+            .iter()
+            .filter_map(|name| self.tools.get(*name))
+            .filter_map(|rule| rule.groups.as_ref())
+            .chain(&self.floor_groups)
+            .collect();
+        if identity.app_only || sets.is_empty() {
+            return by_scope.into_iter().collect();
+        }
+        let wanted: BTreeSet<String> = sets.iter().flat_map(|set| set.iter().cloned()).collect();
+        let member = match self.membership().member_of(identity, token, &wanted).await {
+            Ok(member) => member,
+            Err(error) => {
+                tracing::debug!(reason = %error, "tools limited to groups left out of the list");
+                BTreeSet::new()
+            }
+        };
+        let floor_ok = self
+            .floor_groups
+            .as_ref()
+            .is_none_or(|floor| !floor.is_disjoint(&member));
+        by_scope
+            .into_iter()
+            .filter(|name| {
+                let tool_ok = self
+                    .tools
+                    .get(*name)
+                    .and_then(|rule| rule.groups.as_ref())
+                    .is_none_or(|groups| !groups.is_disjoint(&member));
+                floor_ok && tool_ok
+            })
+            .collect()
+    }
+
+    async fn judge(
+        &self,
+        name: &str,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+        step_up: bool,
+    ) -> Result<(), Box<ToolDenied>> {
+        let Some(rule) = self.tools.get(name) else {
             return Ok(());
         };
-        let Err(error) = requirement.check(identity) else {
-            return Ok(());
-        };
-        let scope = if identity.app_only {
-            self.identifier_uri.default_scope()
-        } else {
-            let mut uris = self.floor_scope_uris.clone();
-            for scope in requirement.scopes.iter().flat_map(|s| s.names()) {
-                let uri = self.identifier_uri.scope(scope);
-                if !uris.contains(&uri) {
-                    uris.push(uri);
+        if let Err(error) = rule.requirement.check_implied(identity, &self.implications) {
+            return Err(self.denied(name, rule, identity, error, None));
+        }
+        // Groups are users' (an application's own groups are out of scope): an app-only caller
+        // is judged by its app roles alone.
+        if !identity.app_only {
+            let sets: Vec<&BTreeSet<String>> = [self.floor_groups.as_ref(), rule.groups.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if !sets.is_empty() {
+                let wanted: BTreeSet<String> = sets.iter().flat_map(|set| set.iter().cloned()).collect();
+                let member = self
+                    .membership()
+                    .member_of(identity, token, &wanted)
+                    .await
+                    .map_err(|error| self.denied(name, rule, identity, error, None))?;
+                if let Some(unmet) = sets.into_iter().find(|set| set.is_disjoint(&member)) {
+                    let detail = format!(
+                        "admitted groups: {}",
+                        unmet.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    );
+                    return Err(self.denied(
+                        name,
+                        rule,
+                        identity,
+                        Forbidden::NotInGroup.into(),
+                        Some(detail),
+                    ));
                 }
             }
-            uris.join(" ")
+        }
+        // A user may step up, so without `step_up` the context is not asked; an application
+        // never can, so it never sees the tool.
+        if let (true, Some(context)) = (step_up || identity.app_only, &rule.auth_context) {
+            check_auth_context(identity, context)
+                .map_err(|error| self.denied(name, rule, identity, error, None))?;
+        }
+        Ok(())
+    }
+
+    /// The refusal of `name` for `error`, naming the least the caller should request.
+    fn denied(
+        &self,
+        name: &str,
+        rule: &ToolRule,
+        identity: &Identity,
+        error: AuthError,
+        log_detail: Option<String>,
+    ) -> Box<ToolDenied> {
+        let scope = if !matches!(error, AuthError::InsufficientScope { .. }) {
+            String::new()
+        } else if identity.app_only {
+            self.identifier_uri.default_scope()
+        } else {
+            let mut names = self.floor_scopes.clone();
+            for scope in rule.requirement.scopes.iter().flat_map(|s| s.names()) {
+                if !names.contains(scope) {
+                    names.push(scope.clone());
+                }
+            }
+            // The least that grants the call: a scope another one implies is not asked for.
+            let names = self.implications.least(&names);
+            names
+                .iter()
+                .map(|s| self.identifier_uri.scope(s))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        Err(Box::new(ToolDenied {
+        Box::new(ToolDenied {
             tool: name.to_owned(),
-            refusal: ToolRefusal { error, scope },
+            refusal: ToolRefusal {
+                error,
+                scope,
+                log_detail,
+            },
             app_only: identity.app_only,
-        }))
+        })
     }
 }
 
+/// `groups` as a set of group object ids (lower-case GUIDs, as Entra writes them).
+fn checked_groups(tool: &str, groups: &[String]) -> Result<BTreeSet<String>, ToolConfigError> {
+    if groups.is_empty() {
+        return Err(ToolConfigError::EmptyList {
+            name: tool.to_owned(),
+            key: "groups",
+        });
+    }
+    groups
+        .iter()
+        .map(|group| {
+            if is_guid(group) {
+                Ok(group.to_ascii_lowercase())
+            } else {
+                Err(ToolConfigError::BadGroup {
+                    name: tool.to_owned(),
+                    value: group.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
 impl ToolGate for ToolAccess {
-    fn check_tool(&self, name: &str, identity: &Identity) -> Result<(), ToolRefusal> {
-        self.check(name, identity).map_err(|denied| denied.refusal)
+    async fn check_tool(
+        &self,
+        name: &str,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+    ) -> Result<(), ToolRefusal> {
+        self.check(name, identity, token)
+            .await
+            .map_err(|denied| denied.refusal)
     }
 
     fn admit_call(&self, name: &str, identity: &Identity) -> Result<(), RateLimited> {
@@ -333,19 +658,33 @@ impl std::fmt::Display for ToolDenied {
             Some(ScopeProblem::MissingScopes { .. } | ScopeProblem::MissingAnyScope { .. }) => {
                 write!(f, "; the scopes to request: {}", self.refusal.scope)
             }
-            _ => Ok(()),
+            _ => match &self.refusal.error {
+                AuthError::InsufficientClaims { auth_context, .. } => write!(
+                    f,
+                    " (the claims request: {{\"access_token\":{{\"acrs\":{{\"essential\":true,\"value\":\"{auth_context}\"}}}}}}, base64 in data.claims), then retry with the new token"
+                ),
+                _ => Ok(()),
+            },
         }
     }
 }
 
 impl ToolDenied {
-    /// The one log line of this refusal (the tool name is one the server has; no token).
-    pub fn log(&self) {
+    /// The one log line of this refusal (the tool name is one the server has; no token). The
+    /// detail the caller is not told (which groups the tool admits) is logged here.
+    pub fn log(&self, identity: &Identity) {
+        let kind = match self.refusal.error.kind() {
+            "insufficient_scope" => "tool_insufficient_scope",
+            other => other,
+        };
         tracing::info!(
-            kind = "tool_insufficient_scope",
+            kind,
             tool = %self.tool,
+            tenant = %identity.tenant_id,
+            object_id = %identity.object_id,
             app_only = self.app_only,
             reason = %self.refusal.error,
+            detail = self.refusal.log_detail.as_deref(),
             "tool call refused"
         );
     }
@@ -366,12 +705,28 @@ impl From<ToolDenied> for McpError {
 
 /// The JSON-RPC error of every authorization refusal inside the MCP layer (a forbidden tool,
 /// or a tool's own check such as `require_role`): code `-32600`
-/// (invalid request), the reason as the message, and `data` with `error:
-/// "insufficient_scope"`, the `scope` to request (when one helps) and what is missing.
+/// (invalid request), the reason as the message, and `data` with `error` (as over HTTP:
+/// `insufficient_scope`, `insufficient_claims` with the `claims` to request at sign-in,
+/// `access_denied`, or `temporarily_unavailable` with `retry_after_secs`), the `scope` to
+/// request (when one helps) and what is missing.
 pub(crate) fn insufficient_scope(message: String, scope: Option<&str>, error: &AuthError) -> McpError {
-    let mut data = json!({ "error": "insufficient_scope" });
-    if let Some(scope) = scope {
+    let label = match error {
+        AuthError::InsufficientClaims { .. } => "insufficient_claims",
+        AuthError::Forbidden(_) => "access_denied",
+        AuthError::Unavailable(_) => "temporarily_unavailable",
+        _ => "insufficient_scope",
+    };
+    let mut data = json!({ "error": label, "reason": error.kind() });
+    if let Some(scope) = scope.filter(|s| !s.is_empty()) {
         data["scope"] = json!(scope);
+    }
+    match error {
+        AuthError::InsufficientClaims { auth_context, claims } => {
+            data["auth_context"] = json!(auth_context);
+            data["claims"] = json!(claims);
+        }
+        AuthError::Unavailable(reason) => data["retry_after_secs"] = json!(reason.retry_after().as_secs()),
+        _ => {}
     }
     if let AuthError::InsufficientScope { problem, .. } = error {
         match problem {
@@ -421,7 +776,7 @@ mod tests {
             ),
             (
                 "[tools.roll_dice]",
-                Err("[tools.roll_dice] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), or rate_limit = \"10/min\", or remove the table"),
+                Err("[tools.roll_dice] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), groups = [\"<group object id>\"], auth_context = \"c1\" or rate_limit = \"10/min\", or remove the table"),
             ),
             (
                 "[tools.roll_dice]\nscopes = []",
@@ -472,8 +827,8 @@ mod tests {
     }
 
     /// One row per refusal: caller, and the exact message and challenge scope.
-    #[test]
-    fn refusals_name_what_is_missing_and_what_to_request() {
+    #[tokio::test]
+    async fn refusals_name_what_is_missing_and_what_to_request() {
         let access = ToolAccess::new(
             &"api://x/".parse().unwrap(),
             &["access_as_user".to_owned()],
@@ -522,28 +877,248 @@ mod tests {
         ];
         for (tool, name, identity, expected) in rows {
             let got = access
-                .check(tool, &identity)
+                .check(tool, &identity, None)
+                .await
                 .err()
                 .map(|d| (d.to_string(), d.refusal.scope));
             assert_eq!(got, expected.map(|(m, s)| (m.to_owned(), s.to_owned())), "{name}");
-            assert_eq!(access.allows(tool, &identity), expected.is_none(), "{name}");
+            let visible = access.visible([tool], &identity, None).await.contains(tool);
+            assert_eq!(visible, expected.is_none(), "{name}");
         }
     }
 
+    const G1: &str = "11111111-1111-1111-1111-111111111111";
+    const G2: &str = "22222222-2222-2222-2222-222222222222";
+
+    fn with_claims(mut identity: Identity, claims: serde_json::Value) -> Identity {
+        if let serde_json::Value::Object(extra) = claims {
+            identity.claims.extend(extra);
+        }
+        identity
+    }
+
+    /// One row per rule of groups, implications and authentication contexts, on one
+    /// configuration: the caller, whether `tools/list` shows the tool, and the refusal's kind
+    /// and challenge scope (or `None`: the call is allowed).
+    #[tokio::test]
+    async fn groups_implications_and_auth_contexts() {
+        let toml = format!(
+            "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\ngroups = [\"{G1}\", \"{}\"]\n\
+             [tools.greeting_card]\nscopes = [\"Cards.Read\"]\napp_roles = [\"Cards.All\"]\nauth_context = \"c7\"\n\
+             [tools.whoami]\nscopes = [\"Tools.Read\", \"Tools.ReadWrite\"]",
+            G2.to_uppercase()
+        );
+        let implied = Implications::new([
+            ("Dice.Admin", vec!["Dice.Roll"]),
+            ("Cards.Write", vec!["Cards.Read"]),
+            ("Tools.ReadWrite", vec!["Tools.Read"]),
+        ])
+        .unwrap();
+        let access = ToolAccess::new(
+            &"api://x".parse().unwrap(),
+            &["access_as_user".to_owned()],
+            &overrides(&toml),
+        )
+        .unwrap()
+        .with_implications(implied, &[])
+        .unwrap();
+        type Row = (
+            &'static str,
+            &'static str,
+            Identity,
+            bool,
+            Option<(&'static str, &'static str)>,
+        );
+        let member =
+            |scopes: &[&str], groups: &[&str]| with_claims(user(scopes), json!({ "groups": groups }));
+        let rows: Vec<Row> = vec![
+            (
+                "roll_dice",
+                "member with the scope",
+                member(&["access_as_user", "Dice.Roll"], &[G1]),
+                true,
+                None,
+            ),
+            (
+                "roll_dice",
+                "group ids compare without case",
+                member(&["access_as_user", "Dice.Roll"], &[G2]),
+                true,
+                None,
+            ),
+            (
+                "roll_dice",
+                "an implying scope",
+                member(&["access_as_user", "Dice.Admin"], &[G1]),
+                true,
+                None,
+            ),
+            (
+                "roll_dice",
+                "not a member",
+                member(
+                    &["access_as_user", "Dice.Roll"],
+                    &["33333333-3333-3333-3333-333333333333"],
+                ),
+                false,
+                Some(("not_in_group", "")),
+            ),
+            (
+                "roll_dice",
+                "no groups claim",
+                user(&["access_as_user", "Dice.Roll"]),
+                false,
+                Some(("no_groups_claim", "")),
+            ),
+            (
+                "roll_dice",
+                "overage without a way to ask Graph",
+                with_claims(
+                    user(&["access_as_user", "Dice.Roll"]),
+                    json!({"_claim_names": {"groups": "src1"}}),
+                ),
+                false,
+                Some(("groups_not_resolvable", "")),
+            ),
+            (
+                "roll_dice",
+                "scopes before groups",
+                member(&["access_as_user"], &[G1]),
+                false,
+                Some(("insufficient_scope", "api://x/access_as_user api://x/Dice.Roll")),
+            ),
+            (
+                "greeting_card",
+                "context satisfied",
+                with_claims(user(&["access_as_user", "Cards.Write"]), json!({"acrs": ["c7"]})),
+                true,
+                None,
+            ),
+            (
+                "greeting_card",
+                "context missing, cp1: listed, challenged",
+                with_claims(
+                    user(&["access_as_user", "Cards.Read"]),
+                    json!({"xms_cc": ["cp1"]}),
+                ),
+                true,
+                Some(("insufficient_claims", "")),
+            ),
+            (
+                "greeting_card",
+                "context missing, no cp1",
+                user(&["access_as_user", "Cards.Read"]),
+                true,
+                Some(("client_cannot_step_up", "")),
+            ),
+            (
+                "greeting_card",
+                "app-only: never listed",
+                app(&["Cards.All"]),
+                false,
+                Some(("auth_context_app_only", "")),
+            ),
+            (
+                "whoami",
+                "the challenge names the least scope",
+                user(&["access_as_user"]),
+                false,
+                Some((
+                    "insufficient_scope",
+                    "api://x/access_as_user api://x/Tools.ReadWrite",
+                )),
+            ),
+            (
+                "whoami",
+                "ReadWrite grants both",
+                user(&["access_as_user", "Tools.ReadWrite"]),
+                true,
+                None,
+            ),
+        ];
+        for (tool, name, identity, listed, expected) in rows {
+            let got = access.check(tool, &identity, None).await.err();
+            let got = got.map(|d| (d.refusal.error.kind(), d.refusal.scope.clone()));
+            assert_eq!(got, expected.map(|(k, s)| (k, s.to_owned())), "{name}");
+            let visible = access.visible([tool], &identity, None).await.contains(tool);
+            assert_eq!(visible, listed, "{name}: listed");
+        }
+        // The not-a-member refusal names no group to the caller; the log line has them.
+        let outsider = member(&["access_as_user", "Dice.Roll"], &[]);
+        let denied = access.check("roll_dice", &outsider, None).await.unwrap_err();
+        assert!(!denied.to_string().contains(G1), "{denied}");
+        let error: McpError = denied.clone().into();
+        assert!(!error.to_string().contains(G1) && !error.data.as_ref().unwrap().to_string().contains(G1));
+        assert_eq!(
+            denied.refusal.log_detail.as_deref(),
+            Some(format!("admitted groups: {G1}, {G2}").as_str())
+        );
+    }
+
+    /// One row per start-up rule of groups, contexts and implications.
     #[test]
-    fn the_json_rpc_error_carries_the_scope_and_what_is_missing() {
+    fn group_context_and_implication_rules() {
+        type Implied = Vec<(&'static str, Vec<&'static str>)>;
+        let rows: Vec<(String, Implied, Result<(), String>)> = vec![
+            (format!("[tools.roll_dice]\ngroups = [\"{G1}\"]"), vec![], Ok(())),
+            ("[tools.roll_dice]\nauth_context = \"c99\"".into(), vec![], Ok(())),
+            (
+                "[tools.roll_dice]\ngroups = [\"Finance\"]".into(),
+                vec![],
+                Err("[tools.roll_dice] groups holds \"Finance\"; use group object ids (GUIDs, from the group's Overview page in the Entra admin center)".into()),
+            ),
+            (
+                "[tools.roll_dice]\ngroups = []".into(),
+                vec![],
+                Err("[tools.roll_dice] groups is empty; list at least one name, or leave groups out to refuse those callers".into()),
+            ),
+            (
+                "[tools.roll_dice]\nauth_context = \"C1\"".into(),
+                vec![],
+                Err("[tools.roll_dice] auth_context is \"C1\"; expected an authentication context id c1 … c99 (Entra admin center, Conditional Access, Authentication contexts)".into()),
+            ),
+            (
+                "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]".into(),
+                vec![("Dice.Admin", vec!["Dice.Rol"])],
+                Err("[implies] implies \"Dice.Rol\", which no tool, AZURE_REQUIRED_SCOPES, AZURE_REQUIRED_APP_ROLES or other entry requires; correct the name or remove it".into()),
+            ),
+            (
+                "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]".into(),
+                vec![("Dice.Owner", vec!["Dice.Admin"]), ("Dice.Admin", vec!["Dice.Roll"])],
+                Ok(()),
+            ),
+        ];
+        for (toml, implied, expected) in rows {
+            let got = ToolAccess::new(
+                &"api://x".parse().unwrap(),
+                &["access_as_user".to_owned()],
+                &overrides(&toml),
+            )
+            .and_then(|access| access.with_implications(Implications::new(implied).unwrap(), &[]))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{toml}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_json_rpc_error_carries_the_scope_and_what_is_missing() {
         let access = ToolAccess::new(
             &"api://x".parse().unwrap(),
             &[],
             &overrides("[tools.roll_dice]\nscopes = [\"Dice.Roll\"]"),
         )
         .unwrap();
-        let error: McpError = access.check("roll_dice", &user(&[])).unwrap_err().into();
+        let error: McpError = access
+            .check("roll_dice", &user(&[]), None)
+            .await
+            .unwrap_err()
+            .into();
         assert_eq!(error.code, ErrorCode::INVALID_REQUEST);
         assert_eq!(
             error.data,
             Some(
-                json!({"error": "insufficient_scope", "scope": "api://x/Dice.Roll", "missing_scopes": ["Dice.Roll"]})
+                json!({"error": "insufficient_scope", "reason": "insufficient_scope", "scope": "api://x/Dice.Roll", "missing_scopes": ["Dice.Roll"]})
             )
         );
     }

@@ -15,7 +15,10 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use transports::http::AccessControl;
 use transports::stdio::{StdioAuth, TokenSource};
-use verifiers::{DownstreamConfigError, EntraConfigError, EntraVerifier, TokenVerifier};
+use verifiers::{
+    DownstreamConfigError, EntraConfigError, EntraVerifier, GraphAuth, GraphGroups, GroupMembership,
+    TokenVerifier,
+};
 
 // jemalloc copes better than glibc malloc with rmcp's many short-lived per-request allocations
 // (channels, tasks): +39% tools/call throughput in an A/B run, for ~1 MB more idle RSS
@@ -83,6 +86,11 @@ fn run(command: Command, global: GlobalArgs) -> Result<(), RunError> {
             &settings.policy().required_scopes,
             &settings.tools,
         )?
+        .with_implications(
+            settings.policy().implications.clone(),
+            &settings.policy().required_app_roles,
+        )?
+        .with_required_groups(&settings.groups.required)?
         .with_rate_limit_max_tracked(settings.http.rate_limit_max_tracked),
     );
     let default_filter = match command {
@@ -156,10 +164,17 @@ impl Built {
 
 /// The verifier the settings ask for, and in dev mode the dev user's token. Entra's verifier
 /// starts loading its keys (in the background after a first attempt).
-async fn build_verifier(settings: &Settings, announce_dev_token: bool) -> Result<Built, RunError> {
+async fn build_verifier(
+    settings: &Settings,
+    access: &ToolAccess,
+    announce_dev_token: bool,
+) -> Result<Built, RunError> {
     match &settings.auth {
         AuthSettings::Entra { config, policy } => {
             let verifier = EntraVerifier::new((**config).clone(), policy.clone())?;
+            if access.uses_groups() {
+                access.set_group_membership(group_membership(settings, &verifier)?);
+            }
             let downstream = match &settings.downstream {
                 None => None,
                 Some(d) => {
@@ -241,7 +256,7 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
             }
         }
     }
-    let built = build_verifier(&settings, true).await?;
+    let built = build_verifier(&settings, &access, true).await?;
     if !settings.public_url_set && !settings.bind.ip().is_loopback() {
         tracing::warn!(
             "PUBLIC_URL is not set: the metadata will advertise {} — set it to the URL clients use",
@@ -273,6 +288,40 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
     Ok(())
 }
 
+/// How users' groups are found: the token's `groups` claim, and on overage Microsoft Graph
+/// with the server's credential (or on the caller's behalf), when one is configured.
+fn group_membership(settings: &Settings, verifier: &EntraVerifier) -> Result<GroupMembership, RunError> {
+    let Some(downstream) = &settings.downstream else {
+        tracing::warn!(
+            "tools are limited to groups, but no server credential is configured: a user in more groups than fit in a token              (overage, more than 200) is refused; configure one to look them up in Microsoft Graph (docs/configuration.md#groups)"
+        );
+        return Ok(GroupMembership::token_only());
+    };
+    let graph = downstream.graph_base_url.clone();
+    let provider = match settings.groups.graph_auth {
+        GraphAuth::App => verifier.on_behalf_of(downstream.config.clone())?,
+        GraphAuth::OnBehalfOf => {
+            let mut config = downstream.config.clone();
+            config.scopes = vec![GraphGroups::delegated_scope(&graph)];
+            verifier.on_behalf_of(config)?
+        }
+    };
+    tracing::info!(
+        graph_auth = ?settings.groups.graph_auth,
+        cache_secs = settings.groups.cache_ttl.as_secs(),
+        "group overage is resolved with Microsoft Graph checkMemberGroups"
+    );
+    let lookup = GraphGroups::new(provider, graph, settings.groups.graph_auth);
+    Ok(GroupMembership::new(
+        Some(lookup),
+        settings.groups.cache_ttl,
+        GROUP_CACHE_ENTRIES,
+    ))
+}
+
+/// Users whose Graph answers are remembered at once (a few hundred bytes each).
+const GROUP_CACHE_ENTRIES: usize = 100_000;
+
 /// Installs the Prometheus recorder and serves it on its own listener.
 fn start_metrics(listener: TcpListener, stop: tokio_util::sync::CancellationToken) -> Result<(), RunError> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -291,7 +340,7 @@ fn start_metrics(listener: TcpListener, stop: tokio_util::sync::CancellationToke
 }
 
 async fn serve_stdio(settings: Settings, access: Arc<ToolAccess>) -> Result<(), RunError> {
-    let built = build_verifier(&settings, false).await?;
+    let built = build_verifier(&settings, &access, false).await?;
     let stdio = &settings.stdio;
     // The scope a caller's token needs, for the messages that say how to get one.
     let scope = settings.first_scope_uri().unwrap_or_default();

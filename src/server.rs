@@ -20,7 +20,7 @@ use transports::audit::{self, Outcome};
 use transports::trace::{execute_tool_span, record_mcp_error};
 use transports::ToolCallAdmitted;
 
-use crate::caller::{caller, client_addr, mcp_span, shared_caller};
+use crate::caller::{caller, caller_token, client_addr, mcp_span, shared_caller};
 use crate::card::{self, CARD_MIME_TYPE, CARD_URI, DEFAULT_MESSAGE};
 use crate::tools::{shared_router, EntraMcpServer, GREETING_CARD, MY_PROFILE};
 
@@ -89,18 +89,16 @@ impl ServerHandler for EntraMcpServer {
             Span::none()
         };
         // Refused before the tool runs: the same gate the HTTP layer asks for its 403.
-        if let Err(denied) = self.access().check(&request.name, &who) {
-            denied.log();
-            record_mcp_error(
-                &span,
-                "insufficient_scope",
-                Some(rmcp::model::ErrorCode::INVALID_REQUEST.0),
-            );
+        let token = caller_token(&context).cloned();
+        if let Err(denied) = self.access().check(&request.name, &who, token.as_ref()).await {
+            denied.log(&who);
+            let kind = denied.refusal.error.kind();
+            record_mcp_error(&span, kind, Some(rmcp::model::ErrorCode::INVALID_REQUEST.0));
             span.in_scope(|| {
                 audit::tool_call(
                     &who,
                     &request.name,
-                    Outcome::Refused("insufficient_scope"),
+                    Outcome::Refused(kind),
                     started.elapsed(),
                     client,
                 )
@@ -204,12 +202,17 @@ impl ServerHandler for EntraMcpServer {
     ) -> Result<ListToolsResult, McpError> {
         no_cursor(request.as_ref())?;
         let who = caller(&context)?;
-        // Only the tools this caller may call, and my_profile only when a downstream credential
-        // is configured (docs/ARCHITECTURE.md#per-tool-authorization, docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
+        // Only the tools this caller may call (or may step up to call), and my_profile only
+        // when a downstream credential is configured (docs/ARCHITECTURE.md#per-tool-authorization,
+        // docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller).
         let mut tools = shared_router().list_all();
-        tools.retain(|tool| {
-            (self.has_downstream() || tool.name != MY_PROFILE) && self.access().allows(&tool.name, who)
-        });
+        tools.retain(|tool| self.has_downstream() || tool.name != MY_PROFILE);
+        let names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
+        let visible = self
+            .access()
+            .visible(names.iter().map(String::as_str), who, caller_token(&context))
+            .await;
+        tools.retain(|tool| visible.contains(&*tool.name));
         let mut result = ListToolsResult::with_all_items(tools);
         if context
             .protocol_version()
@@ -242,7 +245,10 @@ impl ServerHandler for EntraMcpServer {
     ) -> Result<ListResourcesResult, McpError> {
         no_cursor(request.as_ref())?;
         // The card belongs to greeting_card: a caller who may not call the tool does not see it.
-        if !self.access().allows(GREETING_CARD, caller(&ctx)?) {
+        let visible = self
+            .access()
+            .check_visible(GREETING_CARD, caller(&ctx)?, caller_token(&ctx));
+        if visible.await.is_err() {
             return Ok(ListResourcesResult::with_all_items(Vec::new()));
         }
         let card = Resource::new(CARD_URI, "greeting-card")
@@ -274,8 +280,14 @@ impl ServerHandler for EntraMcpServer {
                 None,
             ));
         }
-        if let Err(denied) = self.access().check(GREETING_CARD, caller(&ctx)?) {
-            denied.log();
+        // The template is the tool's, not its data: seeing the tool is enough (no step-up).
+        let who = caller(&ctx)?;
+        if let Err(denied) = self
+            .access()
+            .check_visible(GREETING_CARD, who, caller_token(&ctx))
+            .await
+        {
+            denied.log(who);
             return Err(denied.into());
         }
         let html = card::render("you", DEFAULT_MESSAGE);

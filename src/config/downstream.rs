@@ -42,6 +42,14 @@ pub(super) fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<Downstr
     let credential = match chosen.as_slice() {
         [] => return Ok(None),
         [one] if dev => return Err(ConfigError::DevDownstream(one)),
+        [one]
+            if raw
+                .azure_b2c_policy
+                .as_ref()
+                .is_some_and(|p| !p.0.trim().is_empty()) =>
+        {
+            return Err(ConfigError::B2cDownstream(one))
+        }
         // main logs a note that the alternatives exist (logging starts after settings load).
         ["AZURE_CLIENT_SECRET"] => {
             ClientCredential::secret(text(&raw.azure_client_secret)).map_err(DownstreamConfigError::from)?

@@ -145,6 +145,12 @@ pub(super) fn entra_config(raw: &Raw) -> Result<EntraConfig, ConfigError> {
         entra.allowed_tenants = tenants.0.clone();
     }
     entra.accept_v1_tokens = raw.azure_accept_v1_tokens.0;
+    entra.app_specific_signing_keys = raw.azure_app_specific_signing_keys.0;
+    entra.b2c_policy = raw
+        .azure_b2c_policy
+        .as_ref()
+        .map(|policy| policy.0.trim().to_owned())
+        .filter(|policy| !policy.is_empty());
     entra.leeway = raw.azure_clock_leeway_secs.0;
     if entra.leeway > Duration::from_secs(600) {
         return Err(raw.invalid(

@@ -125,12 +125,18 @@ pub enum ConfigError {
     /// A downstream (on-behalf-of) setting is wrong.
     #[error(transparent)]
     Downstream(#[from] DownstreamConfigError),
+    /// The `[implies]` table cannot work (a cycle, a bad name).
+    #[error(transparent)]
+    Implies(#[from] verifiers::ImplicationError),
     /// More than one server credential is set for downstream calls.
     #[error("set one server credential for downstream calls, not several: {0} are all set")]
     CredentialConflict(String),
     /// A downstream credential in dev mode, where there is no Entra to exchange with.
     #[error("--dev has no Entra tenant to call downstream APIs with; unset {0} or drop --dev")]
     DevDownstream(&'static str),
+    /// A server credential with Azure AD B2C, which has no on-behalf-of grant.
+    #[error("{0} is set, but AZURE_B2C_POLICY names an Azure AD B2C tenant, which has no on-behalf-of flow: my_profile and group lookups in Microsoft Graph are not available with B2C; unset {0}")]
+    B2cDownstream(&'static str),
     /// A managed-identity setting without `DOWNSTREAM_MANAGED_IDENTITY=true`.
     #[error("{0} is set but DOWNSTREAM_MANAGED_IDENTITY is not true; set DOWNSTREAM_MANAGED_IDENTITY=true to use the managed identity")]
     ManagedIdentityNotChosen(&'static str),

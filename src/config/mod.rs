@@ -35,7 +35,7 @@ mod tests;
 mod value;
 
 pub use error::ConfigError;
-pub use settings::{AuthSettings, DownstreamSettings, Settings, StdioSettings, ToolOverride};
+pub use settings::{AuthSettings, DownstreamSettings, GroupSettings, Settings, StdioSettings, ToolOverride};
 pub use table::{setting, Setting, SETTINGS};
 
 use downstream::downstream_settings;
@@ -46,3 +46,6 @@ use sources::{merge, Raw, Source};
 /// The TOML key of the per-tool table (`[tools.<name>]`, docs/ARCHITECTURE.md#per-tool-authorization). Not a row of [`SETTINGS`]:
 /// it has no environment form.
 pub const TOOLS_KEY: &str = "tools";
+/// The TOML key of the scope and app-role hierarchy table (`[implies]`,
+/// docs/configuration.md#scope-hierarchies). No environment form either.
+pub const IMPLIES_KEY: &str = "implies";

@@ -29,6 +29,25 @@ pub struct ToolOverride {
     /// HTTP (`N/s`, `N/min`, `N/h`), on top of `RATE_LIMIT_PER_PRINCIPAL`.
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// `groups = [...]`: group object ids; a user must be in one of them (any-of).
+    #[serde(default, deserialize_with = "value::optional_list")]
+    pub groups: Option<Vec<String>>,
+    /// `auth_context = "c1"`: a Conditional Access authentication context the user must have
+    /// satisfied (`acrs`), else a claims challenge.
+    #[serde(default)]
+    pub auth_context: Option<String>,
+}
+
+/// Group membership lookups (docs/configuration.md#groups): for users in more groups than fit
+/// in a token.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// `AZURE_REQUIRED_GROUPS`: group object ids, a user must be in one for every tool.
+    pub required: Vec<String>,
+    /// `GROUPS_GRAPH_AUTH`.
+    pub graph_auth: verifiers::GraphAuth,
+    /// `GROUPS_CACHE_SECS`.
+    pub cache_ttl: Duration,
 }
 
 /// Downstream calls on the caller's behalf (docs/ARCHITECTURE.md#calling-apis-on-behalf-of-the-caller): present when a server credential is set.
@@ -114,6 +133,8 @@ pub struct Settings {
     pub downstream: Option<DownstreamSettings>,
     /// `TRACES_INCLUDE_USER_NAMES`: spans name the caller by name and username too.
     pub traces_include_user_names: bool,
+    /// Group membership: the server-wide groups and how overage is resolved.
+    pub groups: GroupSettings,
     /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
     /// log; empty when every setting came from the environment, flags and defaults.
     pub files_read: Vec<String>,
@@ -336,7 +357,12 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
     if let Some(list) = &raw.mcp_dev_roles {
         check_names(&raw, "MCP_DEV_ROLES", &list.0, "app role names", "://")?;
     }
-    let policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
+    let mut policy = AccessPolicy::scopes(scopes.clone()).with_app_roles(app_roles);
+    policy.implications = verifiers::Implications::new(
+        raw.implies
+            .iter()
+            .map(|(name, implied)| (name.clone(), implied.0.clone())),
+    )?;
 
     let (auth, identifier_uri, authorization_servers) = if dev {
         let identifier = super::entra::identifier_uris(&raw)?
@@ -450,6 +476,11 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         stdio,
         log_format: raw.log_format.0,
         traces_include_user_names: raw.traces_include_user_names.0,
+        groups: GroupSettings {
+            required: raw.azure_required_groups.clone().unwrap_or_default().0,
+            graph_auth: raw.groups_graph_auth.0,
+            cache_ttl: raw.groups_cache_secs.0,
+        },
         tools: raw.tools,
         identifier_uri,
         files_read: Vec::new(),

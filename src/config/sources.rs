@@ -7,13 +7,15 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::table::SETTINGS;
-use super::value::{AbsoluteUrl, Count, Flag, Format, Host, List, Port, ProxyHeader, RateValue, Secs, Text};
+use super::value::{
+    AbsoluteUrl, Count, Flag, Format, GroupsGraphAuth, Host, List, Port, ProxyHeader, RateValue, Secs, Text,
+};
 use crate::cli::{GlobalArgs, ServeArgs};
 
 use super::*;
 
 /// Settings as the sources give them, typed. One field per row of [`SETTINGS`] (its name in lower
-/// case), plus `tools`. A field is `Option` exactly when its row has no default.
+/// case), plus `tools` and `implies`. A field is `Option` exactly when its row has no default.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
@@ -24,7 +26,10 @@ pub(super) struct Raw {
     pub(super) azure_authority_host: AbsoluteUrl,
     pub(super) azure_allowed_tenants: Option<List>,
     pub(super) azure_required_app_roles: Option<List>,
+    pub(super) azure_required_groups: Option<List>,
     pub(super) azure_accept_v1_tokens: Flag,
+    pub(super) azure_app_specific_signing_keys: Flag,
+    pub(super) azure_b2c_policy: Option<Text>,
     pub(super) azure_clock_leeway_secs: Secs,
     pub(super) azure_key_refresh_secs: Secs,
     pub(super) azure_key_min_refresh_secs: Secs,
@@ -76,8 +81,13 @@ pub(super) struct Raw {
     pub(super) azure_pod_identity_authority_host: Option<Text>,
     pub(super) downstream_scopes: List,
     pub(super) graph_base_url: AbsoluteUrl,
+    pub(super) groups_graph_auth: GroupsGraphAuth,
+    pub(super) groups_cache_secs: Secs,
     #[serde(default)]
     pub(super) tools: HashMap<String, ToolOverride>,
+    /// `[implies]`: scope or app role → the names it implies.
+    #[serde(default)]
+    pub(super) implies: std::collections::BTreeMap<String, List>,
     /// Each setting (lower-case key) as the source that set it writes it, for messages.
     #[serde(skip)]
     pub(super) written: HashMap<String, String>,
@@ -246,7 +256,7 @@ pub(super) fn read_file(path: &Path) -> Result<(config::Config, Vec<String>), Co
     let names: Vec<String> = SETTINGS
         .iter()
         .map(|s| s.name.to_ascii_lowercase())
-        .chain([TOOLS_KEY.to_owned()])
+        .chain([TOOLS_KEY.to_owned(), IMPLIES_KEY.to_owned()])
         .collect();
     let mut unknown: Vec<&String> = keys.keys().filter(|k| !names.contains(k)).collect();
     unknown.sort();

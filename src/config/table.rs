@@ -27,7 +27,10 @@ settings! {
     "AZURE_AUTHORITY_HOST" = "https://login.microsoftonline.com": "Entra authority host (sovereign clouds: https://login.microsoftonline.us, https://login.partner.microsoftonline.cn).";
     "AZURE_ALLOWED_TENANTS" = "": "Comma-separated tenant GUIDs allowed to call a multi-tenant (organizations/common) server. Empty: any tenant.";
     "AZURE_REQUIRED_APP_ROLES" = "": "Comma-separated app roles an app-only (client-credentials) token must carry. Empty: app-only tokens are refused.";
+    "AZURE_REQUIRED_GROUPS" = "": "Comma-separated group object ids; a user must be in one of them to call any tool (the token's groups claim, or Microsoft Graph on overage). Empty: no such floor. App-only callers are not group-checked.";
     "AZURE_ACCEPT_V1_TOKENS" = "false": "Accept Entra v1.0 tokens (issuer https://sts.windows.net/...). Prefer requestedAccessTokenVersion 2.";
+    "AZURE_APP_SPECIFIC_SIGNING_KEYS" = "false": "true when the app registration signs its tokens with app-specific keys (a claims-mapping policy): metadata and keys are read with ?appid=<client id>.";
+    "AZURE_B2C_POLICY" = "": "Azure AD B2C only: the user flow or custom policy (B2C_1_signupsignin) whose metadata and keys verify tokens; AZURE_AUTHORITY_HOST is then https://<tenant>.b2clogin.com. No on-behalf-of.";
     "AZURE_CLOCK_LEEWAY_SECS" = "60": "Clock skew tolerated on exp and nbf, in seconds.";
     "AZURE_KEY_REFRESH_SECS" = "21600": "How often Entra's signing keys are refreshed, in seconds.";
     "AZURE_KEY_MIN_REFRESH_SECS" = "30": "Minimum seconds between two refreshes caused by a token with an unknown key id.";
@@ -79,6 +82,8 @@ settings! {
     "AZURE_POD_IDENTITY_AUTHORITY_HOST" = "": "Managed identity: another IMDS host (http://host:port) instead of http://169.254.169.254.";
     "DOWNSTREAM_SCOPES" = "https://graph.microsoft.com/User.Read": "Comma-separated scopes (full URIs) of the token the server gets on the caller's behalf.";
     "GRAPH_BASE_URL" = "https://graph.microsoft.com": "Microsoft Graph base URL used by my_profile (sovereign clouds: https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).";
+    "GROUPS_GRAPH_AUTH" = "app": "Group overage (more groups than fit in a token): how Microsoft Graph's checkMemberGroups is asked: app (the server's credential; application permissions GroupMember.Read.All and User.Read.All) or on_behalf_of (the caller's token exchanged; delegated User.Read).";
+    "GROUPS_CACHE_SECS" = "300": "How long Microsoft Graph's answers about a user's groups are reused, in seconds. 0: ask on every call.";
 }
 
 /// The setting named `name`, if there is one.

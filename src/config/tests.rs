@@ -188,7 +188,7 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Toml, "azure_required_scopes", "[]", format!("azure_required_scopes in {file} must be at least one scope name such as access_as_user, got \"\"")),
         (In::Env, "AZURE_REQUIRED_SCOPES", ",", "AZURE_REQUIRED_SCOPES must be at least one scope name such as access_as_user, got \"\"".into()),
         (In::Toml, "azure_required_scopes", "[\"api://x/access_as_user\"]", format!("azure_required_scopes in {file} must be short scope names such as access_as_user, not full URIs (the server puts the Application ID URI in front itself): access_as_user, got \"api://x/access_as_user\"")),
-        (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected one of `scopes`, `app_roles`, `rate_limit`")),
+        (In::Toml, "tools", "{ whoami = { scope = [\"a\"] } }", format!("tools.whoami in {file} is wrong: unknown field `scope`, expected one of `scopes`, `app_roles`, `rate_limit`, `groups`, `auth_context`")),
         (In::Env, "RATE_LIMIT_PER_ADDRESS", "100 per second", "RATE_LIMIT_PER_ADDRESS must be a rate such as 100/s, 600/min or 50/h, or off, got \"100 per second\"".into()),
         (In::Toml, "rate_limit_per_principal", "100", format!("rate_limit_per_principal in {file} must be a rate such as 100/s, 600/min or 50/h, or off, got 100")),
         (In::Env, "TRUSTED_PROXIES", "10.0.0.0/8, nginx", "TRUSTED_PROXIES must be IP addresses or CIDR blocks such as 10.0.0.0/8 (not /0, which trusts every client), comma-separated, got \"nginx\"".into()),
@@ -293,6 +293,7 @@ fn tool_overrides_are_read_from_the_tools_table() {
             scopes: Some(vec!["profile.read".into()]),
             app_roles: None,
             rate_limit: None,
+            ..ToolOverride::default()
         })
     );
     assert_eq!(
@@ -301,6 +302,7 @@ fn tool_overrides_are_read_from_the_tools_table() {
             scopes: None,
             app_roles: Some(vec!["Dice.Roll".into(), "Admin".into()]),
             rate_limit: None,
+            ..ToolOverride::default()
         })
     );
     assert_eq!(s.tools.len(), 2);
@@ -500,7 +502,7 @@ fn flags_override_environment_which_overrides_the_file() {
 #[test]
 fn every_row_of_the_settings_table_is_a_field_and_vice_versa() {
     let mut fields: Vec<String> = raw_fields().iter().map(|f| f.to_string()).collect();
-    fields.retain(|f| f != TOOLS_KEY);
+    fields.retain(|f| f != TOOLS_KEY && f != IMPLIES_KEY);
     fields.sort();
     let mut rows: Vec<String> = SETTINGS.iter().map(|s| s.name.to_ascii_lowercase()).collect();
     rows.sort();

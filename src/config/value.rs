@@ -184,6 +184,16 @@ scalar_value!(
     |s| s.parse().ok()
 );
 scalar_value!(
+    /// `GROUPS_GRAPH_AUTH`: `app` or `on_behalf_of`.
+    GroupsGraphAuth(verifiers::GraphAuth),
+    "app or on_behalf_of",
+    |s| match s.to_ascii_lowercase().as_str() {
+        "app" => Some(verifiers::GraphAuth::App),
+        "on_behalf_of" | "on-behalf-of" | "obo" => Some(verifiers::GraphAuth::OnBehalfOf),
+        _ => None,
+    }
+);
+scalar_value!(
     /// Text, trimmed (numbers and booleans are taken as written).
     Text(String),
     "text",

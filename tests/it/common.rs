@@ -117,6 +117,12 @@ pub struct FakeState {
     /// Answers `POST /<tenant>/oauth2/v2.0/token` (the on-behalf-of grant): given the tenant
     /// and the form fields, the status and JSON body.
     pub token_endpoint: Mutex<Option<TokenEndpoint>>,
+    /// The keys published with `?appid=<client id>` (app-specific signing keys); the metadata
+    /// asked for with that query names a JWKS URL with it.
+    pub app_jwks: Mutex<Vec<Value>>,
+    /// The `issuer` of the metadata under a path (`<tenant>` or `<tenant>/<policy>`), where it
+    /// is not this fake's own form (External ID, B2C).
+    pub issuers: Mutex<HashMap<String, String>>,
 }
 
 /// A fake token endpoint: `(tenant, form fields) -> (status, JSON body)`.
@@ -258,6 +264,12 @@ async fn fake_entra(
         let (status, body) = endpoint(tenant.trim_start_matches('/'), fields);
         return json_response(status, body.to_string());
     }
+    // `?appid=<client id>`: the app-specific keys (claims mapping).
+    let appid = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find(|p| p.starts_with("appid=")))
+        .map(str::to_owned);
     if let Some(tenant) = path
         .strip_suffix("/v2.0/.well-known/openid-configuration")
         .map(|p| p.trim_start_matches('/'))
@@ -268,14 +280,23 @@ async fn fake_entra(
             "contoso.example" => TENANT,
             other => other,
         };
+        let issuer = state.issuers.lock().unwrap().get(tenant).cloned();
+        let jwks_uri = match &appid {
+            Some(appid) => format!("{base}/common/discovery/v2.0/keys?{appid}"),
+            None => format!("{base}/common/discovery/v2.0/keys"),
+        };
         let doc = json!({
-            "issuer": format!("{base}/{issuer_tenant}/v2.0"),
-            "jwks_uri": format!("{base}/common/discovery/v2.0/keys"),
+            "issuer": issuer.unwrap_or_else(|| format!("{base}/{issuer_tenant}/v2.0")),
+            "jwks_uri": jwks_uri,
         });
         return json_response(200, doc.to_string());
     }
     if path == "/common/discovery/v2.0/keys" {
-        let keys = state.jwks.lock().unwrap().clone();
+        let keys = match appid {
+            Some(appid) if appid == format!("appid={CLIENT_ID}") => state.app_jwks.lock().unwrap().clone(),
+            Some(_) => Vec::new(),
+            None => state.jwks.lock().unwrap().clone(),
+        };
         return json_response(200, json!({ "keys": keys }).to_string());
     }
     json_response(404, "{}".into())
@@ -456,4 +477,67 @@ pub async fn open_session(url: &str, token: &str) -> String {
 /// A minimal JSON-RPC initialize body.
 pub fn initialize_body() -> Value {
     json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+}
+
+/// The real binary, serving HTTP, with its JSON log read as it comes.
+pub struct Binary {
+    /// `http://<address>/mcp`.
+    pub url: String,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Killed on drop.
+    pub child: tokio::process::Child,
+    /// Every log event so far (stderr, `LOG_FORMAT=json`).
+    pub log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Binary {
+    /// Starts `command` (the binary with its arguments and environment; `serve --port 0` and
+    /// `LOG_FORMAT=json` are the caller's) and waits for the line that says where it listens.
+    pub async fn start(mut command: tokio::process::Command) -> Binary {
+        use tokio::io::AsyncBufReadExt as _;
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let log: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let address = loop {
+            let Some(line) = lines.next_line().await.unwrap() else {
+                panic!("the server stopped before serving: {:?}", log.lock().unwrap());
+            };
+            let event: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            let address = event["address"].as_str().map(str::to_owned);
+            log.lock().unwrap().push(event);
+            if let Some(address) = address {
+                break address;
+            }
+        };
+        // Keep draining stderr, so a full pipe never stalls the server.
+        let events = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                events.lock().unwrap().push(event);
+            }
+        });
+        Binary {
+            url: format!("http://{address}/mcp"),
+            addr: address.parse().unwrap(),
+            child,
+            log,
+        }
+    }
+
+    /// The log so far, one JSON event per line, as text.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }

@@ -137,7 +137,7 @@ async fn downstream_calls_at_trace_level_never_log_the_incoming_or_downstream_to
     let out = child.wait_with_output().await.unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        log.contains("on-behalf-of exchange"),
+        log.contains("token request") && log.contains("on_behalf_of"),
         "the exchange is logged: {log}"
     );
     assert!(

@@ -7,6 +7,7 @@ mod common;
 mod deploy;
 mod deployments;
 mod downstream;
+mod enterprise;
 mod entra;
 mod hostile;
 mod http;

@@ -111,7 +111,7 @@ fn access() -> Arc<ToolAccess> {
         ToolOverride {
             scopes: Some(vec!["Dice.Roll".into()]),
             app_roles: Some(vec!["Dice.Roll.All".into()]),
-            rate_limit: None,
+            ..ToolOverride::default()
         },
     );
     Arc::new(
@@ -314,7 +314,11 @@ async fn http_calls_the_layer_cannot_peek_get_the_json_rpc_error() {
 
 /// POSTs `body` with `Transfer-Encoding: chunked` over a raw connection; returns the reply.
 pub(crate) async fn chunked_post(server: &TestServer, token: &str, body: &Value) -> Value {
-    let addr = server.server.local_addr();
+    chunked_post_to(server.server.local_addr(), token, body).await
+}
+
+/// [`chunked_post`] to the server at `addr`.
+pub(crate) async fn chunked_post_to(addr: std::net::SocketAddr, token: &str, body: &Value) -> Value {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.to_string();
     let request = format!(
@@ -454,8 +458,7 @@ async fn the_card_resource_follows_its_tool() {
         "greeting_card".into(),
         ToolOverride {
             scopes: Some(vec!["Card.Make".into()]),
-            app_roles: None,
-            rate_limit: None,
+            ..ToolOverride::default()
         },
     );
     let access = Arc::new(

@@ -6,14 +6,21 @@
 //! challenge (docs/ARCHITECTURE.md#per-tool-authorization); the server's own handler asks the same gate again, so a call the HTTP
 //! layer cannot see in advance (a batch, stdio) is refused by the same rule.
 
-use verifiers::{AuthError, Identity};
+use verifiers::{AccessToken, AuthError, Identity};
 
 /// Who may call which tool, as the server that owns the tools decides.
+#[async_trait::async_trait]
 pub trait ToolGate: Send + Sync + std::fmt::Debug + 'static {
     /// `Ok(())` when `identity` may call the tool `name`, and for names the server does not
-    /// know (the MCP layer answers those with its own error). Must be cheap: it runs on every
-    /// `tools/call`.
-    fn check_tool(&self, name: &str, identity: &Identity) -> Result<(), ToolRefusal>;
+    /// know (the MCP layer answers those with its own error). It runs on every `tools/call`, so
+    /// it must be cheap when it can be; it may wait on a bounded lookup (group membership from
+    /// Microsoft Graph). `token` is the caller's, for a lookup made on the caller's behalf.
+    async fn check_tool(
+        &self,
+        name: &str,
+        identity: &Identity,
+        token: Option<&AccessToken>,
+    ) -> Result<(), ToolRefusal>;
 
     /// Counts one call of the tool `name` by `identity` against the tool's own rate limit, if
     /// it has one (`[tools.<name>] rate_limit`). The HTTP transport asks it for every call it
@@ -36,6 +43,10 @@ pub trait ToolGate: Send + Sync + std::fmt::Debug + 'static {
 pub struct ToolCallAdmitted(pub std::sync::Arc<str>);
 
 /// Why a tool call is refused, and what the caller should ask for instead.
+///
+/// `error` decides the HTTP answer: [`AuthError::InsufficientScope`] a `403` step-up challenge,
+/// [`AuthError::InsufficientClaims`] a `401` claims challenge, [`AuthError::Forbidden`] a `403`
+/// without one, [`AuthError::Unavailable`] a `503`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolRefusal {
     /// What the token lacks: [`AuthError::InsufficientScope`].
@@ -44,4 +55,7 @@ pub struct ToolRefusal {
     /// §3): every scope the call needs for a user, `<identifier-uri>/.default` for an app-only
     /// caller.
     pub scope: String,
+    /// What the log line may add that the caller must not see (the groups the tool admits, for a
+    /// caller who is in none of them). Never sent.
+    pub log_detail: Option<String>,
 }

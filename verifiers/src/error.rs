@@ -135,6 +135,59 @@ pub enum AuthError {
     /// The verifier cannot verify anything right now (for example, no signing keys).
     #[error("{0}")]
     Unavailable(#[from] Unavailable),
+    /// The token is valid, but this caller may not do this and asking for other scopes would
+    /// not change it: group membership, or a step-up the caller or its client cannot make.
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
+    /// The call needs a Conditional Access authentication context the token does not show in
+    /// `acrs`, and the client declared (`xms_cc` = `cp1`) that it can answer a claims challenge
+    /// (Microsoft identity platform, "Claims challenges, claims requests and client
+    /// capabilities"). HTTP: 401 `insufficient_claims` with `claims`.
+    #[error("this operation needs the Conditional Access authentication context {auth_context} (for example multifactor authentication or a compliant device), which the token does not show (acrs); sign in again requesting the claims in the challenge")]
+    InsufficientClaims {
+        /// The authentication context id (`c1` … `c99`).
+        auth_context: String,
+        /// The claims request, base64 of `{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`.
+        claims: String,
+    },
+}
+
+/// A valid token whose caller may not do this, where no scope would help (HTTP 403).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Forbidden {
+    /// The user is in none of the groups the operation admits. The text names no group: a
+    /// caller who is not a member should not learn which groups matter (the log has them).
+    #[error("you are not a member of a group allowed to do this; ask your administrator for access")]
+    NotInGroup,
+    /// The operation is limited to groups and the token carries no `groups` claim and no
+    /// overage marker: the app registration emits no group claims.
+    #[error("this operation is limited to members of certain groups, and the token carries no groups claim; the app registration must emit group claims (Token configuration, Add groups claim, Security groups)")]
+    NoGroupsClaim,
+    /// The user is in more groups than fit in a token (overage), and the server cannot ask
+    /// Microsoft Graph (no credential is configured, or the token has no `oid`).
+    #[error("you are in more groups than fit in a token, and this server cannot look up your membership ({0}); ask your administrator")]
+    GroupsNotResolvable(&'static str),
+    /// An authentication context applies to users; an application's own token cannot satisfy it.
+    #[error("this operation needs the Conditional Access authentication context {0}, which applies to users signing in; an app-only token (client credentials) cannot satisfy it")]
+    AuthContextAppOnly(String),
+    /// The token lacks the authentication context and the client did not declare that it can
+    /// answer a claims challenge (`xms_cc` without `cp1`), so the challenge would be lost on it.
+    #[error("this operation needs the Conditional Access authentication context {0} (for example multifactor authentication or a compliant device), which the token does not show (acrs), and the client did not declare the client capability cp1 (xms_cc), so it cannot be asked to step up; use a client that handles claims challenges, with the optional claim xms_cc in the app registration")]
+    ClientCannotStepUp(String),
+}
+
+impl Forbidden {
+    /// A short, stable label for logs, metrics and the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Forbidden::NotInGroup => "not_in_group",
+            Forbidden::NoGroupsClaim => "no_groups_claim",
+            Forbidden::GroupsNotResolvable(_) => "groups_not_resolvable",
+            Forbidden::AuthContextAppOnly(_) => "auth_context_app_only",
+            Forbidden::ClientCannotStepUp(_) => "client_cannot_step_up",
+        }
+    }
 }
 
 impl AuthError {
@@ -145,7 +198,10 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed_credentials",
             AuthError::InvalidToken(reason) => reason.kind(),
             AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::Unavailable(Unavailable::GroupMembership) => "group_check_unavailable",
             AuthError::Unavailable(_) => "verifier_unavailable",
+            AuthError::Forbidden(reason) => reason.kind(),
+            AuthError::InsufficientClaims { .. } => "insufficient_claims",
         }
     }
 }
@@ -428,12 +484,19 @@ pub enum Unavailable {
     /// No signing keys have been loaded from the identity provider yet.
     #[error("the server has not yet loaded the identity provider's signing keys; retry shortly")]
     NoSigningKeys,
+    /// Group membership had to be asked of Microsoft Graph, which did not answer in time or
+    /// answered with an error. Never taken as membership.
+    #[error("the server could not confirm your group membership with Microsoft Graph; retry shortly")]
+    GroupMembership,
 }
 
 impl Unavailable {
     /// How long a client should wait before retrying.
     pub fn retry_after(&self) -> Duration {
-        Duration::from_secs(5)
+        match self {
+            Unavailable::NoSigningKeys => Duration::from_secs(5),
+            Unavailable::GroupMembership => Duration::from_secs(10),
+        }
     }
 }
 

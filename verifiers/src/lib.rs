@@ -44,9 +44,11 @@
 
 mod access_token;
 mod app_id_uri;
+mod auth_context;
 mod downstream;
 mod entra;
 mod error;
+mod groups;
 mod guid;
 mod identity;
 mod net;
@@ -57,6 +59,7 @@ mod verifier;
 
 pub use access_token::AccessToken;
 pub use app_id_uri::{ApplicationIdUri, EmptyApplicationIdUri};
+pub use auth_context::{check_auth_context, claims_request, is_auth_context_id, CLAIMS_CHALLENGE_CAPABILITY};
 pub use downstream::{
     ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError,
     DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
@@ -65,10 +68,15 @@ pub use downstream::{
 pub use entra::{
     EntraConfig, EntraConfigError, EntraVerifier, TenantPolicy, CONSUMER_TENANT_ID, DEFAULT_AUTHORITY_HOST,
 };
-pub use error::{AuthError, CallerText, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable};
+pub use error::{
+    AuthError, CallerText, Forbidden, InvalidToken, MalformedCredentials, ScopeProblem, Unavailable,
+};
+pub use groups::{
+    token_groups, GraphAuth, GraphGroups, GroupMembership, TokenGroups, CHECK_MEMBER_GROUPS_MAX_IDS,
+};
 pub use guid::is_guid;
 pub use identity::{Identity, IdentityBuilder};
 pub use net::{is_loopback_host, is_secure_transport};
-pub use policy::{AccessPolicy, Grants, Requirement};
+pub use policy::{AccessPolicy, Grants, ImplicationError, Implications, Requirement};
 pub use static_verifier::StaticVerifier;
 pub use verifier::{Readiness, TokenVerifier};

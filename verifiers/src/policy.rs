@@ -10,7 +10,146 @@
 //! and the server can share them. Absence never grants: a requirement that does not name a kind
 //! of caller refuses it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
 use crate::{AuthError, Identity, ScopeProblem};
+
+/// Scope and app-role hierarchies: a token that grants a name also grants every name it implies
+/// (the MCP authorization specification, 2026-07-28, asks resource servers to account for scope
+/// hierarchies; Entra itself has none, so the server is told). One table serves both kinds: a
+/// delegated token's `scp` implies scopes, an app-only token's `roles` implies app roles, never
+/// one kind for the other.
+///
+/// ```
+/// use verifiers::Implications;
+///
+/// let implied = Implications::new([("Tools.ReadWrite", vec!["Tools.Read"])]).unwrap();
+/// assert!(implied.grants(&["Tools.ReadWrite".to_owned()], "Tools.Read"));
+/// assert!(!implied.grants(&["Tools.Read".to_owned()], "Tools.ReadWrite"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Implications {
+    /// Every name that implies something, with everything it implies, transitively (never
+    /// itself: cycles are refused).
+    closure: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// An implication table that cannot work (refused at start-up; the text names the entry).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImplicationError {
+    /// Following the table from `name` leads back to it.
+    #[error("[implies] has a cycle: {0}; a name cannot imply itself, directly or through others")]
+    Cycle(String),
+    /// A name that is not a short scope or role name.
+    #[error("[implies] holds {0:?}; use short names such as Tools.Read (no spaces, not an api:// URI)")]
+    BadName(String),
+    /// An entry with nothing implied.
+    #[error("[implies] \"{0}\" = [] implies nothing; list what it implies or remove it")]
+    Empty(String),
+}
+
+impl Implications {
+    /// The table `name → names it implies` (direct implications; the closure is computed here).
+    ///
+    /// # Errors
+    /// A cycle (`A → B → A`), an empty list, or a name that is empty, holds whitespace or `/`.
+    pub fn new<I, K, V, S>(table: I) -> Result<Self, ImplicationError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let direct: BTreeMap<String, Vec<String>> = table
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into_iter().map(Into::into).collect()))
+            .collect();
+        let bad = |n: &str| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == '/');
+        for (name, implied) in &direct {
+            if let Some(bad) = std::iter::once(name).chain(implied).find(|n| bad(n)) {
+                return Err(ImplicationError::BadName(bad.clone()));
+            }
+            if implied.is_empty() {
+                return Err(ImplicationError::Empty(name.clone()));
+            }
+        }
+        let mut closure = BTreeMap::new();
+        for name in direct.keys() {
+            let mut reached = BTreeSet::new();
+            let mut path = vec![name.clone()];
+            walk(&direct, name, &mut path, &mut reached)?;
+            closure.insert(name.clone(), reached);
+        }
+        Ok(Implications { closure })
+    }
+
+    /// `true` when there is nothing in the table.
+    pub fn is_empty(&self) -> bool {
+        self.closure.is_empty()
+    }
+
+    /// Every name that appears on the right of the table (what tokens can be granted through
+    /// it), for the start-up check that each is required somewhere.
+    pub fn implied_names(&self) -> BTreeSet<&str> {
+        self.closure.values().flatten().map(String::as_str).collect()
+    }
+
+    /// `true` when `name` implies something.
+    pub fn implies_something(&self, name: &str) -> bool {
+        self.closure.contains_key(name)
+    }
+
+    /// `true` when `held` (a token's `scp` words or `roles`) holds `wanted` or a name that
+    /// implies it.
+    pub fn grants(&self, held: &[String], wanted: &str) -> bool {
+        held.iter().any(|h| {
+            h == wanted
+                || self
+                    .closure
+                    .get(h)
+                    .is_some_and(|implied| implied.contains(wanted))
+        })
+    }
+
+    /// `names` without those another of `names` implies: the least that grants them all (what a
+    /// challenge asks for: `Tools.ReadWrite`, not `Tools.ReadWrite Tools.Read`).
+    pub fn least(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                !names
+                    .iter()
+                    .any(|other| other != *n && self.closure.get(other).is_some_and(|i| i.contains(*n)))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Depth-first from `name`, collecting what it implies into `reached`; `path` is the chain so
+/// far (for the cycle's text).
+fn walk(
+    direct: &BTreeMap<String, Vec<String>>,
+    name: &str,
+    path: &mut Vec<String>,
+    reached: &mut BTreeSet<String>,
+) -> Result<(), ImplicationError> {
+    for next in direct.get(name).into_iter().flatten() {
+        if path.contains(next) {
+            path.push(next.clone());
+            return Err(ImplicationError::Cycle(path.join(" → ")));
+        }
+        if reached.insert(next.clone()) {
+            path.push(next.clone());
+            walk(direct, next, path, reached)?;
+            path.pop();
+        }
+    }
+    Ok(())
+}
 
 /// What a verified token must grant to call this server.
 ///
@@ -28,6 +167,8 @@ pub struct AccessPolicy {
     pub required_scopes: Vec<String>,
     /// App roles an app-only token must carry. Empty: app-only tokens are refused.
     pub required_app_roles: Vec<String>,
+    /// Which scopes and roles imply others (`[implies]`); empty by default.
+    pub implications: Implications,
 }
 
 impl AccessPolicy {
@@ -40,6 +181,7 @@ impl AccessPolicy {
         AccessPolicy {
             required_scopes: scopes.into_iter().map(Into::into).collect(),
             required_app_roles: Vec::new(),
+            implications: Implications::default(),
         }
     }
 
@@ -59,7 +201,8 @@ impl AccessPolicy {
             if self.required_app_roles.is_empty() {
                 Some(ScopeProblem::AppOnlyNotAccepted)
             } else {
-                let missing = missing(&self.required_app_roles, |r| identity.has_role(r));
+                let implied = &self.implications;
+                let missing = missing(&self.required_app_roles, |r| implied.grants(&identity.roles, r));
                 (!missing.is_empty()).then_some(ScopeProblem::MissingRoles { missing })
             }
         } else {
@@ -70,7 +213,8 @@ impl AccessPolicy {
                     missing: self.required_scopes.clone(),
                 })
             } else {
-                let missing = missing(&self.required_scopes, |s| identity.has_scope(s));
+                let implied = &self.implications;
+                let missing = missing(&self.required_scopes, |s| implied.grants(&identity.scopes, s));
                 (!missing.is_empty()).then_some(ScopeProblem::MissingScopes { missing })
             }
         };
@@ -242,14 +386,21 @@ impl Requirement {
     /// scopes a user needs here (empty when users are not accepted) and whose problem names what
     /// is missing.
     pub fn check(&self, identity: &Identity) -> Result<(), AuthError> {
+        self.check_implied(identity, &Implications::default())
+    }
+
+    /// [`check`](Self::check), counting what the token's scopes and roles imply.
+    pub fn check_implied(&self, identity: &Identity, implied: &Implications) -> Result<(), AuthError> {
+        let has_role = |r: &str| implied.grants(&identity.roles, r);
+        let has_scope = |s: &str| implied.grants(&identity.scopes, s);
         let problem = if identity.app_only {
             match &self.app_roles {
                 None => Some(ScopeProblem::DelegatedOnly),
                 Some(roles @ Grants::AllOf(_)) => roles
-                    .unmet(|r| identity.has_role(r))
+                    .unmet(has_role)
                     .map(|missing| ScopeProblem::MissingRoles { missing }),
                 Some(roles @ Grants::AnyOf(_)) => roles
-                    .unmet(|r| identity.has_role(r))
+                    .unmet(has_role)
                     .map(|any_of| ScopeProblem::MissingAnyRole { any_of }),
             }
         } else {
@@ -262,10 +413,10 @@ impl Requirement {
                         .unwrap_or_default(),
                 }),
                 Some(scopes @ Grants::AllOf(_)) => scopes
-                    .unmet(|s| identity.has_scope(s))
+                    .unmet(has_scope)
                     .map(|missing| ScopeProblem::MissingScopes { missing }),
                 Some(scopes @ Grants::AnyOf(_)) => scopes
-                    .unmet(|s| identity.has_scope(s))
+                    .unmet(has_scope)
                     .map(|any_of| ScopeProblem::MissingAnyScope { any_of }),
             }
         };
@@ -322,6 +473,58 @@ mod tests {
             Err(AuthError::InsufficientScope { problem, .. }) => problem,
             other => panic!("expected insufficient scope, got {other:?}"),
         }
+    }
+
+    /// One row per implication table: what it is refused with, or what it grants.
+    #[test]
+    fn implication_rules() {
+        type Table = Vec<(&'static str, Vec<&'static str>)>;
+        let refused: Vec<(Table, &str)> = vec![
+            (vec![("A", vec!["A"])], "[implies] has a cycle: A → A; a name cannot imply itself, directly or through others"),
+            (
+                vec![("A", vec!["B"]), ("B", vec!["C"]), ("C", vec!["A"])],
+                "[implies] has a cycle: A → B → C → A; a name cannot imply itself, directly or through others",
+            ),
+            (vec![("A", vec![])], "[implies] \"A\" = [] implies nothing; list what it implies or remove it"),
+            (
+                vec![("A", vec!["api://x/B"])],
+                "[implies] holds \"api://x/B\"; use short names such as Tools.Read (no spaces, not an api:// URI)",
+            ),
+            (vec![("A B", vec!["C"])], "[implies] holds \"A B\"; use short names such as Tools.Read (no spaces, not an api:// URI)"),
+        ];
+        for (table, message) in refused {
+            assert_eq!(Implications::new(table).unwrap_err().to_string(), message);
+        }
+        let implied = Implications::new([
+            ("Tools.Admin", vec!["Tools.ReadWrite"]),
+            ("Tools.ReadWrite", vec!["Tools.Read"]),
+            ("Other", vec!["Tools.Read"]),
+        ])
+        .unwrap();
+        let held = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(
+            implied.grants(&held(&["Tools.Admin"]), "Tools.Read"),
+            "transitive"
+        );
+        assert!(implied.grants(&held(&["Tools.Read"]), "Tools.Read"));
+        assert!(
+            !implied.grants(&held(&["Tools.Read"]), "Tools.ReadWrite"),
+            "never upwards"
+        );
+        assert!(
+            !implied.grants(&held(&["Tools.Admi"]), "Tools.Read"),
+            "whole names"
+        );
+        assert_eq!(
+            implied.least(&held(&["Tools.Read", "Tools.Admin", "Tools.ReadWrite", "x"])),
+            held(&["Tools.Admin", "x"])
+        );
+        // The floor counts implications too.
+        let mut policy = AccessPolicy::scopes(["Tools.Read"]).with_app_roles(["Tools.Read"]);
+        policy.implications = implied;
+        assert_eq!(policy.authorize(&user(&["Tools.Admin"])), Ok(()));
+        assert_eq!(policy.authorize(&app(&["Tools.ReadWrite"])), Ok(()));
+        assert!(policy.authorize(&app(&["Tools.Rea"])).is_err());
     }
 
     #[test]

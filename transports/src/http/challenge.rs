@@ -87,9 +87,18 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
         AuthError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
         AuthError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
         AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+        // No scope would help, so no challenge: `access_denied` is RFC 6749's word (§4.1.2.1).
+        AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+        // Entra's claims challenge ("Claims challenges, claims requests and client capabilities").
+        AuthError::InsufficientClaims { .. } => (StatusCode::UNAUTHORIZED, Some("insufficient_claims")),
     };
     let description = err.to_string();
     let mut challenge = format!("Bearer resource_metadata=\"{}\"", quote(&ctx.resource_metadata));
+    if let AuthError::InsufficientClaims { claims, .. } = err {
+        // `realm=""` first, as Microsoft's examples (and MSAL's parsers) have it.
+        challenge = format!("Bearer realm=\"\", {}", &challenge["Bearer ".len()..]);
+        challenge.push_str(&format!(", claims=\"{}\"", quote(claims)));
+    }
     if let Some(code) = error_code {
         challenge.push_str(&format!(
             ", error=\"{code}\", error_description=\"{}\"",
@@ -105,22 +114,29 @@ pub(crate) fn auth_error_response(err: &AuthError, ctx: &ChallengeContext) -> Re
         } if !ctx.app_only_scope.is_empty() => &ctx.app_only_scope,
         _ => &ctx.scope,
     };
-    if !scope.is_empty() {
+    if !scope.is_empty() && !matches!(err, AuthError::InsufficientClaims { .. }) {
         challenge.push_str(&format!(", scope=\"{}\"", quote(scope)));
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "error": error_code.unwrap_or(match status {
             StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+            StatusCode::FORBIDDEN => "access_denied",
             _ => "unauthorized",
         }),
         "error_description": description,
     });
+    if let AuthError::InsufficientClaims { claims, auth_context } = err {
+        body["claims"] = serde_json::json!(claims);
+        body["auth_context"] = serde_json::json!(auth_context);
+    }
     let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let AuthError::Unavailable(reason) = err {
         headers.insert(RETRY_AFTER, HeaderValue::from(reason.retry_after().as_secs()));
+    } else if let AuthError::Forbidden(_) = err {
+        // Nothing to request: a challenge would only send the client round a sign-in loop.
     } else if let Ok(value) = HeaderValue::from_str(&challenge) {
         headers.insert(WWW_AUTHENTICATE, value);
     }

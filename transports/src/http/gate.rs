@@ -21,12 +21,12 @@ use http_body_util::{BodyExt as _, Either, Full, Limited};
 use serde::Deserialize;
 use tower::{Layer, Service};
 use tracing::{Instrument as _, Span};
-use verifiers::Identity;
+use verifiers::{AccessToken, Identity};
 
 use super::ambiguity::request_host;
 use super::body::with_guard;
 use super::body::{text, Body};
-use super::challenge::{tool_refusal_response, Challenges};
+use super::challenge::{tool_refusal_response, ChallengeContext, Challenges};
 use super::mcp_headers;
 use super::rate_limit::too_many_requests;
 use crate::trace::{mcp_server_span, record_mcp_error, Envelope, McpSpan};
@@ -152,39 +152,11 @@ where
     if request.method() != Method::POST {
         return Ok((request.map(Either::Left), None));
     }
-    let challenge = layer.challenges.for_host(request_host(&request));
-    let client = request.extensions().get::<crate::audit::ClientAddr>().copied();
-    // The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent;
-    // recorded on `span` (the MCP span, or a disabled one, on which recording does nothing).
-    let refuse = |name: &str, span: &Span| {
-        let (gate, identity) = (layer.gate.as_ref()?, identity?);
-        let refusal = match gate.check_tool(name, identity) {
-            Ok(()) => {
-                let response = span.in_scope(|| admit(gate.as_ref(), name, identity, client))?;
-                record_mcp_error(span, "rate_limited", None);
-                return Some(response);
-            }
-            Err(refusal) => refusal,
-        };
-        span.in_scope(|| {
-            crate::audit::tool_call(
-                identity,
-                name,
-                crate::audit::Outcome::Refused("insufficient_scope"),
-                std::time::Duration::ZERO,
-                client,
-            )
-        });
-        metrics::counter!("mcp_auth_rejections_total", "reason" => "tool_insufficient_scope").increment(1);
-        // `name` is a tool the server knows (the gate refuses no other), so it is safe to log.
-        tracing::info!(
-            kind = "tool_insufficient_scope",
-            tool = name,
-            reason = %refusal.error,
-            "tool call refused"
-        );
-        record_mcp_error(span, "insufficient_scope", None);
-        Some(tool_refusal_response(&refusal, challenge))
+    let caller = Caller {
+        identity,
+        token: request.extensions().get::<AccessToken>().cloned(),
+        client: request.extensions().get::<crate::audit::ClientAddr>().copied(),
+        challenge: layer.challenges.for_host(request_host(&request)),
     };
     // 2026-07-28: the method and the tool are in headers, read as the protocol defines them
     // (plain or `=?base64?…?=`). Believed only at that version, where rmcp checks them against
@@ -216,7 +188,7 @@ where
     if !peek {
         let mut request = request.map(Either::Left);
         if let Some(Some(name)) = by_headers {
-            if let Some(response) = refuse(&name, &Span::none()) {
+            if let Some(response) = refuse(layer, &caller, &name, &Span::none()).await {
                 return Err(response);
             }
             request.extensions_mut().insert(ToolCallAdmitted(Arc::from(name)));
@@ -252,7 +224,7 @@ where
     };
     if let Some(name) = tool {
         let disabled = Span::none();
-        if let Some(response) = refuse(&name, span.as_ref().unwrap_or(&disabled)) {
+        if let Some(response) = refuse(layer, &caller, &name, span.as_ref().unwrap_or(&disabled)).await {
             return Err(response);
         }
         request
@@ -263,6 +235,69 @@ where
         request.extensions_mut().insert(McpSpan(span.clone()));
     }
     Ok((request, span))
+}
+
+/// What [`refuse`] needs to know of the request.
+struct Caller<'a> {
+    identity: Option<&'a Identity>,
+    /// The caller's token, for a gate that asks Microsoft Graph on the caller's behalf.
+    token: Option<AccessToken>,
+    client: Option<crate::audit::ClientAddr>,
+    challenge: &'a ChallengeContext,
+}
+
+/// The refusal of a call to `name`, if the gate forbids it or the tool's rate limit is spent;
+/// recorded on `span` (the MCP span, or a disabled one, on which recording does nothing).
+async fn refuse(
+    layer: &ToolGateLayer,
+    caller: &Caller<'_>,
+    name: &str,
+    span: &Span,
+) -> Option<Response<Body>> {
+    let (gate, identity) = (layer.gate.as_ref()?, caller.identity?);
+    let checked = gate.check_tool(name, identity, caller.token.as_ref());
+    let checked = if span.is_disabled() {
+        checked.await
+    } else {
+        checked.instrument(span.clone()).await
+    };
+    let refusal = match checked {
+        Ok(()) => {
+            let response = span.in_scope(|| admit(gate.as_ref(), name, identity, caller.client))?;
+            record_mcp_error(span, "rate_limited", None);
+            return Some(response);
+        }
+        Err(refusal) => refusal,
+    };
+    let kind = refusal.error.kind();
+    span.in_scope(|| {
+        crate::audit::tool_call(
+            identity,
+            name,
+            crate::audit::Outcome::Refused(kind),
+            std::time::Duration::ZERO,
+            caller.client,
+        )
+    });
+    let reason = if kind == "insufficient_scope" {
+        "tool_insufficient_scope"
+    } else {
+        kind
+    };
+    metrics::counter!("mcp_auth_rejections_total", "reason" => reason).increment(1);
+    // `name` is a tool the server knows (the gate refuses no other), so it is safe to log; the
+    // detail (the groups the tool admits) goes to the log, never to the caller.
+    tracing::info!(
+        kind = reason,
+        tool = name,
+        tenant = %identity.tenant_id,
+        object_id = %identity.object_id,
+        reason = %refusal.error,
+        detail = refusal.log_detail.as_deref(),
+        "tool call refused"
+    );
+    record_mcp_error(span, kind, None);
+    Some(tool_refusal_response(&refusal, caller.challenge))
 }
 
 /// Counts an allowed call of `name` against its tool's rate limit: `Some(429)` past it.
@@ -324,8 +359,14 @@ mod tests {
     #[derive(Debug)]
     struct NoDice;
 
+    #[async_trait::async_trait]
     impl ToolGate for NoDice {
-        fn check_tool(&self, name: &str, _: &Identity) -> Result<(), ToolRefusal> {
+        async fn check_tool(
+            &self,
+            name: &str,
+            _: &Identity,
+            _: Option<&AccessToken>,
+        ) -> Result<(), ToolRefusal> {
             if name != "roll_dice" {
                 return Ok(());
             }
@@ -337,6 +378,7 @@ mod tests {
                     },
                 },
                 scope: "api://x/Dice.Roll".into(),
+                log_detail: None,
             })
         }
     }

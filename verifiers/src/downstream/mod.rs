@@ -182,17 +182,76 @@ impl OnBehalfOf {
         url: Url,
     ) -> Result<serde_json::Value, DownstreamError> {
         let key = self.key(caller)?;
+        self.call_json(&key, Some(token), url, None).await
+    }
+
+    /// `POST url` with the JSON `body` as the caller, and parse the JSON answer; otherwise as
+    /// [`get_json`](Self::get_json).
+    pub async fn post_json(
+        &self,
+        caller: &Identity,
+        token: &AccessToken,
+        url: Url,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, DownstreamError> {
+        let key = self.key(caller)?;
+        self.call_json(&key, Some(token), url, Some(body)).await
+    }
+
+    /// `POST url` with the JSON `body` as the server itself: with a token for `scope` (a
+    /// `<resource>/.default` URI) from Entra's client-credentials grant in `tenant` (Microsoft
+    /// identity platform, "OAuth 2.0 client credentials flow"), proven with the server's
+    /// [`ClientCredential`]. No caller's token is sent anywhere. App tokens are cached per
+    /// (tenant, scope) like exchanged ones.
+    pub async fn post_json_as_app(
+        &self,
+        tenant: &str,
+        scope: &str,
+        url: Url,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, DownstreamError> {
+        let key = Key {
+            tenant: self
+                .inner
+                .fixed_tenant
+                .clone()
+                .unwrap_or_else(|| tenant.to_owned()),
+            // No user: a user's key always has an object id, so the two never meet.
+            object_id: String::new(),
+            client_app: String::new(),
+            scopes: scope.to_owned(),
+        };
+        self.call_json(&key, None, url, Some(body)).await
+    }
+
+    /// Calls `url` (GET, or POST with `body`) with the token of `key`: exchanged from `token`
+    /// (on-behalf-of), or the server's own when `token` is `None`.
+    async fn call_json(
+        &self,
+        key: &Key,
+        token: Option<&AccessToken>,
+        url: Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, DownstreamError> {
         let mut retried = false;
         loop {
-            let downstream = self.token(&key, token).await?;
+            let downstream = self.token(key, token).await?;
             // The call continues the caller's trace: its span's context goes in `traceparent`.
-            let request = self
-                .inner
-                .http
-                .get(url.clone())
+            let (request, method) = match body {
+                None => (self.inner.http.get(url.clone()), "GET"),
+                Some(body) => (
+                    self.inner
+                        .http
+                        .post(url.clone())
+                        .header("content-type", "application/json")
+                        .body(body.to_string()),
+                    "POST",
+                ),
+            };
+            let request = request
                 .bearer_auth(&*downstream)
                 .header("accept", "application/json");
-            let sent = telemetry::send(request, "GET", url.as_str(), true).await;
+            let sent = telemetry::send(request, method, url.as_str(), true).await;
             let response = sent.map_err(|source| DownstreamError::Unreachable {
                 what: "the downstream API",
                 source,
@@ -200,13 +259,13 @@ impl OnBehalfOf {
             let status = response.status().as_u16();
             if status == 401 {
                 if let Some(claims) = claims_challenge(response.headers()) {
-                    self.inner.cache.invalidate(&key, &downstream).await;
+                    self.inner.cache.invalidate(key, &downstream).await;
                     return Err(DownstreamError::InteractionRequired {
                         origin: "the downstream API asks for a new sign-in",
                         claims: Some(claims),
                     });
                 }
-                self.inner.cache.invalidate(&key, &downstream).await;
+                self.inner.cache.invalidate(key, &downstream).await;
                 if !retried {
                     retried = true;
                     tracing::debug!("the downstream API refused a cached token; exchanging again");
@@ -245,15 +304,16 @@ impl OnBehalfOf {
         })
     }
 
-    /// The downstream token for `key`: cached, or exchanged once however many calls wait.
-    async fn token(&self, key: &Key, token: &AccessToken) -> Result<Arc<str>, DownstreamError> {
+    /// The downstream token for `key`: cached, or exchanged (from `token`; the server's own
+    /// token when `None`) once however many calls wait.
+    async fn token(&self, key: &Key, token: Option<&AccessToken>) -> Result<Arc<str>, DownstreamError> {
         if !telemetry::enabled() {
             return self.cached_or_exchanged(key, token).await;
         }
         let span = tracing::info_span!(
             target: telemetry::TARGET,
             "on_behalf_of",
-            otel.name = "on_behalf_of",
+            otel.name = if token.is_some() { "on_behalf_of" } else { "client_credentials" },
             otel.kind = "internal",
             otel.status_code = tracing::field::Empty,
             entra.obo.cache_hit = tracing::field::Empty,
@@ -270,7 +330,11 @@ impl OnBehalfOf {
         result
     }
 
-    async fn cached_or_exchanged(&self, key: &Key, token: &AccessToken) -> Result<Arc<str>, DownstreamError> {
+    async fn cached_or_exchanged(
+        &self,
+        key: &Key,
+        token: Option<&AccessToken>,
+    ) -> Result<Arc<str>, DownstreamError> {
         let slot = self.inner.cache.slot(key);
         let mut cached = slot.lock().await;
         if let Some(c) = cached.as_ref() {
@@ -303,10 +367,12 @@ impl OnBehalfOf {
         url.to_string()
     }
 
+    /// A token for `key` from Entra's token endpoint: on-behalf-of `token`, or with the
+    /// client-credentials grant for `key.scopes` when `token` is `None`.
     async fn exchange(
         &self,
         key: &Key,
-        token: &AccessToken,
+        token: Option<&AccessToken>,
     ) -> Result<(Arc<str>, Duration), DownstreamError> {
         let inner = &self.inner;
         let endpoint = self.token_endpoint(&key.tenant);
@@ -315,13 +381,20 @@ impl OnBehalfOf {
             .client_auth(&inner.http, &endpoint, &inner.client_id)
             .await
             .map_err(DownstreamError::Credential)?;
-        let mut fields: Vec<(&str, &str)> = vec![
-            ("grant_type", JWT_BEARER_GRANT),
-            ("requested_token_use", "on_behalf_of"),
-            ("client_id", &inner.client_id),
-            ("assertion", token.secret()),
-            ("scope", &inner.scopes),
-        ];
+        let mut fields: Vec<(&str, &str)> = match token {
+            Some(token) => vec![
+                ("grant_type", JWT_BEARER_GRANT),
+                ("requested_token_use", "on_behalf_of"),
+                ("client_id", &inner.client_id),
+                ("assertion", token.secret()),
+                ("scope", &key.scopes),
+            ],
+            None => vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &inner.client_id),
+                ("scope", &key.scopes),
+            ],
+        };
         fields.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
         let started = std::time::Instant::now();
         let request = inner
@@ -346,7 +419,8 @@ impl OnBehalfOf {
             object_id = %key.object_id,
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "on-behalf-of exchange"
+            grant = if token.is_some() { "on_behalf_of" } else { "client_credentials" },
+            "token request"
         );
         if status != 200 {
             let error: TokenError = serde_json::from_slice(&body).unwrap_or_default();
@@ -365,7 +439,7 @@ impl OnBehalfOf {
     fn refusal(&self, status: u16, error: TokenError, key: &Key) -> DownstreamError {
         if error.error_codes.contains(&65001) || error.suberror.as_deref() == Some("consent_required") {
             return DownstreamError::ConsentRequired {
-                scopes: self.inner.scopes.clone(),
+                scopes: key.scopes.clone(),
                 client_id: self.inner.client_id.clone(),
                 tenant: key.tenant.clone(),
             };

@@ -39,6 +39,16 @@ pub struct EntraConfig {
     /// `AZURE_ACCEPT_V1_TOKENS`: accept Entra v1.0 tokens (issuer `https://sts.windows.net/…`).
     /// Defaults to `false`: set `requestedAccessTokenVersion` to 2 instead.
     pub accept_v1_tokens: bool,
+    /// `AZURE_APP_SPECIFIC_SIGNING_KEYS`: the app registration signs its tokens with keys of its
+    /// own (a claims-mapping policy), published at the metadata and JWKS URLs with
+    /// `?appid=<client id>` (Microsoft identity platform, "Validate tokens: app-specific signing
+    /// keys"). Defaults to `false`.
+    pub app_specific_signing_keys: bool,
+    /// `AZURE_B2C_POLICY`: an Azure AD B2C user flow or custom policy (`B2C_1_signupsignin`). Its
+    /// metadata is per policy (`<host>/<tenant>/<policy>/v2.0/.well-known/openid-configuration`),
+    /// its tokens carry `ver` 1.0 and may lack `tid` (the issuer's tenant is used). `None`:
+    /// Microsoft Entra ID (workforce or External ID).
+    pub b2c_policy: Option<String>,
     /// Clock leeway for `exp` and `nbf`. Defaults to 60 s.
     pub leeway: Duration,
     /// How often signing keys are refreshed on schedule. Defaults to 6 h.
@@ -74,6 +84,8 @@ impl EntraConfig {
             authority_host: Url::parse(DEFAULT_AUTHORITY_HOST).expect("constant URL"),
             allowed_tenants: Vec::new(),
             accept_v1_tokens: false,
+            app_specific_signing_keys: false,
+            b2c_policy: None,
             leeway: Duration::from_secs(60),
             key_refresh_interval: Duration::from_secs(6 * 3600),
             key_min_refresh_interval: Duration::from_secs(30),
@@ -103,6 +115,18 @@ impl EntraConfig {
         }
         if self.key_min_refresh_interval.is_zero() || self.key_refresh_interval.is_zero() {
             return Err(EntraConfigError::ZeroInterval);
+        }
+        if let Some(b2c) = &self.b2c_policy {
+            let name_ok = !b2c.is_empty()
+                && b2c
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !name_ok {
+                return Err(EntraConfigError::BadB2cPolicy(b2c.clone()));
+            }
+            if policy.is_multi_tenant() {
+                return Err(EntraConfigError::B2cMultiTenant);
+            }
         }
         Ok(policy)
     }
@@ -137,18 +161,24 @@ impl EntraConfig {
         aud.eq_ignore_ascii_case(&self.client_id) || self.identifier_uris().any(|uri| uri.matches(aud))
     }
 
-    /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`.
+    /// The authority URL tokens come from: `<authority host>/<tenant>/v2.0`, or for Azure AD B2C
+    /// `<authority host>/<tenant>/<policy>/v2.0`.
     pub fn authority(&self) -> String {
-        format!(
-            "{}/{}/v2.0",
-            self.authority_host.as_str().trim_end_matches('/'),
-            self.tenant
-        )
+        let host = self.authority_host.as_str().trim_end_matches('/');
+        match &self.b2c_policy {
+            None => format!("{host}/{}/v2.0", self.tenant),
+            Some(policy) => format!("{host}/{}/{policy}/v2.0", self.tenant),
+        }
     }
 
-    /// The tenant's OpenID configuration document URL.
+    /// The tenant's OpenID configuration document URL, with `?appid=<client id>` when the app
+    /// signs with app-specific keys.
     pub(crate) fn metadata_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.authority())
+        let url = format!("{}/.well-known/openid-configuration", self.authority());
+        match self.app_specific_signing_keys {
+            true => format!("{url}?appid={}", self.client_id),
+            false => url,
+        }
     }
 }
 

@@ -23,6 +23,14 @@ pub enum EntraConfigError {
         "AZURE_AUTHORITY_HOST must be an https:// URL (http:// only for loopback test servers), got {0:?}"
     )]
     InsecureAuthority(String),
+    /// `AZURE_B2C_POLICY` is not a policy name.
+    #[error(
+        "AZURE_B2C_POLICY must be a user flow or custom policy name such as B2C_1_signupsignin, got {0:?}"
+    )]
+    BadB2cPolicy(String),
+    /// `AZURE_B2C_POLICY` with `organizations`/`common`: a B2C tenant is one tenant.
+    #[error("AZURE_B2C_POLICY needs AZURE_TENANT_ID to be the B2C tenant (contoso.onmicrosoft.com or its GUID), not organizations or common")]
+    B2cMultiTenant,
     /// A refresh interval of zero.
     #[error("the signing-key refresh intervals must be greater than zero")]
     ZeroInterval,

@@ -199,7 +199,15 @@ impl KeyStore {
     }
 
     async fn fetch_and_store(&self) -> Result<(), FetchError> {
-        let metadata: OpenIdMetadata = self.get_json(&self.metadata_url).await?;
+        let mut metadata: OpenIdMetadata = self.get_json(&self.metadata_url).await?;
+        // App-specific keys live at the JWKS URL with the same `?appid=`: Entra's metadata
+        // names it so; one that does not is completed rather than trusted to be complete.
+        if let Some(appid) = app_id_query(&self.metadata_url) {
+            if !metadata.jwks_uri.contains("appid=") {
+                let separator = if metadata.jwks_uri.contains('?') { '&' } else { '?' };
+                metadata.jwks_uri = format!("{}{separator}{appid}", metadata.jwks_uri);
+            }
+        }
         let jwks: Jwks = self.get_json(&metadata.jwks_uri).await?;
         let keys = usable_keys(&jwks.keys);
         if keys.is_empty() {
@@ -328,6 +336,12 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The `appid=<client id>` query of a metadata URL that asks for app-specific keys.
+fn app_id_query(metadata_url: &str) -> Option<&str> {
+    let query = metadata_url.split_once('?')?.1;
+    query.split('&').find(|pair| pair.starts_with("appid="))
 }
 
 #[cfg(test)]

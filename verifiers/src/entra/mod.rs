@@ -278,7 +278,7 @@ impl EntraVerifier {
             return Err(InvalidToken::UnsupportedCritical(crit.to_string().into()).into());
         }
         let claims = &parsed.claims;
-        let caller = CallerClaims::parse(claims)?;
+        let mut caller = CallerClaims::parse(claims)?;
         let leeway = cfg.leeway.as_secs();
         let exp = caller.expires.ok_or(InvalidToken::MissingClaim("exp"))?;
         if exp.secs().saturating_add(leeway) <= now {
@@ -299,11 +299,22 @@ impl EntraVerifier {
         optional_time(claims, "iat")?;
         self.check_audience(claims)?;
         let iss = required_str(claims, "iss")?;
-        let tid = caller
-            .tenant_id
-            .clone()
-            .ok_or(InvalidToken::MissingClaim("tid"))?;
-        check_version(iss, required_str(claims, "ver")?)?;
+        let b2c = cfg.b2c_policy.is_some();
+        // Azure AD B2C may leave `tid` out: its tenant is the issuer's (held to the metadata's
+        // issuer like every other). Entra ID always writes it.
+        let tid = match (&caller.tenant_id, b2c) {
+            (Some(tid), _) => tid.clone(),
+            (None, true) => issuer::issuer_tenant(iss)
+                .map(str::to_ascii_lowercase)
+                .ok_or(InvalidToken::MissingClaim("tid"))?,
+            (None, false) => return Err(InvalidToken::MissingClaim("tid").into()),
+        };
+        caller.tenant_id = Some(tid.clone());
+        let ver = required_str(claims, "ver")?;
+        // B2C writes `ver` 1.0 with its v2.0 issuer ("Overview of tokens in Azure AD B2C").
+        if !(b2c && matches!(ver, "1.0" | "2.0")) {
+            check_version(iss, ver)?;
+        }
         Ok(Checked {
             expires: exp.secs(),
             issuer: iss.to_owned(),
@@ -522,8 +533,12 @@ impl TokenVerifier for EntraVerifier {
     /// The `issuer` of the tenant's OpenID metadata once discovered: the GUID form for a tenant
     /// configured as a domain, the personal-account tenant's issuer for `consumers`. `None` for
     /// `organizations`/`common`, whose metadata states a `{tenantid}` template rather than an
-    /// issuer identifier.
+    /// issuer identifier, and for Azure AD B2C, whose issuer names no policy and so serves no
+    /// metadata: there the configured authority (with the policy) is advertised.
     fn authorization_server(&self) -> Option<String> {
+        if self.inner.config.b2c_policy.is_some() {
+            return None;
+        }
         self.inner
             .keys
             .snapshot()
