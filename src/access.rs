@@ -27,7 +27,7 @@ use transports::http::{KeyedLimiter, Principal, Rate, RateLimited};
 use transports::{ToolGate, ToolRefusal};
 use verifiers::{
     check_auth_context, is_auth_context_id, is_guid, AccessToken, ApplicationIdUri, AuthError, Forbidden,
-    GroupMembership, Identity, Implications, Requirement, ScopeProblem,
+    Grants, GroupMembership, Identity, Implications, Requirement, ScopeProblem,
 };
 
 /// Callers each tool's rate limit tracks unless [`ToolAccess::with_rate_limit_max_tracked`]
@@ -231,6 +231,11 @@ impl ToolAccess {
                 slot.requirement = requirement(table, name)?;
             } else if table.rate_limit.is_none() && table.groups.is_none() && table.auth_context.is_none() {
                 return Err(ToolConfigError::Empty(name.clone()));
+            }
+            // An application has no groups to check: a tool limited to groups admits one only by
+            // app roles named for it, never by the server-wide floor alone.
+            if slot.groups.is_some() && slot.requirement.app_roles == Some(Grants::AllOf(Vec::new())) {
+                slot.requirement.app_roles = None;
             }
         }
         Ok(ToolAccess {
@@ -905,7 +910,8 @@ mod tests {
         let toml = format!(
             "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\ngroups = [\"{G1}\", \"{}\"]\n\
              [tools.greeting_card]\nscopes = [\"Cards.Read\"]\napp_roles = [\"Cards.All\"]\nauth_context = \"c7\"\n\
-             [tools.whoami]\nscopes = [\"Tools.Read\", \"Tools.ReadWrite\"]",
+             [tools.whoami]\nscopes = [\"Tools.Read\", \"Tools.ReadWrite\"]\n\
+             [tools.my_profile]\ngroups = [\"{G1}\"]",
             G2.to_uppercase()
         );
         let implied = Implications::new([
@@ -1034,6 +1040,20 @@ mod tests {
                 user(&["access_as_user", "Tools.ReadWrite"]),
                 true,
                 None,
+            ),
+            (
+                "my_profile",
+                "groups alone: a member",
+                member(&["access_as_user"], &[G1]),
+                true,
+                None,
+            ),
+            (
+                "my_profile",
+                "groups alone admit no application by the floor",
+                app(&["Cards.All"]),
+                false,
+                Some(("insufficient_scope", "api://x/.default")),
             ),
         ];
         for (tool, name, identity, listed, expected) in rows {

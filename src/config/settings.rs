@@ -479,10 +479,24 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         groups: GroupSettings {
             required: raw.azure_required_groups.clone().unwrap_or_default().0,
             graph_auth: raw.groups_graph_auth.0,
-            cache_ttl: raw.groups_cache_secs.0,
+            cache_ttl: checked_group_cache_ttl(&raw)?,
         },
         tools: raw.tools,
         identifier_uri,
         files_read: Vec::new(),
     })
+}
+
+/// `GROUPS_CACHE_SECS`, at most an hour: a user removed from a group keeps access while the
+/// cached answer lives.
+fn checked_group_cache_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
+    let ttl = raw.groups_cache_secs.0;
+    if ttl > verifiers::MAX_GROUP_CACHE_TTL {
+        return Err(raw.invalid(
+            "GROUPS_CACHE_SECS",
+            "at most 3600 seconds (a user removed from a group keeps access while the answer is cached)",
+            &ttl.as_secs().to_string(),
+        ));
+    }
+    Ok(ttl)
 }

@@ -195,6 +195,10 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Env, "TRUSTED_PROXIES", "0.0.0.0/0", "TRUSTED_PROXIES must be IP addresses or CIDR blocks such as 10.0.0.0/8 (not /0, which trusts every client), comma-separated, got \"0.0.0.0/0\"".into()),
         (In::Env, "TRUSTED_PROXIES_HEADER", "x-real-ip", "TRUSTED_PROXIES_HEADER must be x-forwarded-for or forwarded, got \"x-real-ip\"".into()),
         (In::Env, "RATE_LIMIT_MAX_TRACKED", "0", "RATE_LIMIT_MAX_TRACKED must be greater than zero".into()),
+        (In::Env, "GROUPS_CACHE_SECS", "3601", "GROUPS_CACHE_SECS must be at most 3600 seconds (a user removed from a group keeps access while the answer is cached), got \"3601\"".into()),
+        (In::Env, "GROUPS_GRAPH_AUTH", "delegated", "GROUPS_GRAPH_AUTH must be app or on_behalf_of, got \"delegated\"".into()),
+        (In::Toml, "implies", "{ \"A\" = [\"A\"] }", "[implies] has a cycle: A → A; a name cannot imply itself, directly or through others".into()),
+        (In::Env, "AZURE_B2C_POLICY", "B2C_1 signin", "AZURE_B2C_POLICY must be a user flow or custom policy name such as B2C_1_signupsignin, got \"B2C_1 signin\"".into()),
         (In::Toml, "prot", "9001", format!("unknown key `prot` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
         (In::Toml, "PORT", "9001", format!("unknown key `PORT` in the configuration file {file}; did you mean `port`? (keys are the setting names in lower case, as in config.example.toml)")),
     ];

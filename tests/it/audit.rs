@@ -2,13 +2,10 @@
 //! error, refused) naming the caller by its Entra claims, and refusals before authentication
 //! counted rather than written one line each.
 
-use std::process::Stdio;
-
 use futures::StreamExt as _;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::common::{http, key1, mint, FakeEntra, CLIENT_ID, TENANT};
+use crate::common::{http, key1, mint, Binary, FakeEntra, CLIENT_ID, TENANT};
 
 const EXE: &str = env!("CARGO_BIN_EXE_mcp-server-entra");
 
@@ -58,7 +55,8 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("tools.toml");
     std::fs::write(&config, "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\n").unwrap();
-    let mut child = tokio::process::Command::new(EXE)
+    let mut command = tokio::process::Command::new(EXE);
+    command
         .args(["serve", "--port", "0", "--config", &config.display().to_string()])
         .env_clear()
         .env("RUST_LOG", "info")
@@ -70,28 +68,9 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
         // every refusal below is counted as what it is.
         .env("TRUSTED_PROXIES", "127.0.0.1")
         .env("RATE_LIMIT_PER_ADDRESS", "off")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Every log line, read as it comes (a full pipe would stall the server).
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::Null));
-        }
-    });
-    // The server says where it listens once its keys are loaded.
-    let address = loop {
-        let event = events.recv().await.expect("the server logs that it serves");
-        if let Some(address) = event["address"].as_str() {
-            break address.to_owned();
-        }
-    };
-    let url = format!("http://{address}/mcp");
+        .current_dir(std::env::temp_dir());
+    let server = Binary::start(command).await;
+    let url = server.url.clone();
     let token = mint(&key, &fake.claims(TENANT));
 
     let ok = call_with(
@@ -138,19 +117,12 @@ async fn every_tool_call_and_refusal_is_one_audit_event_naming_the_caller() {
         .await;
     assert!(statuses.iter().all(|s| *s == 401));
     // A graceful stop (SIGTERM) writes what was only counted.
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().await.unwrap().success());
-    let mut audit = Vec::new();
-    while let Some(event) = events.recv().await {
-        if event["target"] == "audit" {
-            audit.push(event);
-        }
-    }
+    let audit: Vec<Value> = server
+        .stop()
+        .await
+        .into_iter()
+        .filter(|event| event["target"] == "audit")
+        .collect();
     std::fs::remove_dir_all(dir).unwrap();
 
     // The flood's first refusal is written (either kind: the requests race), the other 9,999

@@ -489,6 +489,8 @@ pub struct Binary {
     pub child: tokio::process::Child,
     /// Every log event so far (stderr, `LOG_FORMAT=json`).
     pub log: Arc<Mutex<Vec<Value>>>,
+    /// Ends when stderr does (the process exited and every line is in `log`).
+    drained: tokio::task::JoinHandle<()>,
 }
 
 impl Binary {
@@ -516,7 +518,7 @@ impl Binary {
         };
         // Keep draining stderr, so a full pipe never stalls the server.
         let events = log.clone();
-        tokio::spawn(async move {
+        let drained = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let event: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 events.lock().unwrap().push(event);
@@ -527,7 +529,34 @@ impl Binary {
             addr: address.parse().unwrap(),
             child,
             log,
+            drained,
         }
+    }
+
+    /// Stops the server gracefully (SIGTERM), checks that it exited with success, and returns
+    /// its whole log, the lines written while stopping included.
+    pub async fn stop(mut self) -> Vec<Value> {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        assert!(self.child.wait().await.unwrap().success());
+        (&mut self.drained).await.unwrap();
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+
+    /// The `audit` events logged so far.
+    pub fn audit(&self) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event["target"] == "audit")
+            .cloned()
+            .collect()
     }
 
     /// The log so far, one JSON event per line, as text.

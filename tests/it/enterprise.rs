@@ -858,14 +858,47 @@ async fn external_id_and_b2c_issuers_end_to_end() {
     )
     .await;
     assert!(text.contains(TENANT), "the tenant comes from the issuer: {text}");
-    claims["iss"] = json!(b2c_issuer.trim_end_matches('/'));
-    let no_slash = mint(&fakes.key, &claims);
-    assert_eq!(
-        call(&server.url, &no_slash, "whoami", Path::Current)
-            .await
-            .status(),
-        401
-    );
+    // (row, claims changed, status): the issuer exactly, and the policy configured.
+    let rows: Vec<(&str, Value, u16)> = vec![
+        (
+            "the issuer without its slash",
+            json!({"iss": b2c_issuer.trim_end_matches('/')}),
+            401,
+        ),
+        (
+            "another user flow of the tenant",
+            json!({"tfp": "B2C_1_passwordreset"}),
+            401,
+        ),
+        (
+            "the policy in acr (older tenants)",
+            json!({"tfp": null, "acr": "b2c_1_signin"}),
+            200,
+        ),
+        ("no policy claim", json!({"tfp": null}), 401),
+        (
+            "a tid that is not the issuer's",
+            json!({"tid": "aaaaaaaa-bbbb-cccc-dddd-000000000002"}),
+            401,
+        ),
+        (
+            "no scp: never taken for an app",
+            json!({"scp": null, "sub": OVERAGE_MEMBER, "oid": OVERAGE_MEMBER}),
+            403,
+        ),
+    ];
+    for (row, change, status) in rows {
+        let mut changed = claims.clone();
+        merge(&mut changed, change);
+        let token = mint(&fakes.key, &changed);
+        assert_eq!(
+            call(&server.url, &token, "whoami", Path::Current).await.status(),
+            status,
+            "{row}"
+        );
+    }
+    let log = server.log_text();
+    assert!(log.contains("wrong_b2c_policy"), "{log}");
     // The metadata URL has the policy in it; RFC 9728 metadata names that authority.
     let metadata: Value = http()
         .get(format!(

@@ -194,16 +194,8 @@ async fn call(
         .unwrap()
 }
 
-/// The audit events the server logged.
-type Audit = Arc<Mutex<Vec<serde_json::Value>>>;
-
-/// Starts the binary against the fakes, exporting to `otlp` (when given); returns its MCP URL,
-/// the child (killed on drop) and its audit events as they come.
-async fn start(
-    fakes: &Fakes,
-    otlp: Option<&str>,
-    config: &std::path::Path,
-) -> (String, tokio::process::Child, Audit) {
+/// Starts the binary against the fakes, exporting to `otlp` (when given).
+async fn start(fakes: &Fakes, otlp: Option<&str>, config: &std::path::Path) -> Binary {
     let mut command = tokio::process::Command::new(EXE);
     command
         .args(["serve", "--port", "0", "--config", &config.display().to_string()])
@@ -215,10 +207,7 @@ async fn start(
         .env("AZURE_AUTHORITY_HOST", &fakes.entra.base)
         .env("AZURE_CLIENT_SECRET", SECRET)
         .env("GRAPH_BASE_URL", &fakes.graph)
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .current_dir(std::env::temp_dir());
     if let Some(otlp) = otlp {
         // Export every 50 ms, so the test waits for little.
         command
@@ -226,31 +215,7 @@ async fn start(
             .env("OTEL_BSP_SCHEDULE_DELAY", "50")
             .env("OTEL_SERVICE_NAME", "entra-trace-test");
     }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server logs that it serves");
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(address) = event["address"].as_str() {
-            break address.to_owned();
-        }
-    };
-    // Keep draining stderr, so a full pipe never stalls the server.
-    let audit = Audit::default();
-    let events = audit.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if event["target"] == "audit" {
-                events.lock().unwrap().push(event);
-            }
-        }
-    });
-    (format!("http://{address}/mcp"), child, audit)
+    Binary::start(command).await
 }
 
 #[tokio::test]
@@ -261,7 +226,8 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("tools.toml");
     std::fs::write(&config, "[tools.roll_dice]\nscopes = [\"Dice.Roll\"]\n").unwrap();
-    let (url, _child, audit) = start(&fakes, Some(&otlp), &config).await;
+    let server = start(&fakes, Some(&otlp), &config).await;
+    let url = server.url.clone();
     let alice = fakes.token_for(ALICE_OID, "Alice Example");
 
     // 1. An authenticated call with the client's traceparent header.
@@ -447,9 +413,8 @@ async fn one_call_is_one_span_tree_from_the_client_to_graph() {
     assert_eq!(sent, [format!("00-{trace_e}-{}-01", hex(&graph.span_id))]);
 
     // Each audit event leads to its trace: the MCP span's.
-    let audited: Vec<(String, String)> = audit
-        .lock()
-        .unwrap()
+    let audited: Vec<(String, String)> = server
+        .audit()
         .iter()
         .filter(|e| e["event"] == "tools/call")
         .map(|e| {
@@ -510,7 +475,8 @@ async fn nothing_is_exported_without_otel_settings() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("empty.toml");
     std::fs::write(&config, "").unwrap();
-    let (url, child, _) = start(&fakes, None, &config).await;
+    let server = start(&fakes, None, &config).await;
+    let url = server.url.clone();
     let alice = fakes.token_for(ALICE_OID, "Alice Example");
     let trace = "99999999999999999999999999999999";
     let ok = call(
@@ -523,14 +489,7 @@ async fn nothing_is_exported_without_otel_settings() {
     .await;
     assert_eq!(ok.status(), 200);
     // The server stops (SIGTERM) with nothing to flush: the receiver was never called.
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let mut child = child;
-    assert!(child.wait().await.unwrap().success());
+    server.stop().await;
     assert_eq!(*received.requests.lock().unwrap(), 0);
     drop(otlp);
     std::fs::remove_dir_all(dir).unwrap();

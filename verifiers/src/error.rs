@@ -328,6 +328,16 @@ pub enum InvalidToken {
         /// The expected issuer.
         expected: String,
     },
+    /// An Azure AD B2C token issued by another user flow or policy than `AZURE_B2C_POLICY`
+    /// (its `tfp`, or `acr` in older tenants): every policy of a tenant shares the issuer and the
+    /// keys, so the policy is what tells a sign-in from, say, a password reset.
+    #[error("the token was issued by the B2C policy {found}, but this server accepts only {expected}; sign in through that user flow")]
+    WrongB2cPolicy {
+        /// The token's `tfp` (or `acr`), or `none`.
+        found: CallerText,
+        /// `AZURE_B2C_POLICY`.
+        expected: String,
+    },
     /// The signing key is bound to an issuer (its JWKS `issuer`, `{tenantid}` replaced by the
     /// token's `tid`) that is not the token's `iss`: a key of one issuer signed for another
     /// (docs/ARCHITECTURE.md#token-verification; Entra's "validate the signing key issuer" guidance).
@@ -414,6 +424,7 @@ impl InvalidToken {
             InvalidToken::WrongAudience { .. } => "wrong_audience",
             InvalidToken::V1Token { .. } => "v1_token",
             InvalidToken::WrongIssuer { .. } => "wrong_issuer",
+            InvalidToken::WrongB2cPolicy { .. } => "wrong_b2c_policy",
             InvalidToken::KeyIssuerMismatch { .. } => "key_issuer_mismatch",
             InvalidToken::IdToken { .. } => "id_token",
             InvalidToken::AppTokenWithScopes => "app_token_with_scopes",

@@ -33,6 +33,14 @@ use crate::{AccessToken, AuthError, DownstreamError, Forbidden, Identity, OnBeha
 /// Most group ids Microsoft Graph's `checkMemberGroups` takes in one call.
 pub const CHECK_MEMBER_GROUPS_MAX_IDS: usize = 20;
 
+/// The longest one membership check may wait on Microsoft Graph, all its calls together (each
+/// HTTP call is bounded by the verifier's client timeout too).
+pub const GROUP_CHECK_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The longest `GROUPS_CACHE_SECS` may be: a user removed from a group keeps its access as long
+/// as the cached answer lives.
+pub const MAX_GROUP_CACHE_TTL: Duration = Duration::from_secs(3600);
+
 /// What the token says about the user's groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenGroups<'a> {
@@ -245,6 +253,10 @@ impl GroupMembership {
         let Some((tid, oid)) = caller.principal() else {
             return Err(Forbidden::GroupsNotResolvable("the token has no oid").into());
         };
+        // The oid becomes a path segment of the Graph URL: only an object id may.
+        if !crate::is_guid(oid) {
+            return Err(Forbidden::GroupsNotResolvable("the token's oid is not an object id").into());
+        }
         let key = (tid.to_owned(), oid.to_owned());
         let now = Instant::now();
         let mut member = BTreeSet::new();
@@ -265,9 +277,19 @@ impl GroupMembership {
         if unknown.is_empty() {
             return Ok(member);
         }
-        let mut answers = HashMap::new();
-        for chunk in unknown.chunks(CHECK_MEMBER_GROUPS_MAX_IDS) {
-            let found = graph.check(caller, token, chunk).await.map_err(|error| {
+        let asked = async {
+            let mut answers = HashMap::new();
+            for chunk in unknown.chunks(CHECK_MEMBER_GROUPS_MAX_IDS) {
+                let found = graph.check(caller, token, chunk).await?;
+                for id in chunk {
+                    answers.insert((*id).to_owned(), found.iter().any(|f| f == id));
+                }
+            }
+            Ok::<_, DownstreamError>(answers)
+        };
+        let answers = match tokio::time::timeout(GROUP_CHECK_DEADLINE, asked).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(error)) => {
                 tracing::warn!(
                     tenant = %tid,
                     object_id = %oid,
@@ -275,12 +297,18 @@ impl GroupMembership {
                     reason = %error,
                     "could not check group membership with Microsoft Graph; refused"
                 );
-                AuthError::Unavailable(Unavailable::GroupMembership)
-            })?;
-            for id in chunk {
-                answers.insert((*id).to_owned(), found.iter().any(|f| f == id));
+                return Err(refusal(&error));
             }
-        }
+            Err(_) => {
+                tracing::warn!(
+                    tenant = %tid,
+                    object_id = %oid,
+                    deadline_secs = GROUP_CHECK_DEADLINE.as_secs(),
+                    "could not check group membership with Microsoft Graph in time; refused"
+                );
+                return Err(Unavailable::GroupMembership.into());
+            }
+        };
         member.extend(answers.iter().filter(|(_, m)| **m).map(|(id, _)| id.clone()));
         self.remember(key, answers, now);
         Ok(member)
@@ -298,9 +326,15 @@ impl GroupMembership {
         }
         let mut cache = self.lock();
         if !cache.contains_key(&key) && cache.len() >= self.max_entries {
+            // Full: the expired go, and if that is not enough the tenth expiring soonest, so the
+            // next nine of ten newcomers find room without another pass.
             cache.retain(|_, entry| entry.until > now);
             if cache.len() >= self.max_entries {
-                return;
+                let mut until: Vec<Instant> = cache.values().map(|entry| entry.until).collect();
+                let nth = (until.len() / 10).max(1) - 1;
+                let (_, threshold, _) = until.select_nth_unstable(nth);
+                let threshold = *threshold;
+                cache.retain(|_, entry| entry.until > threshold);
             }
         }
         let entry = cache.entry(key).or_insert_with(|| Entry {
@@ -312,6 +346,26 @@ impl GroupMembership {
             entry.until = now + self.ttl;
         }
         entry.answers.extend(answers);
+    }
+}
+
+/// What a failed Graph lookup means for the caller: a `403` when retrying cannot help (consent
+/// or permissions missing, the user asked to sign in again), a `503` otherwise.
+fn refusal(error: &DownstreamError) -> AuthError {
+    match error {
+        DownstreamError::ConsentRequired { .. } => Forbidden::GroupsNotResolvable(
+            "Microsoft Graph permissions are not consented; the log says which",
+        )
+        .into(),
+        DownstreamError::InteractionRequired { .. } => Forbidden::GroupsNotResolvable(
+            "Entra asks you to sign in again before Microsoft Graph can be asked",
+        )
+        .into(),
+        DownstreamError::DownstreamStatus { status: 401 | 403 } => Forbidden::GroupsNotResolvable(
+            "Microsoft Graph refused the lookup; the server lacks a permission",
+        )
+        .into(),
+        _ => Unavailable::GroupMembership.into(),
     }
 }
 
@@ -348,6 +402,58 @@ mod tests {
         for (claims, expected) in rows {
             let identity = with_claims(claims.clone());
             assert_eq!(token_groups(&identity), expected, "{claims}");
+        }
+    }
+
+    fn graph_at_nowhere() -> GraphGroups {
+        let provider = OnBehalfOf::new(
+            "11111111-2222-3333-4444-555555555555",
+            &Url::parse("http://127.0.0.1:9").unwrap(),
+            None,
+            reqwest::Client::new(),
+            crate::DownstreamConfig::new(crate::ClientCredential::secret("s").unwrap()),
+        )
+        .unwrap();
+        GraphGroups::new(
+            provider,
+            Url::parse("http://127.0.0.1:9").unwrap(),
+            GraphAuth::App,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_oid_that_is_not_an_object_id_never_reaches_a_graph_url() {
+        let membership = GroupMembership::new(Some(graph_at_nowhere()), Duration::from_secs(60), 10);
+        let wanted: BTreeSet<String> = ["g1".to_owned()].into();
+        for oid in ["..", "a/b", "x?y", "00000000-0000-0000-0000-00000000000g"] {
+            let mut caller = with_claims(json!({"hasgroups": true}));
+            caller.object_id = oid.to_owned();
+            assert_eq!(
+                membership.member_of(&caller, None, &wanted).await,
+                Err(Forbidden::GroupsNotResolvable("the token's oid is not an object id").into()),
+                "{oid}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_for_newcomers() {
+        let membership = GroupMembership::new(None, Duration::from_secs(60), 10);
+        let now = Instant::now();
+        for n in 0..25 {
+            let answers = HashMap::from([("g".to_owned(), true)]);
+            membership.remember(
+                ("t".into(), format!("user-{n}")),
+                answers,
+                now + Duration::from_millis(n),
+            );
+            assert!(membership.lock().len() <= 10);
+            assert!(
+                membership
+                    .lock()
+                    .contains_key(&("t".to_owned(), format!("user-{n}"))),
+                "{n}"
+            );
         }
     }
 

@@ -73,6 +73,7 @@ pub use error::{
 };
 pub use groups::{
     token_groups, GraphAuth, GraphGroups, GroupMembership, TokenGroups, CHECK_MEMBER_GROUPS_MAX_IDS,
+    GROUP_CHECK_DEADLINE, MAX_GROUP_CACHE_TTL,
 };
 pub use guid::is_guid;
 pub use identity::{Identity, IdentityBuilder};

@@ -21,6 +21,8 @@ pub(super) struct TokenIssuer<'a> {
     pub(super) tid: &'a str,
     /// `tid` as the token spells it (it must be the issuer's tenant segment, letter for letter).
     pub(super) tid_as_written: &'a str,
+    /// Azure AD B2C: the policy that issued the token (`tfp`, else `acr`).
+    pub(super) b2c_policy: Option<&'a str>,
 }
 
 /// Whether `token`'s issuer is one this server accepts: v1 issuers only with
@@ -56,13 +58,38 @@ pub(super) fn check(
         });
     }
     policy.check_tenant(tid, &config.allowed_tenants)?;
-    if issuer_tenant(iss) != Some(token.tid_as_written) {
+    let issuer_tid = match config.b2c_policy {
+        Some(_) => b2c_issuer_tenant(iss),
+        None => issuer_tenant(iss),
+    };
+    if issuer_tid != Some(token.tid_as_written) {
         return Err(InvalidToken::TenantMismatch {
             tid: token.tid_as_written.into(),
             issuer: iss.into(),
         });
     }
+    if let Some(expected) = &config.b2c_policy {
+        match token.b2c_policy {
+            Some(found) if found.eq_ignore_ascii_case(expected) => {}
+            found => {
+                return Err(InvalidToken::WrongB2cPolicy {
+                    found: found.unwrap_or("none").into(),
+                    expected: expected.clone(),
+                })
+            }
+        }
+    }
     Ok(())
+}
+
+/// The tenant of an Azure AD B2C issuer: its first path segment that is a GUID, in both forms
+/// B2C writes (`https://<tenant>.b2clogin.com/<tenant id>/v2.0/` and
+/// `https://<tenant>.b2clogin.com/tfp/<tenant id>/<policy>/v2.0/`).
+pub(super) fn b2c_issuer_tenant(iss: &str) -> Option<&str> {
+    let rest = iss
+        .strip_prefix("https://")
+        .or_else(|| iss.strip_prefix("http://"))?;
+    rest.split('/').skip(1).find(|segment| is_guid(segment))
 }
 
 /// The issuer a token must carry: the metadata's (`tenant` `None`) or its template filled with
@@ -165,6 +192,7 @@ mod tests {
             iss,
             tid,
             tid_as_written: tid,
+            b2c_policy: None,
         };
         check(policy, &config, metadata_issuer, &token)
     }

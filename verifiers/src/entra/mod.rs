@@ -304,12 +304,18 @@ impl EntraVerifier {
         // issuer like every other). Entra ID always writes it.
         let tid = match (&caller.tenant_id, b2c) {
             (Some(tid), _) => tid.clone(),
-            (None, true) => issuer::issuer_tenant(iss)
+            (None, true) => issuer::b2c_issuer_tenant(iss)
                 .map(str::to_ascii_lowercase)
                 .ok_or(InvalidToken::MissingClaim("tid"))?,
             (None, false) => return Err(InvalidToken::MissingClaim("tid").into()),
         };
         caller.tenant_id = Some(tid.clone());
+        if b2c {
+            // B2C writes neither `idtyp` nor app roles for users, and a user's `sub` is their
+            // `oid`: the app-only evidence Entra ID gives does not hold there, so every B2C token
+            // is a user's (without `scp` it is refused as lacking scopes).
+            caller.kind = claims::TokenKind::Delegated;
+        }
         let ver = required_str(claims, "ver")?;
         // B2C writes `ver` 1.0 with its v2.0 issuer ("Overview of tokens in Azure AD B2C").
         if !(b2c && matches!(ver, "1.0" | "2.0")) {
@@ -379,10 +385,14 @@ impl EntraVerifier {
             .get("tid")
             .and_then(serde_json::Value::as_str)
             .unwrap_or(&checked.tenant);
+        let b2c_policy = ["tfp", "acr"]
+            .iter()
+            .find_map(|name| checked.claims.get(*name).and_then(serde_json::Value::as_str));
         let token = issuer::TokenIssuer {
             iss: &checked.issuer,
             tid: &checked.tenant,
             tid_as_written,
+            b2c_policy,
         };
         Ok(issuer::check(
             &self.inner.tenant_policy,
