@@ -14,10 +14,11 @@ use mcp_server_entra::{dev, logging, telemetry, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use transports::http::AccessControl;
+use transports::redis::{RedisConfigError, RedisStore};
 use transports::stdio::{StdioAuth, TokenSource};
 use verifiers::{
-    DownstreamConfigError, EntraConfigError, EntraVerifier, GraphAuth, GraphGroups, GroupMembership,
-    TokenVerifier,
+    DownstreamConfig, DownstreamConfigError, EntraConfigError, EntraVerifier, GraphAuth, GraphGroups,
+    GroupMembership, SharedCache, TokenVerifier,
 };
 
 // jemalloc copes better than glibc malloc with rmcp's many short-lived per-request allocations
@@ -37,6 +38,9 @@ enum RunError {
     Tools(#[from] ToolConfigError),
     #[error(transparent)]
     Downstream(#[from] DownstreamConfigError),
+    /// `REDIS_URL` cannot be used.
+    #[error(transparent)]
+    Redis(#[from] RedisConfigError),
     #[error("cannot listen on {addr}: {cause}; is another server using the port? (set {setting})")]
     Bind {
         addr: std::net::SocketAddr,
@@ -172,13 +176,19 @@ async fn build_verifier(
     match &settings.auth {
         AuthSettings::Entra { config, policy } => {
             let verifier = EntraVerifier::new((**config).clone(), policy.clone())?;
+            let downstream_config = downstream_config(settings).await?;
             if access.uses_groups() {
-                access.set_group_membership(group_membership(settings, &verifier)?);
+                access.set_group_membership(group_membership(
+                    settings,
+                    downstream_config.as_ref(),
+                    &verifier,
+                )?);
             }
             let downstream = match &settings.downstream {
                 None => None,
                 Some(d) => {
-                    let provider = verifier.on_behalf_of(d.config.clone())?;
+                    let config = downstream_config.clone().unwrap_or_else(|| d.config.clone());
+                    let provider = verifier.on_behalf_of(config)?;
                     tracing::info!(
                         credential = provider.credential_kind(),
                         scopes = provider.scopes(),
@@ -290,8 +300,47 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
 
 /// How users' groups are found: the token's `groups` claim, and on overage Microsoft Graph
 /// with the server's credential (or on the caller's behalf), when one is configured.
-fn group_membership(settings: &Settings, verifier: &EntraVerifier) -> Result<GroupMembership, RunError> {
+/// The downstream provider's configuration, its cache shared in Redis when `REDIS_URL` is set;
+/// `None` without a server credential.
+async fn downstream_config(settings: &Settings) -> Result<Option<DownstreamConfig>, RunError> {
     let Some(downstream) = &settings.downstream else {
+        if let Some(redis) = &settings.redis {
+            tracing::warn!(
+                url = %transports::redis::redacted(&redis.url),
+                "REDIS_URL is set, but without a server credential nothing is shared in Redis yet (it holds the downstream-token cache)"
+            );
+        }
+        return Ok(None);
+    };
+    let mut config = downstream.config.clone();
+    if let (Some(redis), Some(keys)) = (&settings.redis, &downstream.cache_keys) {
+        let store = RedisStore::new(&redis.url, redis.timeout)?;
+        match store.ping().await {
+            Ok(()) => tracing::info!(
+                url = store.url_for_log(),
+                "downstream tokens are shared by the replicas in Redis, encrypted"
+            ),
+            Err(error) => tracing::warn!(
+                url = store.url_for_log(),
+                %error,
+                "Redis does not answer yet: each replica exchanges tokens on its own until it does"
+            ),
+        }
+        config.shared = Some(SharedCache {
+            store: Arc::new(store),
+            keys: keys.clone(),
+            timeout: redis.timeout,
+        });
+    }
+    Ok(Some(config))
+}
+
+fn group_membership(
+    settings: &Settings,
+    config: Option<&DownstreamConfig>,
+    verifier: &EntraVerifier,
+) -> Result<GroupMembership, RunError> {
+    let (Some(downstream), Some(config)) = (&settings.downstream, config) else {
         tracing::warn!(
             "tools are limited to groups, but no server credential is configured: a user in more groups than fit in a token              (overage, more than 200) is refused; configure one to look them up in Microsoft Graph (docs/configuration.md#groups)"
         );
@@ -299,9 +348,9 @@ fn group_membership(settings: &Settings, verifier: &EntraVerifier) -> Result<Gro
     };
     let graph = downstream.graph_base_url.clone();
     let provider = match settings.groups.graph_auth {
-        GraphAuth::App => verifier.on_behalf_of(downstream.config.clone())?,
+        GraphAuth::App => verifier.on_behalf_of(config.clone())?,
         GraphAuth::OnBehalfOf => {
-            let mut config = downstream.config.clone();
+            let mut config = config.clone();
             config.scopes = vec![GraphGroups::delegated_scope(&graph)];
             verifier.on_behalf_of(config)?
         }

@@ -76,9 +76,20 @@ pub(super) fn downstream_settings(raw: &Raw, dev: bool) -> Result<Option<Downstr
             graph_base_url.as_str(),
         ));
     }
+    // Tokens go to Redis only encrypted, under the operator's keys.
+    let redis = raw.redis_url.as_ref().is_some_and(|u| !u.0.trim().is_empty());
+    let cache_keys = match (redis, &raw.downstream_cache_keys) {
+        (false, None) => None,
+        (false, Some(_)) => return Err(ConfigError::CacheKeysWithoutRedis),
+        (true, None) => return Err(ConfigError::RedisWithoutCacheKeys),
+        (true, Some(keys)) => Some(std::sync::Arc::new(
+            verifiers::TokenCacheKeys::parse(&keys.0).map_err(ConfigError::CacheKeys)?,
+        )),
+    };
     Ok(Some(DownstreamSettings {
         config,
         graph_base_url,
+        cache_keys,
     }))
 }
 

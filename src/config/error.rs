@@ -134,6 +134,15 @@ pub enum ConfigError {
     /// A downstream credential in dev mode, where there is no Entra to exchange with.
     #[error("--dev has no Entra tenant to call downstream APIs with; unset {0} or drop --dev")]
     DevDownstream(&'static str),
+    /// `REDIS_URL` with a server credential but no key to encrypt the shared tokens.
+    #[error("REDIS_URL is set with a server credential, so downstream tokens are shared in Redis, and they are stored only encrypted: set DOWNSTREAM_CACHE_KEYS to a key (openssl rand -base64 32)")]
+    RedisWithoutCacheKeys,
+    /// `DOWNSTREAM_CACHE_KEYS` without `REDIS_URL`, where it would do nothing.
+    #[error("DOWNSTREAM_CACHE_KEYS is set but REDIS_URL is not: the keys encrypt the downstream tokens shared in Redis; set REDIS_URL or unset the keys")]
+    CacheKeysWithoutRedis,
+    /// A `DOWNSTREAM_CACHE_KEYS` entry is not a key (the text names which, never its value).
+    #[error(transparent)]
+    CacheKeys(verifiers::CacheKeyError),
     /// A server credential with Azure AD B2C, which has no on-behalf-of grant.
     #[error("{0} is set, but AZURE_B2C_POLICY names an Azure AD B2C tenant, which has no on-behalf-of flow: my_profile and group lookups in Microsoft Graph are not available with B2C; unset {0}")]
     B2cDownstream(&'static str),

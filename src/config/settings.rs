@@ -57,6 +57,17 @@ pub struct DownstreamSettings {
     pub config: DownstreamConfig,
     /// `GRAPH_BASE_URL`.
     pub graph_base_url: url::Url,
+    /// `DOWNSTREAM_CACHE_KEYS`, when the cache is shared in Redis.
+    pub cache_keys: Option<std::sync::Arc<verifiers::TokenCacheKeys>>,
+}
+
+/// Redis, for state shared by replicas (`REDIS_URL`).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `REDIS_URL` (holds credentials: never log it; `transports::redis::redacted` does).
+    pub url: String,
+    /// `REDIS_TIMEOUT_MS`.
+    pub timeout: Duration,
 }
 
 /// Who verifies tokens.
@@ -135,6 +146,8 @@ pub struct Settings {
     pub traces_include_user_names: bool,
     /// Group membership: the server-wide groups and how overage is resolved.
     pub groups: GroupSettings,
+    /// Redis, when replicas share state.
+    pub redis: Option<RedisSettings>,
     /// The settings files read, as `--config <path>` / `--env-file <path>`, for the start-up
     /// log; empty when every setting came from the environment, flags and defaults.
     pub files_read: Vec<String>,
@@ -476,6 +489,7 @@ pub(super) fn validate(raw: Raw, dev: bool) -> Result<Settings, ConfigError> {
         stdio,
         log_format: raw.log_format.0,
         traces_include_user_names: raw.traces_include_user_names.0,
+        redis: redis_settings(&raw)?,
         groups: GroupSettings {
             required: raw.azure_required_groups.clone().unwrap_or_default().0,
             graph_auth: raw.groups_graph_auth.0,
@@ -499,4 +513,37 @@ fn checked_group_cache_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(ttl)
+}
+
+/// `REDIS_URL` and `REDIS_TIMEOUT_MS`, checked.
+fn redis_settings(raw: &Raw) -> Result<Option<RedisSettings>, ConfigError> {
+    let Some(url) = raw
+        .redis_url
+        .as_ref()
+        .map(|u| u.0.trim())
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    let scheme_ok =
+        url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"));
+    if !scheme_ok {
+        return Err(raw.invalid(
+            "REDIS_URL",
+            "a redis://, rediss:// or redis+unix:// URL such as rediss://:<password>@<host>:6380",
+            &transports::redis::redacted(url),
+        ));
+    }
+    let millis = raw.redis_timeout_ms.0;
+    if !(1..=60_000).contains(&millis) {
+        return Err(raw.invalid(
+            "REDIS_TIMEOUT_MS",
+            "from 1 to 60000 milliseconds",
+            &millis.to_string(),
+        ));
+    }
+    Ok(Some(RedisSettings {
+        url: url.to_owned(),
+        timeout: Duration::from_millis(millis as u64),
+    }))
 }

@@ -83,6 +83,9 @@ pub(super) struct Raw {
     pub(super) graph_base_url: AbsoluteUrl,
     pub(super) groups_graph_auth: GroupsGraphAuth,
     pub(super) groups_cache_secs: Secs,
+    pub(super) redis_url: Option<Text>,
+    pub(super) redis_timeout_ms: Count,
+    pub(super) downstream_cache_keys: Option<List>,
     #[serde(default)]
     pub(super) tools: HashMap<String, ToolOverride>,
     /// `[implies]`: scope or app role → the names it implies.

@@ -45,7 +45,7 @@ fn profile_of(oid: &str) -> Option<Value> {
         ALICE_OID => ("Alice Example", "alice@contoso.example", "Engineer"),
         BOB_OID => ("Bob Example", "bob@contoso.example", "Designer"),
         FORBIDDEN_OID => ("Dora Forbidden", "dora@contoso.example", "Intern"),
-        _ => return None,
+        _ => ("Someone Example", "someone@contoso.example", "Tester"),
     };
     Some(json!({ "displayName": name, "mail": mail, "jobTitle": title }))
 }

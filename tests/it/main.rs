@@ -17,6 +17,7 @@ mod metrics;
 mod own_server;
 mod rate_limits;
 mod sessions;
+mod shared_state;
 mod stdio;
 mod tool_access;
 mod tools;

@@ -62,6 +62,7 @@
 
 pub mod audit;
 pub mod http;
+pub mod redis;
 pub mod stdio;
 mod tool_gate;
 

@@ -61,8 +61,9 @@ pub use access_token::AccessToken;
 pub use app_id_uri::{ApplicationIdUri, EmptyApplicationIdUri};
 pub use auth_context::{check_auth_context, claims_request, is_auth_context_id, CLAIMS_CHALLENGE_CAPABILITY};
 pub use downstream::{
-    ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig, DownstreamConfigError,
-    DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
+    CacheKeyError, ClientCredential, CredentialConfigError, CredentialError, DownstreamConfig,
+    DownstreamConfigError, DownstreamError, ManagedIdentityEndpoint, OnBehalfOf, SharedCache,
+    SharedStoreError, SharedTokenStore, TokenCacheKeys, DEFAULT_DOWNSTREAM_SCOPE, IMDS_TOKEN_ENDPOINT,
     JWT_BEARER_GRANT, TOKEN_EXCHANGE_AUDIENCE,
 };
 pub use entra::{

@@ -24,6 +24,7 @@ mod cache;
 mod credential;
 mod error;
 mod http;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use credential::{
     TOKEN_EXCHANGE_AUDIENCE,
 };
 pub use error::{DownstreamConfigError, DownstreamError};
+pub use shared::{CacheKeyError, SharedStoreError, SharedTokenStore, TokenCacheKeys};
 
 use crate::{telemetry, AccessToken, Identity};
 use cache::{Cached, Key, TokenCache};
@@ -60,6 +62,89 @@ pub struct DownstreamConfig {
     pub cache_entries: usize,
     /// A cached token is renewed this long before it expires. Defaults to 5 minutes.
     pub refresh_margin: Duration,
+    /// A second level shared by every replica (Redis), encrypted; `None`: this replica only.
+    pub shared: Option<SharedCache>,
+}
+
+/// The second level of the downstream-token cache (see [`SharedTokenStore`]).
+#[derive(Debug, Clone)]
+pub struct SharedCache {
+    /// Where entries live.
+    pub store: Arc<dyn SharedTokenStore>,
+    /// How they are encrypted.
+    pub keys: Arc<TokenCacheKeys>,
+    /// The longest one store operation may take before the replica goes on without it.
+    pub timeout: Duration,
+}
+
+impl SharedCache {
+    /// The token cached under `key` by any replica, if it is readable and still usable.
+    async fn fetch(&self, key: &Key) -> Option<(Arc<str>, Duration)> {
+        let store_key = shared::store_key(key);
+        let sealed = match tokio::time::timeout(self.timeout, self.store.get(&store_key)).await {
+            Ok(Ok(Some(sealed))) => sealed,
+            Ok(Ok(None)) => {
+                metrics::counter!("mcp_downstream_shared_cache_total", "result" => "miss").increment(1);
+                return None;
+            }
+            Ok(Err(error)) => {
+                shared_error("get", &error.to_string());
+                return None;
+            }
+            Err(_) => {
+                shared_error("get", "timed out");
+                return None;
+            }
+        };
+        let Some((token, use_until)) = self.keys.open(&store_key, &sealed) else {
+            // Written with a key no longer configured, or altered: not a token.
+            metrics::counter!("mcp_downstream_shared_cache_total", "result" => "unreadable").increment(1);
+            return None;
+        };
+        let left = use_until.duration_since(std::time::SystemTime::now()).ok()?;
+        metrics::counter!("mcp_downstream_shared_cache_total", "result" => "hit").increment(1);
+        Some((Arc::from(token), left))
+    }
+
+    /// Shares `token` under `key` for `keep`.
+    async fn save(&self, key: &Key, token: &str, keep: Duration) {
+        if keep.is_zero() {
+            return;
+        }
+        let store_key = shared::store_key(key);
+        let Some(sealed) = self
+            .keys
+            .seal(&store_key, token, std::time::SystemTime::now() + keep)
+        else {
+            return;
+        };
+        match tokio::time::timeout(self.timeout, self.store.put(&store_key, &sealed, keep)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => shared_error("put", &error.to_string()),
+            Err(_) => shared_error("put", "timed out"),
+        }
+    }
+
+    /// Forgets the entry under `key` (a downstream API refused its token).
+    async fn forget(&self, key: &Key) {
+        let store_key = shared::store_key(key);
+        match tokio::time::timeout(self.timeout, self.store.delete(&store_key)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => shared_error("delete", &error.to_string()),
+            Err(_) => shared_error("delete", "timed out"),
+        }
+    }
+}
+
+/// One failed shared-cache operation: counted, logged at debug (a store that is down fails every
+/// call, and the replica goes on without it).
+fn shared_error(operation: &'static str, reason: &str) {
+    metrics::counter!("mcp_downstream_shared_cache_total", "result" => "error").increment(1);
+    tracing::debug!(
+        operation,
+        reason,
+        "the shared downstream-token cache failed; exchanging without it"
+    );
 }
 
 impl DownstreamConfig {
@@ -70,6 +155,7 @@ impl DownstreamConfig {
             scopes: vec![DEFAULT_DOWNSTREAM_SCOPE.to_owned()],
             cache_entries: 10_000,
             refresh_margin: Duration::from_secs(5 * 60),
+            shared: None,
         }
     }
 
@@ -103,6 +189,7 @@ struct Inner {
     credential: ClientCredential,
     cache: TokenCache,
     refresh_margin: Duration,
+    shared: Option<SharedCache>,
 }
 
 impl std::fmt::Debug for OnBehalfOf {
@@ -157,6 +244,7 @@ impl OnBehalfOf {
                 credential: config.credential,
                 cache: TokenCache::new(config.cache_entries),
                 refresh_margin: config.refresh_margin,
+                shared: config.shared,
             }),
         })
     }
@@ -259,13 +347,13 @@ impl OnBehalfOf {
             let status = response.status().as_u16();
             if status == 401 {
                 if let Some(claims) = claims_challenge(response.headers()) {
-                    self.inner.cache.invalidate(key, &downstream).await;
+                    self.forget(key, &downstream).await;
                     return Err(DownstreamError::InteractionRequired {
                         origin: "the downstream API asks for a new sign-in",
                         claims: Some(claims),
                     });
                 }
-                self.inner.cache.invalidate(key, &downstream).await;
+                self.forget(key, &downstream).await;
                 if !retried {
                     retried = true;
                     tracing::debug!("the downstream API refused a cached token; exchanging again");
@@ -345,6 +433,19 @@ impl OnBehalfOf {
                 return Ok(c.token.clone());
             }
         }
+        // Another replica may have exchanged already (one exchange per user for them all).
+        if let Some(shared) = &self.inner.shared {
+            if let Some((token, left)) = shared.fetch(key).await {
+                if telemetry::enabled() {
+                    tracing::Span::current().record("entra.obo.cache_hit", true);
+                }
+                *cached = Some(Cached {
+                    token: token.clone(),
+                    use_until: Instant::now() + left,
+                });
+                return Ok(token);
+            }
+        }
         if telemetry::enabled() {
             tracing::Span::current().record("entra.obo.cache_hit", false);
         }
@@ -354,7 +455,18 @@ impl OnBehalfOf {
             token: fresh.clone(),
             use_until: Instant::now() + keep,
         });
+        if let Some(shared) = &self.inner.shared {
+            shared.save(key, &fresh, keep).await;
+        }
         Ok(fresh)
+    }
+
+    /// Drops `token` from both levels (a downstream API refused it).
+    async fn forget(&self, key: &Key, token: &str) {
+        self.inner.cache.invalidate(key, token).await;
+        if let Some(shared) = &self.inner.shared {
+            shared.forget(key).await;
+        }
     }
 
     fn token_endpoint(&self, tenant: &str) -> String {
