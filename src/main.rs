@@ -14,7 +14,7 @@ use mcp_server_entra::{dev, logging, telemetry, EntraMcpServer};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use transports::http::AccessControl;
-use transports::redis::{RedisConfigError, RedisStore};
+use transports::redis::{RedisConfigError, RedisSessions, RedisStore};
 use transports::stdio::{StdioAuth, TokenSource};
 use verifiers::{
     DownstreamConfig, DownstreamConfigError, EntraConfigError, EntraVerifier, GraphAuth, GraphGroups,
@@ -152,6 +152,8 @@ struct Built {
     dev_token: Option<String>,
     /// Downstream calls (`my_profile`), when a server credential is configured.
     downstream: Option<Arc<Graph>>,
+    /// Redis, when replicas share state (`REDIS_URL`).
+    redis: Option<RedisStore>,
 }
 
 impl Built {
@@ -176,7 +178,8 @@ async fn build_verifier(
     match &settings.auth {
         AuthSettings::Entra { config, policy } => {
             let verifier = EntraVerifier::new((**config).clone(), policy.clone())?;
-            let downstream_config = downstream_config(settings).await?;
+            let redis = redis_store(settings).await?;
+            let downstream_config = downstream_config(settings, redis.as_ref());
             if access.uses_groups() {
                 access.set_group_membership(group_membership(
                     settings,
@@ -209,6 +212,7 @@ async fn build_verifier(
                 verifier: Arc::new(verifier),
                 dev_token: None,
                 downstream,
+                redis,
             })
         }
         AuthSettings::Dev {
@@ -234,6 +238,7 @@ async fn build_verifier(
                 verifier: Arc::new(dev::dev_verifier(&token, policy.clone(), scopes, roles)),
                 dev_token: Some(token),
                 downstream: None,
+                redis: redis_store(settings).await?,
             })
         }
     }
@@ -277,7 +282,14 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
         tracing::warn!("{warning}");
     }
     let server_template = built.server(&access);
-    let control = AccessControl::new(built.verifier.clone()).with_tool_gate(access.clone());
+    let mut control = AccessControl::new(built.verifier.clone()).with_tool_gate(access.clone());
+    if let (Some(store), true) = (&built.redis, http.legacy_sessions) {
+        tracing::info!("legacy sessions are shared by the replicas in Redis");
+        control = control.with_shared_sessions(Arc::new(RedisSessions::new(
+            store.clone(),
+            http.session_idle_timeout,
+        )));
+    }
     let server = transports::http::serve(listener, http.clone(), control, move || server_template.clone())?;
     tracing::info!(
         address = %server.local_addr(),
@@ -300,39 +312,40 @@ async fn serve_http(settings: Settings, access: Arc<ToolAccess>) -> Result<(), R
 
 /// How users' groups are found: the token's `groups` claim, and on overage Microsoft Graph
 /// with the server's credential (or on the caller's behalf), when one is configured.
-/// The downstream provider's configuration, its cache shared in Redis when `REDIS_URL` is set;
-/// `None` without a server credential.
-async fn downstream_config(settings: &Settings) -> Result<Option<DownstreamConfig>, RunError> {
-    let Some(downstream) = &settings.downstream else {
-        if let Some(redis) = &settings.redis {
-            tracing::warn!(
-                url = %transports::redis::redacted(&redis.url),
-                "REDIS_URL is set, but without a server credential nothing is shared in Redis yet (it holds the downstream-token cache)"
-            );
-        }
+/// Redis, when `REDIS_URL` is set: connected lazily, so a Redis that is down at start-up is
+/// logged here and retried on use.
+async fn redis_store(settings: &Settings) -> Result<Option<RedisStore>, RunError> {
+    let Some(redis) = &settings.redis else {
         return Ok(None);
     };
+    let store = RedisStore::new(&redis.url, redis.timeout)?;
+    match store.ping().await {
+        Ok(()) => tracing::info!(
+            url = store.url_for_log(),
+            "state shared by replicas is kept in Redis"
+        ),
+        Err(error) => tracing::warn!(
+            url = store.url_for_log(),
+            %error,
+            "Redis does not answer yet: new legacy sessions get 503 and downstream tokens are exchanged per replica until it does"
+        ),
+    }
+    Ok(Some(store))
+}
+
+/// The downstream provider's configuration, its cache shared in `redis` when there is one;
+/// `None` without a server credential.
+fn downstream_config(settings: &Settings, redis: Option<&RedisStore>) -> Option<DownstreamConfig> {
+    let downstream = settings.downstream.as_ref()?;
     let mut config = downstream.config.clone();
-    if let (Some(redis), Some(keys)) = (&settings.redis, &downstream.cache_keys) {
-        let store = RedisStore::new(&redis.url, redis.timeout)?;
-        match store.ping().await {
-            Ok(()) => tracing::info!(
-                url = store.url_for_log(),
-                "downstream tokens are shared by the replicas in Redis, encrypted"
-            ),
-            Err(error) => tracing::warn!(
-                url = store.url_for_log(),
-                %error,
-                "Redis does not answer yet: each replica exchanges tokens on its own until it does"
-            ),
-        }
+    if let (Some(store), Some(keys), Some(redis)) = (redis, &downstream.cache_keys, &settings.redis) {
         config.shared = Some(SharedCache {
-            store: Arc::new(store),
+            store: Arc::new(store.clone()),
             keys: keys.clone(),
             timeout: redis.timeout,
         });
     }
-    Ok(Some(config))
+    Some(config)
 }
 
 fn group_membership(

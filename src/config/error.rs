@@ -137,6 +137,10 @@ pub enum ConfigError {
     /// `REDIS_URL` with a server credential but no key to encrypt the shared tokens.
     #[error("REDIS_URL is set with a server credential, so downstream tokens are shared in Redis, and they are stored only encrypted: set DOWNSTREAM_CACHE_KEYS to a key (openssl rand -base64 32)")]
     RedisWithoutCacheKeys,
+    /// `SESSION_ID_PREFIX` with `REDIS_URL`: routing a session to its replica, where every
+    /// replica serves every session.
+    #[error("SESSION_ID_PREFIX routes each legacy session to the replica that opened it, but with REDIS_URL every replica serves every session (an id with another replica's prefix would be refused): unset SESSION_ID_PREFIX and the load balancer's stickiness")]
+    PrefixWithRedis,
     /// `DOWNSTREAM_CACHE_KEYS` without `REDIS_URL`, where it would do nothing.
     #[error("DOWNSTREAM_CACHE_KEYS is set but REDIS_URL is not: the keys encrypt the downstream tokens shared in Redis; set REDIS_URL or unset the keys")]
     CacheKeysWithoutRedis,

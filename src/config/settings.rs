@@ -534,6 +534,9 @@ fn redis_settings(raw: &Raw) -> Result<Option<RedisSettings>, ConfigError> {
             &transports::redis::redacted(url),
         ));
     }
+    if raw.session_id_prefix.as_ref().is_some_and(|p| !p.0.is_empty()) {
+        return Err(ConfigError::PrefixWithRedis);
+    }
     let millis = raw.redis_timeout_ms.0;
     if !(1..=60_000).contains(&millis) {
         return Err(raw.invalid(

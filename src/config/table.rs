@@ -84,7 +84,7 @@ settings! {
     "GRAPH_BASE_URL" = "https://graph.microsoft.com": "Microsoft Graph base URL used by my_profile (sovereign clouds: https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).";
     "GROUPS_GRAPH_AUTH" = "app": "Group overage (more groups than fit in a token): how Microsoft Graph's checkMemberGroups is asked: app (the server's credential; application permissions GroupMember.Read.All and User.Read.All) or on_behalf_of (the caller's token exchanged; delegated User.Read).";
     "GROUPS_CACHE_SECS" = "300": "How long Microsoft Graph's answers about a user's groups are reused, in seconds. 0: ask on every call.";
-    "REDIS_URL" = "": "State shared by replicas (Redis): redis://, rediss:// (TLS, as managed Redis requires) or redis+unix:// URL, with a password or ACL user in it. Today it holds the downstream-token cache. Empty: each replica keeps its own.";
+    "REDIS_URL" = "": "State shared by replicas (Redis): redis://, rediss:// (TLS, as managed Redis requires) or redis+unix:// URL, with a password or ACL user in it. Holds legacy sessions (with their owners) and the downstream-token cache. Empty: each replica keeps its own.";
     "REDIS_TIMEOUT_MS" = "250": "The longest one Redis operation (connecting included) may take before the replica goes on without it, in milliseconds.";
     "DOWNSTREAM_CACHE_KEYS" = "": "With REDIS_URL and a server credential: comma-separated AES-256 keys (32 random bytes, base64: openssl rand -base64 32) that encrypt the downstream tokens in Redis. The first encrypts, all decrypt: put a new key first to rotate.";
 }

@@ -212,3 +212,111 @@ async fn one_exchange_serves_every_replica_and_redis_holds_only_ciphertext() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A replica with legacy sessions shared in `redis_url` (no server credential).
+async fn session_replica(fake: &FakeEntra, dir: &Path, redis_url: &str) -> Binary {
+    let mut command = tokio::process::Command::new(EXE);
+    command
+        .args(["serve", "--port", "0"])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", &fake.base)
+        .env("REDIS_URL", redis_url)
+        .env("REDIS_TIMEOUT_MS", "300")
+        .current_dir(dir);
+    Binary::start(command).await
+}
+
+/// `tools/call whoami` in `session` on `url`: the status, and the body.
+async fn whoami_in(url: &str, token: &str, session: &str) -> (u16, String) {
+    let r = http()
+        .post(url)
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .bearer_auth(token)
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = std::env::temp_dir().join(format!("mcp-entra-shared-sessions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = Redis::start(&dir);
+    let url = redis.url();
+    let mut r1 = session_replica(&fake, &dir, &url).await;
+    let r2 = session_replica(&fake, &dir, &url).await;
+    let r3 = session_replica(&fake, &dir, &url).await;
+    let alice = mint(&key, &fake.claims(TENANT));
+    let mut other = fake.claims(TENANT);
+    other["oid"] = json!("0000aaaa-0000-0000-0000-0000000e7e11");
+    let mallory = mint(&key, &other);
+
+    // Opened on r1, used on r2 and r3 without a new initialize.
+    let session = open_session(&r1.url, &alice).await;
+    for replica in [&r2, &r3, &r1] {
+        let (status, body) = whoami_in(&replica.url, &alice, &session).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Alice Example"), "{body}");
+    }
+    // Another caller with the id: 404 everywhere, also on a replica that never saw it.
+    let r4 = session_replica(&fake, &dir, &url).await;
+    for replica in [&r4, &r1, &r2, &r3] {
+        assert_eq!(whoami_in(&replica.url, &mallory, &session).await.0, 404);
+    }
+    // The owner still can on r4 (mallory's attempt bound nothing there).
+    assert_eq!(whoami_in(&r4.url, &alice, &session).await.0, 200);
+
+    // r1 dies: the session goes on elsewhere.
+    r1.child.start_kill().unwrap();
+    r1.child.wait().await.unwrap();
+    assert_eq!(whoami_in(&r2.url, &alice, &session).await.0, 200);
+
+    // DELETE on r3 ends it everywhere, r2's copy included.
+    let deleted = http()
+        .delete(&r3.url)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    for replica in [&r2, &r3, &r4] {
+        assert_eq!(whoami_in(&replica.url, &alice, &session).await.0, 404);
+    }
+
+    // Redis down: a new session, and a restore, are 503 with Retry-After; the 2026-07-28
+    // protocol is unaffected.
+    let kept = open_session(&r2.url, &alice).await;
+    drop(redis);
+    let r = http()
+        .post(&r3.url)
+        .header("accept", ACCEPT)
+        .bearer_auth(&alice)
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, body) = whoami_in(&r3.url, &alice, &kept).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = whoami_in(&r2.url, &alice, &kept).await;
+    assert_eq!(status, 200, "a session already here goes on: {body}");
+    let client = discover_client(&r3.url, &alice).await;
+    assert!(!client.list_all_tools().await.unwrap().is_empty());
+    client.cancel().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -182,3 +182,146 @@ mod tests {
         assert!(RedisStore::new("http://x", Duration::from_millis(1)).is_err());
     }
 }
+
+/// Legacy sessions shared by the replicas: rmcp's [`SessionStore`] (each session's `initialize`
+/// parameters, so a replica that does not know a session replays its handshake) and, beside it,
+/// who owns the session, so a restored session is served to its owner only.
+///
+/// Both keys live `ttl` (`SESSION_IDLE_TIMEOUT_SECS`) after the session's last request on any
+/// replica; a `DELETE` on any replica removes both, and every replica then answers `404` for it.
+///
+/// [`SessionStore`]: rmcp::transport::streamable_http_server::session::store::SessionStore
+#[derive(Debug, Clone)]
+pub struct RedisSessions {
+    store: RedisStore,
+    ttl: Duration,
+}
+
+/// Who owns a shared session, and the protocol version it negotiated (once known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedOwner {
+    pub(crate) owner: crate::http::Principal,
+    pub(crate) protocol_version: Option<String>,
+}
+
+impl RedisSessions {
+    /// Sessions in `store`, kept `ttl` after their last use.
+    pub fn new(store: RedisStore, ttl: Duration) -> Self {
+        RedisSessions { store, ttl }
+    }
+
+    fn state_key(id: &str) -> String {
+        format!("mcp-server-entra:session:{id}")
+    }
+
+    fn owner_key(id: &str) -> String {
+        format!("mcp-server-entra:session-owner:{id}")
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        self.ttl.as_secs().max(1)
+    }
+
+    /// Records the owner of session `id` (and its protocol version, when known).
+    pub(crate) async fn set_owner(&self, id: &str, owner: &SharedOwner) -> Result<(), SharedStoreError> {
+        let value = serde_json::json!({
+            "tid": owner.owner.tenant_id,
+            "oid": owner.owner.object_id,
+            "version": owner.protocol_version,
+        })
+        .to_string();
+        let mut connection = self.store.manager.clone();
+        let (key, ttl) = (Self::owner_key(id), self.ttl_secs());
+        self.store
+            .bounded(async move { connection.set_ex::<_, _, ()>(key, value, ttl).await })
+            .await
+    }
+
+    /// The owner of session `id`, if any replica opened it and it has not ended.
+    pub(crate) async fn owner(&self, id: &str) -> Result<Option<SharedOwner>, SharedStoreError> {
+        let mut connection = self.store.manager.clone();
+        let key = Self::owner_key(id);
+        let value = self
+            .store
+            .bounded(async move { connection.get::<_, Option<String>>(key).await })
+            .await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let parsed: serde_json::Value = serde_json::from_str(&value)
+            .map_err(|_| SharedStoreError("redis: a malformed session owner".into()))?;
+        let text = |name: &str| parsed[name].as_str().map(str::to_owned);
+        match (text("tid"), text("oid")) {
+            (Some(tenant_id), Some(object_id)) if !tenant_id.is_empty() && !object_id.is_empty() => {
+                Ok(Some(SharedOwner {
+                    owner: crate::http::Principal { tenant_id, object_id },
+                    protocol_version: text("version"),
+                }))
+            }
+            _ => Err(SharedStoreError("redis: a malformed session owner".into())),
+        }
+    }
+
+    /// Extends session `id`'s life by the TTL from now; `false` when it no longer exists (ended
+    /// on another replica, or idle everywhere past the TTL).
+    pub(crate) async fn touch(&self, id: &str) -> Result<bool, SharedStoreError> {
+        let mut connection = self.store.manager.clone();
+        let ttl = i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX);
+        let (owner, state) = (Self::owner_key(id), Self::state_key(id));
+        let (owner_alive, _): (bool, bool) = self
+            .store
+            .bounded(async move {
+                redis::pipe()
+                    .expire(owner, ttl)
+                    .expire(state, ttl)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(owner_alive)
+    }
+}
+
+type StoreResult<T> = Result<T, rmcp::transport::streamable_http_server::session::store::SessionStoreError>;
+
+#[async_trait::async_trait]
+impl rmcp::transport::streamable_http_server::session::store::SessionStore for RedisSessions {
+    async fn load(
+        &self,
+        session_id: &str,
+    ) -> StoreResult<Option<rmcp::transport::streamable_http_server::session::store::SessionState>> {
+        let mut connection = self.store.manager.clone();
+        let key = Self::state_key(session_id);
+        let value = self
+            .store
+            .bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
+            .await?;
+        Ok(match value {
+            Some(value) => Some(serde_json::from_slice(&value)?),
+            None => None,
+        })
+    }
+
+    async fn store(
+        &self,
+        session_id: &str,
+        state: &rmcp::transport::streamable_http_server::session::store::SessionState,
+    ) -> StoreResult<()> {
+        let value = serde_json::to_vec(state)?;
+        let mut connection = self.store.manager.clone();
+        let (key, ttl) = (Self::state_key(session_id), self.ttl_secs());
+        Ok(self
+            .store
+            .bounded(async move { connection.set_ex::<_, _, ()>(key, value, ttl).await })
+            .await?)
+    }
+
+    async fn delete(&self, session_id: &str) -> StoreResult<()> {
+        let mut connection = self.store.manager.clone();
+        let keys = [Self::state_key(session_id), Self::owner_key(session_id)];
+        Ok(self
+            .store
+            .bounded(async move { connection.del::<_, ()>(&keys).await })
+            .await?)
+    }
+}

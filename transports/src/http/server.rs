@@ -33,6 +33,7 @@ use super::session_cap::CappedSessionManager;
 use super::session_layer::SessionLayer;
 use super::sessions::{Principal, SessionBindings};
 use super::{HttpConfig, HttpConfigError};
+use crate::redis::RedisSessions;
 
 /// Most concurrent HTTP/2 streams (requests) on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 100;
@@ -85,6 +86,8 @@ pub struct AccessControl {
     verifier: Arc<dyn TokenVerifier>,
     /// Per-tool authorization before the MCP layer runs; `None`: the handler alone decides.
     tool_gate: Option<Arc<dyn ToolGate>>,
+    /// Legacy sessions shared with the other replicas (Redis); `None`: this replica's own.
+    shared_sessions: Option<Arc<RedisSessions>>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -101,7 +104,16 @@ impl AccessControl {
         AccessControl {
             verifier,
             tool_gate: None,
+            shared_sessions: None,
         }
+    }
+
+    /// Keeps legacy sessions in `sessions` too, so any replica serves a session opened on
+    /// another (to its owner only), and a `DELETE` anywhere ends it everywhere. Creating or
+    /// restoring a session while the store does not answer is a `503` with `Retry-After`.
+    pub fn with_shared_sessions(mut self, sessions: Arc<RedisSessions>) -> Self {
+        self.shared_sessions = Some(sessions);
+        self
     }
 
     /// Also answers a `tools/call` the caller may not make with `403 insufficient_scope` before
@@ -133,7 +145,12 @@ where
     F: Fn() -> H + Send + Sync + 'static,
 {
     config.validate()?;
-    let AccessControl { verifier, tool_gate } = access;
+    let AccessControl {
+        verifier,
+        tool_gate,
+        shared_sessions,
+    } = access;
+    let shared_sessions = shared_sessions.filter(|_| config.legacy_sessions);
     let local_addr = listener
         .local_addr()
         .map_err(|error| HttpConfigError::LocalAddr(error.to_string()))?;
@@ -154,6 +171,9 @@ where
     if !config.legacy_sessions {
         rmcp_config = rmcp_config.with_sse_retry(None);
     }
+    if let Some(shared) = &shared_sessions {
+        rmcp_config.session_store = Some(shared.clone());
+    }
     // Idle sessions are closed by our reaper, which knows what is in flight (rmcp's timer counts
     // from the last event: it would close a session during a long call or with a GET stream
     // open).
@@ -163,11 +183,13 @@ where
     let session_manager = Arc::new(session_manager);
     // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
     let sessions = SessionBindings::default();
-    let capped = Arc::new(
-        CappedSessionManager::new(session_manager.clone(), config.max_sessions)
-            .with_principal_share(sessions.clone(), config.max_sessions_per_principal)
-            .with_events(events),
-    );
+    let mut capped = CappedSessionManager::new(session_manager.clone(), config.max_sessions)
+        .with_principal_share(sessions.clone(), config.max_sessions_per_principal)
+        .with_events(events);
+    if let Some(shared) = &shared_sessions {
+        capped = capped.with_shared(shared.clone());
+    }
+    let capped = Arc::new(capped);
     let service = StreamableHttpService::new(move || Ok(handler()), capped.clone(), rmcp_config);
 
     // Three layers, one concern each, outermost first: who is calling (bearer), which session
@@ -199,6 +221,9 @@ where
         session_layer = session_layer
             .with_session_prefix(config.session_id_prefix.clone())
             .with_bound_sessions_only();
+        if let Some(shared) = &shared_sessions {
+            session_layer = session_layer.with_shared_sessions(shared.clone(), capped.clone());
+        }
     }
     let mut gate = ToolGateLayer::new(auth.challenges(), config.max_body_bytes);
     if let Some(tool_gate) = tool_gate {

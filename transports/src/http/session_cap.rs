@@ -41,6 +41,8 @@ pub(crate) enum Refusal {
     SessionGone,
     /// `Last-Event-ID` names no event this server still holds: the stream cannot be resumed.
     UnknownEvent,
+    /// The shared session store did not answer when a session was created.
+    StoreUnavailable,
 }
 
 tokio::task_local! {
@@ -79,6 +81,9 @@ pub enum CappedSessionError {
     /// The session (or the stream to resume) is gone.
     #[error("the session or the event stream is gone")]
     Gone,
+    /// The shared session store (Redis) did not answer.
+    #[error("the shared session store does not answer")]
+    StoreUnavailable,
     /// rmcp's own session error.
     #[error(transparent)]
     Local(#[from] LocalSessionManagerError),
@@ -95,6 +100,8 @@ pub struct CappedSessionManager {
     per_principal: usize,
     /// Where the sessions' events are kept for resumption, when they are.
     events: Option<Arc<MemoryEventStore>>,
+    /// Sessions shared with other replicas: each new one's owner is recorded there.
+    shared: Option<Arc<crate::redis::RedisSessions>>,
 }
 
 impl CappedSessionManager {
@@ -107,7 +114,16 @@ impl CappedSessionManager {
             bindings: SessionBindings::default(),
             per_principal: usize::MAX,
             events: None,
+            shared: None,
         }
+    }
+
+    /// Records each new session's owner in `shared` before the client learns its id; a
+    /// session whose owner cannot be recorded is closed and refused
+    /// ([`CappedSessionError::StoreUnavailable`]).
+    pub fn with_shared(mut self, shared: Arc<crate::redis::RedisSessions>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Checks each resume against `events`, the store `inner` keeps its sessions' events in: a
@@ -190,6 +206,10 @@ impl CappedSessionManager {
                 CappedSessionError::NoPrincipal
             }
             Refusal::SessionGone | Refusal::UnknownEvent => CappedSessionError::Gone,
+            Refusal::StoreUnavailable => {
+                tracing::warn!("refused a new session: the shared session store does not answer");
+                CappedSessionError::StoreUnavailable
+            }
         }
     }
 
@@ -253,6 +273,17 @@ impl SessionManager for CappedSessionManager {
             return Err(self.refuse(Refusal::Total(self.max)));
         }
         let (id, transport) = self.inner.create_session().await?;
+        if let Some(shared) = &self.shared {
+            let owner = crate::redis::SharedOwner {
+                owner: caller.clone(),
+                protocol_version: None,
+            };
+            if let Err(error) = shared.set_owner(&id, &owner).await {
+                tracing::debug!(%error, "could not record a new session's owner in the shared store");
+                let _ = self.inner.close_session(&id).await;
+                return Err(self.refuse(Refusal::StoreUnavailable));
+            }
+        }
         self.bindings.bind(id.to_string(), caller);
         Ok((id, transport))
     }
@@ -265,6 +296,17 @@ impl SessionManager for CappedSessionManager {
         let response = self.inner.initialize_session(id, message).await?;
         // The negotiated version decides whether the session's streams carry priming events.
         if let Some(version) = negotiated_version(&response) {
+            if let (Some(shared), Some(owner)) = (&self.shared, self.bindings.owner(id)) {
+                let owner = crate::redis::SharedOwner {
+                    owner,
+                    protocol_version: Some(version.clone()),
+                };
+                // Best effort: without it, another replica decides on priming events by the
+                // request's own version header.
+                if let Err(error) = shared.set_owner(id, &owner).await {
+                    tracing::debug!(%error, "could not record a session's protocol version in the shared store");
+                }
+            }
             self.bindings.set_protocol_version(id, version);
         }
         Ok(response)

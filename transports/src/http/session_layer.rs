@@ -24,8 +24,10 @@ use verifiers::Identity;
 use super::body::{text, with_guard, Body};
 use super::priming::{predates_priming, without_priming};
 use super::rate_limit::{too_many_requests, KeyedLimiter};
-use super::session_cap::{watch_refusals, Refusal};
+use super::session_cap::{watch_refusals, CappedSessionManager, Refusal};
 use super::sessions::{Ownership, Principal, PrincipalStreams, SessionBindings};
+use crate::redis::RedisSessions;
+use rmcp::transport::streamable_http_server::SessionManager as _;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -41,6 +43,8 @@ pub struct SessionLayer {
     bound_sessions_only: bool,
     /// `RATE_LIMIT_PER_PRINCIPAL`; `None`: no limit.
     rate_limit: Option<KeyedLimiter<Principal>>,
+    /// Sessions shared with other replicas, and the manager that holds this replica's copies.
+    shared: Option<(Arc<RedisSessions>, Arc<CappedSessionManager>)>,
 }
 
 impl SessionLayer {
@@ -53,6 +57,7 @@ impl SessionLayer {
             max_streams_per_principal: usize::MAX,
             bound_sessions_only: false,
             rate_limit: None,
+            shared: None,
         }
     }
 
@@ -83,6 +88,20 @@ impl SessionLayer {
 }
 
 impl SessionLayer {
+    /// Serves sessions other replicas opened (recorded in `shared`) to their owners: an id this
+    /// replica does not know is looked up there, bound to its owner here, and restored by rmcp
+    /// from the same store; anyone else gets `404`. A session ended elsewhere (`DELETE`, or idle
+    /// on every replica) is closed here too on its next request (`404`). When the store does not
+    /// answer, a restore is a `503` with `Retry-After`; sessions already here go on.
+    pub fn with_shared_sessions(
+        mut self,
+        shared: Arc<RedisSessions>,
+        manager: Arc<CappedSessionManager>,
+    ) -> Self {
+        self.shared = Some((shared, manager));
+        self
+    }
+
     /// Lets one principal (`tid`, `oid`) send requests at `limiter`'s rate; past it, `429 Too
     /// Many Requests` with `Retry-After`. Callers without `oid` share their tenant's bucket.
     pub fn with_principal_rate_limit(mut self, limiter: KeyedLimiter<Principal>) -> Self {
@@ -153,6 +172,16 @@ where
             };
             let mut session_use = None;
             if let Some(session) = &session {
+                if let Some((shared, manager)) = &layer.shared {
+                    if let Err(response) =
+                        follow_shared(&layer.sessions, shared, manager, session, principal.as_ref()).await
+                    {
+                        if response.status() == StatusCode::NOT_FOUND && principal.is_some() {
+                            crate::audit::refused(&identity, "session_of_another_caller", client);
+                        }
+                        return Ok(response);
+                    }
+                }
                 let (ownership, in_flight) = layer.sessions.begin_if_owner(session, principal.as_ref());
                 session_use = in_flight;
                 match ownership {
@@ -219,6 +248,7 @@ where
                 Some(Refusal::NoPrincipal) => return Ok(no_principal_for_session()),
                 Some(Refusal::SessionGone) => return Ok(session_not_found()),
                 Some(Refusal::UnknownEvent) => return Ok(cannot_resume()),
+                Some(Refusal::StoreUnavailable) => return Ok(store_unavailable()),
             }
             let mut response = response?;
             track_session(&layer.sessions, session.as_deref(), &method, &response);
@@ -264,6 +294,63 @@ where
             Ok(response)
         })
     }
+}
+
+/// Makes this replica's view of a shared `session` current before the request goes on: an id it
+/// does not know is bound to the owner the store records (when that is the caller); one it knows
+/// is kept alive in the store, or closed here when the store no longer has it. `Err` holds the
+/// answer: `404` (no such session, or another caller's), `503` (the store does not answer while
+/// a session would be restored).
+async fn follow_shared(
+    bindings: &SessionBindings,
+    shared: &RedisSessions,
+    manager: &CappedSessionManager,
+    session: &str,
+    caller: Option<&Principal>,
+) -> Result<(), Response<Body>> {
+    match bindings.owner(session) {
+        Some(_) => match shared.touch(session).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // Ended on another replica (DELETE) or idle everywhere: so here too.
+                bindings.unbind(session);
+                let _ = manager.inner().close_session(&session.into()).await;
+                Err(session_not_found())
+            }
+            Err(error) => {
+                // Served from here; the store catches up when it answers again.
+                tracing::debug!(%error, "could not keep a shared session alive in the store");
+                Ok(())
+            }
+        },
+        None => match shared.owner(session).await {
+            Ok(Some(found)) if caller == Some(&found.owner) => {
+                bindings.bind(session.to_owned(), found.owner);
+                if let Some(version) = found.protocol_version {
+                    bindings.set_protocol_version(session, version);
+                }
+                Ok(())
+            }
+            Ok(Some(_)) => {
+                tracing::warn!("refused a request on a shared session opened by another principal");
+                Err(session_not_found())
+            }
+            Ok(None) => Err(session_not_found()),
+            Err(error) => {
+                tracing::warn!(%error, "could not look a session up in the shared store; answered 503");
+                Err(store_unavailable())
+            }
+        },
+    }
+}
+
+fn store_unavailable() -> Response<Body> {
+    metrics::counter!("mcp_requests_refused_total", "reason" => "session_store_unavailable").increment(1);
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable: the shared session store does not answer; retry shortly, or use the 2026-07-28 protocol, which needs no session",
+        Some("2"),
+    )
 }
 
 /// Forgets a session its owner ended with `DELETE`. (A new session is bound to its caller where

@@ -162,6 +162,11 @@ impl SessionBindings {
     }
 
     /// Records the protocol version `session` negotiated.
+    /// The owner of `session`, if it is bound.
+    pub(crate) fn owner(&self, session: &str) -> Option<Principal> {
+        self.map().get(session).map(|binding| binding.owner.clone())
+    }
+
     pub(crate) fn set_protocol_version(&self, session: &str, version: String) {
         if let Some(binding) = self.map().get_mut(session) {
             binding.protocol_version = Some(version);
