@@ -80,6 +80,14 @@ python3 "$root/bench/otlp_sink.py" >"$work/otlp-sink.out" 2>&1 &
 pids+=($!)
 sink_port=$(wait_for "$work/otlp-sink.out" 's/listening //p')
 start_ours ours-traced OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER=always_on; traced_pid=$pid; traced_url=$url
+# Legacy sessions shared in a real Redis (Debian's redis-server, on a Unix socket): what the
+# store costs a session (one round trip per request keeps it alive and sees a DELETE elsewhere).
+redis_bin=$(bash "$root/tests/redis/ensure.sh")
+"$redis_bin" --port 0 --unixsocket "$work/redis.sock" --unixsocketperm 700 --save '' --appendonly no \
+  --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ "$(redis-cli -s "$work/redis.sock" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+start_ours ours-redis REDIS_URL="redis+unix://$work/redis.sock"; redis_pid=$pid; redis_url=$url
 # The dev verifier with the same token: what the Entra path costs on a verified-token cache hit.
 env -i PATH="$PATH" MCP_DEV_TOKEN="$token" "${no_limits[@]}" "$BIN" serve --dev --port 0 >"$work/ours-dev.log" 2>&1 &
 dev_pid=$!; pids+=($dev_pid)
@@ -90,7 +98,7 @@ for round in $(seq 1 "$rounds"); do
   for run in "ceiling current $static_url $static_pid" "ours current $sessions_url $sessions_pid" \
     "dev current $dev_url $dev_pid" "limits current $limits_url $limits_pid" "traced current $traced_url $traced_pid" \
     "ceiling legacy $static_url $static_pid" \
-    "ours legacy $sessions_url $sessions_pid" "ceiling stateless $static_url $static_pid" \
+    "ours legacy $sessions_url $sessions_pid" "redis legacy $redis_url $redis_pid" "ceiling stateless $static_url $static_pid" \
     "ours stateless $stateless_url $stateless_pid"; do
     read -r who mode u p <<<"$run"
     line=$(load "$u" "$mode" "$p"); echo "$who $mode $line"
@@ -98,7 +106,7 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 loaded_rss=$(rss_kb "$sessions_pid")
-kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid" "$limits_pid" "$traced_pid"
+kill "$static_pid" "$sessions_pid" "$stateless_pid" "$dev_pid" "$limits_pid" "$traced_pid" "$redis_pid"
 
 # median WHO MODE FIELD -> the median of FIELD over the rounds
 median() {
@@ -166,6 +174,8 @@ per_session() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (a - b
   echo "Traces exported for every request (OTLP/HTTP to a sink on the same cores, OTEL_TRACES_SAMPLER=always_on) vs off (2026-07-28): $(median traced current rps) vs $(median ours current rps) req/s, with / without $(ratio_rounds traced current ours current); server CPU $(median traced current server_cpu_us) vs $(median ours current server_cpu_us) µs per request"
   echo
   echo "Rate limits checked on every request (per address and per principal, at rates no run reaches) vs off (2026-07-28): $(median limits current rps) vs $(median ours current rps) req/s, with / without $(ratio_rounds limits current ours current); server CPU $(median limits current server_cpu_us) vs $(median ours current server_cpu_us) µs per request"
+  echo
+  echo "Legacy sessions shared in Redis (REDIS_URL, a local redis-server on a Unix socket) vs kept in memory (2025-11-25 with sessions): $(median redis legacy rps) vs $(median ours legacy rps) req/s, Redis / memory $(ratio_rounds redis legacy ours legacy); server CPU $(median redis legacy server_cpu_us) vs $(median ours legacy server_cpu_us) µs per request; p99 $(median redis legacy p99_ms) vs $(median ours legacy p99_ms) ms"
   echo
   echo "Entra verifier vs dev verifier (2026-07-28, same token, cache hit): $(median ours current rps) vs $(median dev current rps) req/s, Entra / dev $(ratio_rounds ours current dev current); server CPU $(median ours current server_cpu_us) vs $(median dev current server_cpu_us) µs per request; p99 $(median ours current p99_ms) vs $(median dev current p99_ms) ms"
   echo

