@@ -300,7 +300,15 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
     // Redis down: a new session, and a restore, are 503 with Retry-After; the 2026-07-28
     // protocol is unaffected.
     let kept = open_session(&r2.url, &alice).await;
+    let ready = |url: &str| url.trim_end_matches("/mcp").to_owned() + "/ready";
+    let r = http().get(ready(&r3.url)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "ready; redis: ok".to_owned()));
     drop(redis);
+    // /ready says so, and stays 200: the replica still serves.
+    let r = http().get(ready(&r3.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("ready; redis: ") && body.contains("503"), "{body}");
     let r = http()
         .post(&r3.url)
         .header("accept", ACCEPT)

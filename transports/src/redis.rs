@@ -210,6 +210,14 @@ impl RedisSessions {
         RedisSessions { store, ttl }
     }
 
+    /// `Ok` when Redis answers `PING` in time.
+    ///
+    /// # Errors
+    /// What went wrong, without the URL's credentials.
+    pub async fn ping(&self) -> Result<(), SharedStoreError> {
+        self.store.ping().await
+    }
+
     fn state_key(id: &str) -> String {
         format!("mcp-server-entra:session:{id}")
     }

@@ -70,6 +70,8 @@ pub(crate) struct App<S> {
     pub(crate) address_limit: Option<KeyedLimiter<IpAddr>>,
     /// Whose forwarded-for header names the client.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// Legacy sessions shared in Redis, whose state `/ready` reports.
+    pub(crate) shared_sessions: Option<Arc<crate::redis::RedisSessions>>,
 }
 
 pub(crate) async fn route<S>(
@@ -115,7 +117,10 @@ where
     } else {
         match without_prefix(path, &app.prefix) {
             "/health" => ("health", health(request.method())),
-            "/ready" => ("ready", ready(request.method(), app.verifier.as_ref())),
+            "/ready" => (
+                "ready",
+                ready(request.method(), app.verifier.as_ref(), app.shared_sessions.as_deref()).await,
+            ),
             p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => ("mcp", mcp(&app, request).await),
             // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
             _ => ("other", text(StatusCode::NOT_FOUND, "Not Found")),
@@ -290,12 +295,29 @@ fn health(method: &Method) -> Response<Body> {
     }
 }
 
-fn ready(method: &Method, verifier: &dyn TokenVerifier) -> Response<Body> {
+/// `200 ready` once the verifier can verify, else `503`. With shared sessions the body also says
+/// whether Redis answers; its status does not depend on it: a replica whose Redis is down still
+/// serves every 2026-07-28 request and the sessions it holds, and taking every replica out of
+/// rotation at once would turn a degraded service into an outage.
+async fn ready(
+    method: &Method,
+    verifier: &dyn TokenVerifier,
+    shared: Option<&crate::redis::RedisSessions>,
+) -> Response<Body> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return method_not_allowed("GET, HEAD");
     }
     match verifier.readiness() {
-        verifiers::Readiness::Ready => text(StatusCode::OK, "ready"),
+        verifiers::Readiness::Ready => match shared {
+            None => text(StatusCode::OK, "ready"),
+            Some(shared) => match shared.ping().await {
+                Ok(()) => text(StatusCode::OK, "ready; redis: ok"),
+                Err(error) => text(
+                    StatusCode::OK,
+                    &format!("ready; redis: {error} (new and restored legacy sessions get 503 until it answers)"),
+                ),
+            },
+        },
         verifiers::Readiness::NotReady(reason) => {
             text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}"))
         }

@@ -244,6 +244,7 @@ where
             .rate_limit_per_address
             .map(|rate| KeyedLimiter::new("address", rate, config.rate_limit_max_tracked, address_network)),
         trusted_proxies: config.trusted_proxies.clone(),
+        shared_sessions: shared_sessions.clone(),
     });
 
     spawn_session_reaper(
