@@ -215,6 +215,10 @@ async fn one_exchange_serves_every_replica_and_redis_holds_only_ciphertext() {
 
 /// A replica with legacy sessions shared in `redis_url` (no server credential).
 async fn session_replica(fake: &FakeEntra, dir: &Path, redis_url: &str) -> Binary {
+    session_replica_with(fake, dir, redis_url, &[]).await
+}
+
+async fn session_replica_with(fake: &FakeEntra, dir: &Path, redis_url: &str, env: &[(&str, &str)]) -> Binary {
     let mut command = tokio::process::Command::new(EXE);
     command
         .args(["serve", "--port", "0"])
@@ -227,6 +231,9 @@ async fn session_replica(fake: &FakeEntra, dir: &Path, redis_url: &str) -> Binar
         .env("REDIS_URL", redis_url)
         .env("REDIS_TIMEOUT_MS", "300")
         .current_dir(dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
     Binary::start(command).await
 }
 
@@ -270,6 +277,56 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("Alice Example"), "{body}");
     }
+    // A stream dropped mid-call on r2 (after its first event) resumes on r3 with
+    // Last-Event-ID, the answer included.
+    let mut call = http()
+        .post(&r2.url)
+        .header("accept", "text/event-stream, application/json")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .bearer_auth(&alice)
+        .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 200);
+    let first = String::from_utf8(call.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let last_event_id = first
+        .lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_else(|| panic!("no event id in {first:?}"));
+    drop(call);
+    let resumed = http()
+        .get(&r3.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &last_event_id)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let replayed = resumed.text().await.unwrap();
+    assert!(
+        replayed.contains("\"id\":9") && replayed.contains("Alice Example"),
+        "{replayed}"
+    );
+    // Nobody else can resume it, on any replica.
+    let stolen = http()
+        .get(&r1.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &last_event_id)
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 404);
+
     // Another caller with the id: 404 everywhere, also on a replica that never saw it.
     let r4 = session_replica(&fake, &dir, &url).await;
     for replica in [&r4, &r1, &r2, &r3] {
@@ -302,13 +359,19 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
     let kept = open_session(&r2.url, &alice).await;
     let ready = |url: &str| url.trim_end_matches("/mcp").to_owned() + "/ready";
     let r = http().get(ready(&r3.url)).send().await.unwrap();
-    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "ready; redis: ok".to_owned()));
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "ready; redis: ok".to_owned())
+    );
     drop(redis);
     // /ready says so, and stays 200: the replica still serves.
     let r = http().get(ready(&r3.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
-    assert!(body.starts_with("ready; redis: ") && body.contains("503"), "{body}");
+    assert!(
+        body.starts_with("ready; redis: ") && body.contains("503"),
+        "{body}"
+    );
     let r = http()
         .post(&r3.url)
         .header("accept", ACCEPT)
@@ -326,5 +389,32 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
     let client = discover_client(&r3.url, &alice).await;
     assert!(!client.list_all_tools().await.unwrap().is_empty());
     client.cancel().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_callers_session_share_holds_on_every_replica_and_an_evicted_session_is_gone_everywhere() {
+    let key = key1();
+    let fake = FakeEntra::start(&[&key]).await;
+    let dir = std::env::temp_dir().join(format!("mcp-entra-shared-share-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = Redis::start(&dir);
+    let one = [("MAX_SESSIONS_PER_PRINCIPAL", "1")];
+    let r1 = session_replica_with(&fake, &dir, &redis.url(), &one).await;
+    let r2 = session_replica_with(&fake, &dir, &redis.url(), &one).await;
+    let alice = mint(&key, &fake.claims(TENANT));
+    let first = open_session(&r1.url, &alice).await;
+    assert_eq!(whoami_in(&r2.url, &alice, &first).await.0, 200, "restored on r2");
+    // A second session on r1 evicts the first (idle): on every replica, not only on r1.
+    let second = open_session(&r1.url, &alice).await;
+    for replica in [&r1, &r2] {
+        assert_eq!(whoami_in(&replica.url, &alice, &first).await.0, 404);
+    }
+    // On r2 the second takes the caller's one place there (the first was closed when found gone).
+    assert_eq!(whoami_in(&r2.url, &alice, &second).await.0, 200);
+    let keys = redis.cli(&["--scan", "--pattern", "mcp-server-entra:session-owner:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,7 +21,11 @@ pub struct RedisConfigError(String);
 /// A connection to Redis shared by everything that keeps state across replicas.
 #[derive(Clone)]
 pub struct RedisStore {
-    manager: ConnectionManager,
+    /// Replaced by a fresh one after an operation times out: a connection that went silent
+    /// (a peer gone without a reset) is not noticed by the manager until TCP gives up.
+    manager: std::sync::Arc<std::sync::Mutex<ConnectionManager>>,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     timeout: Duration,
     shown: String,
 }
@@ -49,13 +53,33 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(timeout);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| RedisConfigError(format!("{:?}", e.kind())))?;
         Ok(RedisStore {
-            manager,
+            manager: std::sync::Arc::new(std::sync::Mutex::new(manager)),
+            client,
+            config,
             timeout,
             shown,
         })
+    }
+
+    /// The current connection (cheap: a handle to one multiplexed connection).
+    fn connection(&self) -> ConnectionManager {
+        self.manager
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Starts over with a new connection (made on its next use).
+    fn reconnect(&self) {
+        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            *self
+                .manager
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        }
     }
 
     /// The URL without its password, for logs.
@@ -68,7 +92,7 @@ impl RedisStore {
     /// # Errors
     /// What went wrong, without the URL's credentials.
     pub async fn ping(&self) -> Result<(), SharedStoreError> {
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         self.bounded(async move { redis::cmd("PING").query_async::<String>(&mut connection).await })
             .await
             .map(|_| ())
@@ -81,10 +105,13 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(SharedStoreError(format!("redis: {:?}", error.kind()))),
-            Err(_) => Err(SharedStoreError(format!(
-                "redis: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => {
+                self.reconnect();
+                Err(SharedStoreError(format!(
+                    "redis: no answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
         }
     }
 }
@@ -92,20 +119,20 @@ impl RedisStore {
 #[async_trait::async_trait]
 impl SharedTokenStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedStoreError> {
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         self.bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
             .await
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedStoreError> {
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.bounded(async move { connection.pset_ex::<_, _, ()>(key, value, millis).await })
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), SharedStoreError> {
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         self.bounded(async move { connection.del::<_, ()>(key).await })
             .await
     }
@@ -230,24 +257,48 @@ impl RedisSessions {
         self.ttl.as_secs().max(1)
     }
 
-    /// Records the owner of session `id` (and its protocol version, when known).
-    pub(crate) async fn set_owner(&self, id: &str, owner: &SharedOwner) -> Result<(), SharedStoreError> {
+    /// Records the owner of session `id` (and its protocol version, when known). With
+    /// `only_if_present`, only while the record exists (an update never brings back a session
+    /// ended elsewhere).
+    pub(crate) async fn set_owner(
+        &self,
+        id: &str,
+        owner: &SharedOwner,
+        only_if_present: bool,
+    ) -> Result<(), SharedStoreError> {
         let value = serde_json::json!({
             "tid": owner.owner.tenant_id,
             "oid": owner.owner.object_id,
             "version": owner.protocol_version,
         })
         .to_string();
-        let mut connection = self.store.manager.clone();
+        let mut connection = self.store.connection();
         let (key, ttl) = (Self::owner_key(id), self.ttl_secs());
         self.store
-            .bounded(async move { connection.set_ex::<_, _, ()>(key, value, ttl).await })
+            .bounded(async move {
+                let mut set = redis::cmd("SET");
+                set.arg(key).arg(value).arg("EX").arg(ttl);
+                if only_if_present {
+                    set.arg("XX");
+                }
+                set.query_async::<Option<String>>(&mut connection).await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends session `id` everywhere (both records).
+    pub(crate) async fn forget(&self, id: &str) -> Result<(), SharedStoreError> {
+        let mut connection = self.store.connection();
+        let keys = [Self::state_key(id), Self::owner_key(id)];
+        self.store
+            .bounded(async move { connection.del::<_, ()>(&keys).await })
             .await
     }
 
     /// The owner of session `id`, if any replica opened it and it has not ended.
     pub(crate) async fn owner(&self, id: &str) -> Result<Option<SharedOwner>, SharedStoreError> {
-        let mut connection = self.store.manager.clone();
+        let mut connection = self.store.connection();
         let key = Self::owner_key(id);
         let value = self
             .store
@@ -273,7 +324,7 @@ impl RedisSessions {
     /// Extends session `id`'s life by the TTL from now; `false` when it no longer exists (ended
     /// on another replica, or idle everywhere past the TTL).
     pub(crate) async fn touch(&self, id: &str) -> Result<bool, SharedStoreError> {
-        let mut connection = self.store.manager.clone();
+        let mut connection = self.store.connection();
         let ttl = i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX);
         let (owner, state) = (Self::owner_key(id), Self::state_key(id));
         let (owner_alive, _): (bool, bool) = self
@@ -290,6 +341,9 @@ impl RedisSessions {
     }
 }
 
+/// The most bytes of `initialize` parameters kept in Redis for one session.
+pub const MAX_SHARED_SESSION_BYTES: usize = 16 * 1024;
+
 type StoreResult<T> = Result<T, rmcp::transport::streamable_http_server::session::store::SessionStoreError>;
 
 #[async_trait::async_trait]
@@ -298,7 +352,7 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
         &self,
         session_id: &str,
     ) -> StoreResult<Option<rmcp::transport::streamable_http_server::session::store::SessionState>> {
-        let mut connection = self.store.manager.clone();
+        let mut connection = self.store.connection();
         let key = Self::state_key(session_id);
         let value = self
             .store
@@ -316,7 +370,15 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
         state: &rmcp::transport::streamable_http_server::session::store::SessionState,
     ) -> StoreResult<()> {
         let value = serde_json::to_vec(state)?;
-        let mut connection = self.store.manager.clone();
+        // The client writes these parameters: only a session of ordinary size is shared (its
+        // own replica serves a larger one).
+        if value.len() > MAX_SHARED_SESSION_BYTES {
+            return Err(Box::new(SharedStoreError(format!(
+                "a session's initialize parameters are {} bytes, more than the {MAX_SHARED_SESSION_BYTES} shared",
+                value.len()
+            ))));
+        }
+        let mut connection = self.store.connection();
         let (key, ttl) = (Self::state_key(session_id), self.ttl_secs());
         Ok(self
             .store
@@ -325,11 +387,235 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
     }
 
     async fn delete(&self, session_id: &str) -> StoreResult<()> {
-        let mut connection = self.store.manager.clone();
+        let mut connection = self.store.connection();
         let keys = [Self::state_key(session_id), Self::owner_key(session_id)];
         Ok(self
             .store
             .bounded(async move { connection.del::<_, ()>(&keys).await })
             .await?)
+    }
+}
+
+/// The events of legacy sessions' streams in Redis, so a client that lost a stream resumes it
+/// (`Last-Event-ID`) on any replica and gets what it missed, the final answer included.
+///
+/// Each event lives `retention` (`SSE_RETENTION_SECS`) under an unguessable id, with the list of
+/// its stream's ids and the session its stream belongs to; Redis's own memory bound
+/// (`maxmemory`, with a `volatile-*` eviction policy) bounds the bytes. When Redis does not
+/// answer, events are kept in this replica's memory instead (`fallback`): the stream still
+/// works, and resumes here.
+#[derive(Debug)]
+pub struct RedisEvents {
+    store: RedisStore,
+    retention: Duration,
+    fallback: crate::http::MemoryEventStore,
+}
+
+impl RedisEvents {
+    /// Events in the Redis of `sessions`, kept `retention`; `fallback` holds them while Redis
+    /// does not answer.
+    pub fn new(
+        sessions: &RedisSessions,
+        retention: Duration,
+        fallback: crate::http::MemoryEventStore,
+    ) -> Self {
+        RedisEvents {
+            store: sessions.store.clone(),
+            retention,
+            fallback,
+        }
+    }
+
+    fn event_key(id: &str) -> String {
+        format!("mcp-server-entra:event:{id}")
+    }
+
+    fn stream_key(stream: &str) -> String {
+        format!("mcp-server-entra:stream:{stream}")
+    }
+
+    fn claim_key(id: &str) -> String {
+        format!("mcp-server-entra:event-session:{id}")
+    }
+
+    fn ttl(&self) -> u64 {
+        self.retention.as_secs().max(1)
+    }
+
+    /// The stream of event `id` in Redis (`None`: not there, or Redis silent).
+    async fn redis_stream_of(&self, id: &str) -> Option<String> {
+        let mut connection = self.store.connection();
+        let key = Self::event_key(id);
+        let record = self
+            .store
+            .bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
+            .await
+            .ok()??;
+        let record: serde_json::Value = serde_json::from_slice(&record).ok()?;
+        record["stream"].as_str().map(str::to_owned)
+    }
+
+    /// The events of `stream` after `after` (all for `None`) in Redis; `None` when Redis is
+    /// silent or `after` is not in the stream.
+    async fn redis_after(&self, stream: &str, after: Option<&str>) -> Option<Vec<ServerSseMessage>> {
+        let mut connection = self.store.connection();
+        let key = Self::stream_key(stream);
+        let ids: Vec<String> = self
+            .store
+            .bounded(async move { connection.lrange::<_, Vec<String>>(key, 0, -1).await })
+            .await
+            .ok()?;
+        let start = match after {
+            None => 0,
+            Some(after) => ids.iter().position(|id| id == after)? + 1,
+        };
+        let later = &ids[start.min(ids.len())..];
+        if later.is_empty() {
+            return Some(Vec::new());
+        }
+        let keys: Vec<String> = later.iter().map(|id| Self::event_key(id)).collect();
+        let mut connection = self.store.connection();
+        let records: Vec<Option<Vec<u8>>> = self
+            .store
+            .bounded(async move { redis::cmd("MGET").arg(&keys).query_async(&mut connection).await })
+            .await
+            .ok()?;
+        Some(
+            later
+                .iter()
+                .zip(records)
+                .filter_map(|(id, record)| decode_event(id, &record?))
+                .collect(),
+        )
+    }
+}
+
+/// An event as Redis keeps it: its stream, its message (JSON-RPC) and its retry hint.
+fn encode_event(stream: &str, event: &ServerSseMessage) -> Option<Vec<u8>> {
+    let message = match &event.message {
+        Some(message) => serde_json::to_value(message.as_ref()).ok()?,
+        None => serde_json::Value::Null,
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "stream": stream,
+        "message": message,
+        "retry_ms": event.retry.map(|r| r.as_millis() as u64),
+    }))
+    .ok()
+}
+
+fn decode_event(id: &str, record: &[u8]) -> Option<ServerSseMessage> {
+    let record: serde_json::Value = serde_json::from_slice(record).ok()?;
+    let mut event = ServerSseMessage::default();
+    event.event_id = Some(id.to_owned());
+    if !record["message"].is_null() {
+        event.message = Some(std::sync::Arc::new(
+            serde_json::from_value(record["message"].clone()).ok()?,
+        ));
+    }
+    event.retry = record["retry_ms"].as_u64().map(Duration::from_millis);
+    Some(event)
+}
+
+use rmcp::transport::streamable_http_server::session::{
+    EventId, EventStore, EventStoreError, EventStream, ServerSseMessage,
+};
+
+#[async_trait::async_trait]
+impl EventStore for RedisEvents {
+    async fn store_event(
+        &self,
+        stream_id: &str,
+        event: &ServerSseMessage,
+    ) -> Result<EventId, EventStoreError> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        if let Some(record) = encode_event(stream_id, event) {
+            let mut connection = self.store.connection();
+            let ttl = self.ttl();
+            let (event_key, stream_key, id_value) =
+                (Self::event_key(&id), Self::stream_key(stream_id), id.clone());
+            let stored = self
+                .store
+                .bounded(async move {
+                    redis::pipe()
+                        .set_ex(event_key, record, ttl)
+                        .ignore()
+                        .rpush(&stream_key, id_value)
+                        .ignore()
+                        .expire(&stream_key, i64::try_from(ttl).unwrap_or(i64::MAX))
+                        .ignore()
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await;
+            match stored {
+                Ok(()) => return Ok(id),
+                Err(error) => {
+                    tracing::debug!(%error, "could not keep a stream event in Redis; kept on this replica");
+                }
+            }
+        }
+        self.fallback.store_event(stream_id, event).await
+    }
+
+    async fn replay_events_after(&self, last_event_id: &str) -> Result<EventStream, EventStoreError> {
+        if let Some(stream) = self.redis_stream_of(last_event_id).await {
+            if let Some(events) = self.redis_after(&stream, Some(last_event_id)).await {
+                return Ok(Box::pin(futures::stream::iter(events)));
+            }
+        }
+        self.fallback.replay_events_after(last_event_id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::http::SessionEvents for RedisEvents {
+    async fn claim(&self, event_id: &str, session: &str) {
+        crate::http::SessionEvents::claim(&self.fallback, event_id, session).await;
+        let mut connection = self.store.connection();
+        let (key, value, ttl) = (Self::claim_key(event_id), session.to_owned(), self.ttl());
+        let claimed = self
+            .store
+            .bounded(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<Option<String>>(&mut connection)
+                    .await
+            })
+            .await;
+        if let Err(error) = claimed {
+            tracing::debug!(%error, "could not record a stream's session in Redis");
+        }
+    }
+
+    async fn belongs_to(&self, event_id: &str, session: &str) -> bool {
+        let mut connection = self.store.connection();
+        let key = Self::claim_key(event_id);
+        match self
+            .store
+            .bounded(async move { connection.get::<_, Option<String>>(key).await })
+            .await
+        {
+            Ok(Some(owner)) => owner == session,
+            _ => crate::http::SessionEvents::belongs_to(&self.fallback, event_id, session).await,
+        }
+    }
+
+    async fn stream_of(&self, event_id: &str) -> Option<String> {
+        match self.redis_stream_of(event_id).await {
+            Some(stream) => Some(stream),
+            None => crate::http::SessionEvents::stream_of(&self.fallback, event_id).await,
+        }
+    }
+
+    async fn stream_after(&self, stream_id: &str, after: Option<&str>) -> Vec<ServerSseMessage> {
+        match self.redis_after(stream_id, after).await {
+            Some(events) if !events.is_empty() || after.is_none() => events,
+            _ => crate::http::SessionEvents::stream_after(&self.fallback, stream_id, after).await,
+        }
     }
 }

@@ -156,6 +156,38 @@ impl MemoryEventStore {
     }
 }
 
+/// Where legacy sessions keep their streams' events, with what resuming needs beyond rmcp's
+/// [`EventStore`]: which session each stream belongs to. This replica's memory
+/// ([`MemoryEventStore`]) or Redis ([`RedisEvents`](crate::redis::RedisEvents)), which lets a
+/// client resume on any replica.
+#[async_trait::async_trait]
+pub trait SessionEvents: EventStore + std::fmt::Debug {
+    /// Records that the stream of `event_id` belongs to `session` (its first claim wins).
+    async fn claim(&self, event_id: &str, session: &str);
+    /// `true` when `event_id` is kept and its stream belongs to `session`.
+    async fn belongs_to(&self, event_id: &str, session: &str) -> bool;
+    /// The stream `event_id` belongs to, if it is kept.
+    async fn stream_of(&self, event_id: &str) -> Option<String>;
+    /// The kept events of `stream_id` after `after` (all of them for `None`), oldest first.
+    async fn stream_after(&self, stream_id: &str, after: Option<&str>) -> Vec<ServerSseMessage>;
+}
+
+#[async_trait::async_trait]
+impl SessionEvents for MemoryEventStore {
+    async fn claim(&self, event_id: &str, session: &str) {
+        MemoryEventStore::claim(self, event_id, session);
+    }
+    async fn belongs_to(&self, event_id: &str, session: &str) -> bool {
+        MemoryEventStore::belongs_to(self, event_id, session)
+    }
+    async fn stream_of(&self, event_id: &str) -> Option<String> {
+        MemoryEventStore::stream_of(self, event_id)
+    }
+    async fn stream_after(&self, stream_id: &str, after: Option<&str>) -> Vec<ServerSseMessage> {
+        MemoryEventStore::stream_after(self, stream_id, after)
+    }
+}
+
 #[async_trait::async_trait]
 impl EventStore for MemoryEventStore {
     async fn store_event(

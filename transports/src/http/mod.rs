@@ -35,7 +35,7 @@ mod sessions;
 
 pub use auth::{bearer_token, query_has_access_token, BearerAuth, BearerAuthLayer};
 pub use config::{HttpConfig, HttpConfigError, MCP_PATH, METADATA_PATH, WELL_KNOWN_PATH};
-pub use event_store::{EventRetention, MemoryEventStore};
+pub use event_store::{EventRetention, MemoryEventStore, SessionEvents};
 pub use gate::{PeekedBody, ToolGateLayer, ToolGateService};
 pub use metadata::ProtectedResourceMetadata;
 pub use metrics::serve_metrics;

@@ -119,7 +119,12 @@ where
             "/health" => ("health", health(request.method())),
             "/ready" => (
                 "ready",
-                ready(request.method(), app.verifier.as_ref(), app.shared_sessions.as_deref()).await,
+                ready(
+                    request.method(),
+                    app.verifier.as_ref(),
+                    app.shared_sessions.as_deref(),
+                )
+                .await,
             ),
             p if p == MCP_PATH || p.strip_suffix('/') == Some(MCP_PATH) => ("mcp", mcp(&app, request).await),
             // Unknown paths share one label, so scanners cannot blow up the metric's cardinality.
@@ -314,7 +319,9 @@ async fn ready(
                 Ok(()) => text(StatusCode::OK, "ready; redis: ok"),
                 Err(error) => text(
                     StatusCode::OK,
-                    &format!("ready; redis: {error} (new and restored legacy sessions get 503 until it answers)"),
+                    &format!(
+                        "ready; redis: {error} (new and restored legacy sessions get 503 until it answers)"
+                    ),
                 ),
             },
         },

@@ -23,6 +23,7 @@ use crate::ToolGate;
 use super::auth::BearerAuthLayer;
 use super::connection::{ConnectionLimits, Connections};
 use super::event_store::MemoryEventStore;
+use super::event_store::SessionEvents;
 use super::gate::ToolGateLayer;
 use super::metadata::MetadataDocuments;
 use super::negotiate::NegotiateLayer;
@@ -33,7 +34,8 @@ use super::session_cap::CappedSessionManager;
 use super::session_layer::SessionLayer;
 use super::sessions::{Principal, SessionBindings};
 use super::{HttpConfig, HttpConfigError};
-use crate::redis::RedisSessions;
+use crate::redis::{RedisEvents, RedisSessions};
+use rmcp::transport::streamable_http_server::session::EventStore;
 
 /// Most concurrent HTTP/2 streams (requests) on one connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 100;
@@ -177,15 +179,30 @@ where
     // Idle sessions are closed by our reaper, which knows what is in flight (rmcp's timer counts
     // from the last event: it would close a session during a long call or with a GET stream
     // open).
-    let events = Arc::new(MemoryEventStore::new(config.sse_retention));
-    let mut session_manager = LocalSessionManager::default().with_event_store(events.clone());
+    // With shared sessions, their streams' events are shared too (a stream resumes on any
+    // replica); otherwise, and while Redis does not answer, they stay in this replica's memory.
+    let (events, session_events): (Arc<dyn EventStore>, Arc<dyn SessionEvents>) = match &shared_sessions {
+        Some(shared) => {
+            let redis = Arc::new(RedisEvents::new(
+                shared,
+                config.sse_retention.time,
+                MemoryEventStore::new(config.sse_retention),
+            ));
+            (redis.clone(), redis)
+        }
+        None => {
+            let memory = Arc::new(MemoryEventStore::new(config.sse_retention));
+            (memory.clone(), memory)
+        }
+    };
+    let mut session_manager = LocalSessionManager::default().with_event_store(events);
     session_manager.session_config.keep_alive = None;
     let session_manager = Arc::new(session_manager);
     // MAX_SESSIONS is enforced where rmcp issues a session id (see session_cap.rs).
     let sessions = SessionBindings::default();
     let mut capped = CappedSessionManager::new(session_manager.clone(), config.max_sessions)
         .with_principal_share(sessions.clone(), config.max_sessions_per_principal)
-        .with_events(events);
+        .with_events(session_events);
     if let Some(shared) = &shared_sessions {
         capped = capped.with_shared(shared.clone());
     }
@@ -252,6 +269,7 @@ where
         capped,
         session_manager,
         config.session_idle_timeout,
+        shared_sessions.clone(),
         shutdown.clone(),
     );
     spawn_audit_flush(shutdown.clone());
@@ -379,6 +397,7 @@ fn spawn_session_reaper(
     capped: Arc<CappedSessionManager>,
     manager: Arc<LocalSessionManager>,
     idle: Duration,
+    shared: Option<Arc<RedisSessions>>,
     stop: CancellationToken,
 ) {
     // A session outlives its idle time by at most a quarter of it (or 30 s).
@@ -389,6 +408,16 @@ fn spawn_session_reaper(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            // A session busy here (a long call, an open event stream) stays alive in the shared
+            // store too, whose clock only requests reset.
+            if let Some(shared) = &shared {
+                for session in sessions.busy() {
+                    if let Err(error) = shared.touch(&session).await {
+                        tracing::debug!(%error, "could not keep a busy session alive in the shared store");
+                        break;
+                    }
+                }
             }
             let closed = capped.close_idle(idle).await;
             if closed > 0 {

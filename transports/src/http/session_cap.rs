@@ -24,7 +24,7 @@ use rmcp::transport::streamable_http_server::session::{EventStore, ServerSseMess
 use rmcp::transport::streamable_http_server::{RestoreOutcome, SessionId, SessionManager};
 use std::sync::Arc;
 
-use super::event_store::MemoryEventStore;
+use super::event_store::SessionEvents;
 use super::sessions::{Principal, SessionBindings};
 
 /// Why this request's session creation was refused.
@@ -99,7 +99,7 @@ pub struct CappedSessionManager {
     bindings: SessionBindings,
     per_principal: usize,
     /// Where the sessions' events are kept for resumption, when they are.
-    events: Option<Arc<MemoryEventStore>>,
+    events: Option<Arc<dyn SessionEvents>>,
     /// Sessions shared with other replicas: each new one's owner is recorded there.
     shared: Option<Arc<crate::redis::RedisSessions>>,
 }
@@ -129,7 +129,7 @@ impl CappedSessionManager {
     /// Checks each resume against `events`, the store `inner` keeps its sessions' events in: a
     /// `Last-Event-ID` that is not one of the session's own kept events is refused (`400`)
     /// instead of rmcp's empty `200`.
-    pub fn with_events(mut self, events: Arc<MemoryEventStore>) -> Self {
+    pub fn with_events(mut self, events: Arc<dyn SessionEvents>) -> Self {
         self.events = Some(events);
         self
     }
@@ -141,14 +141,23 @@ impl CappedSessionManager {
         stream: impl Stream<Item = ServerSseMessage> + Send + Sync + 'static,
     ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static {
         use futures::StreamExt as _;
-        let claim = self.events.clone().map(|events| (events, id.to_string()));
+        let claim = self
+            .events
+            .clone()
+            .map(|events| (events, Arc::<str>::from(id.as_ref())));
         // Every event, not just the first: a stream whose events all expired starts afresh in
-        // the store, and must still be its session's.
-        stream.inspect(move |event| {
-            if let (Some((events, session)), Some(event_id)) = (&claim, &event.event_id) {
-                events.claim(event_id, session);
+        // the store, and must still be its session's. The claim is made before the client sees
+        // the event, so a resume anywhere (shared events) finds it.
+        let claimed = stream.then(move |event| {
+            let claim = claim.clone();
+            async move {
+                if let (Some((events, session)), Some(event_id)) = (&claim, &event.event_id) {
+                    events.claim(event_id, session).await;
+                }
+                event
             }
-        })
+        });
+        SyncStream(std::sync::Mutex::new(Box::pin(claimed)))
     }
 
     /// Closes every session that has had no request in flight for `idle` (rmcp's own timer
@@ -235,7 +244,7 @@ impl CappedSessionManager {
 
     /// Makes room for one more session of the caller (closing its least recently used idle
     /// session when it holds its share), or says why not.
-    async fn make_room(&self, caller: &Principal) -> Result<(), CappedSessionError> {
+    pub(crate) async fn make_room(&self, caller: &Principal) -> Result<(), CappedSessionError> {
         if self.bindings.held_by(caller) < self.per_principal {
             return Ok(());
         }
@@ -246,6 +255,12 @@ impl CappedSessionManager {
         };
         if let Err(error) = self.inner.close_session(&SessionId::from(victim.as_str())).await {
             tracing::debug!(%error, "closing a session to make room failed; it was already gone");
+        }
+        // Evicted everywhere: another replica must not bring it back.
+        if let Some(shared) = &self.shared {
+            if let Err(error) = shared.forget(&victim).await {
+                tracing::debug!(%error, "could not end an evicted session in the shared store");
+            }
         }
         metrics::counter!("mcp_sessions_evicted_total").increment(1);
         tracing::info!(
@@ -273,12 +288,14 @@ impl SessionManager for CappedSessionManager {
             return Err(self.refuse(Refusal::Total(self.max)));
         }
         let (id, transport) = self.inner.create_session().await?;
+        // The store is written outside the lock: a slow Redis delays this creation only.
+        drop(_one_at_a_time);
         if let Some(shared) = &self.shared {
             let owner = crate::redis::SharedOwner {
                 owner: caller.clone(),
                 protocol_version: None,
             };
-            if let Err(error) = shared.set_owner(&id, &owner).await {
+            if let Err(error) = shared.set_owner(&id, &owner, false).await {
                 tracing::debug!(%error, "could not record a new session's owner in the shared store");
                 let _ = self.inner.close_session(&id).await;
                 return Err(self.refuse(Refusal::StoreUnavailable));
@@ -303,7 +320,7 @@ impl SessionManager for CappedSessionManager {
                 };
                 // Best effort: without it, another replica decides on priming events by the
                 // request's own version header.
-                if let Err(error) = shared.set_owner(id, &owner).await {
+                if let Err(error) = shared.set_owner(id, &owner, true).await {
                     tracing::debug!(%error, "could not record a session's protocol version in the shared store");
                 }
             }
@@ -368,9 +385,9 @@ impl SessionManager for CappedSessionManager {
         // live again, so server-to-client messages keep flowing after a reconnect.
         let common = format!("{id}:common");
         let missed = if last_event_id == "0" {
-            Some(events.stream_after(&common, None))
-        } else if events.stream_of(&last_event_id).as_deref() == Some(common.as_str()) {
-            Some(events.stream_after(&common, Some(&last_event_id)))
+            Some(events.stream_after(&common, None).await)
+        } else if events.stream_of(&last_event_id).await.as_deref() == Some(common.as_str()) {
+            Some(events.stream_after(&common, Some(&last_event_id)).await)
         } else {
             None
         };
@@ -384,7 +401,7 @@ impl SessionManager for CappedSessionManager {
         // A request's stream: replayed from the store, the final answer included. rmcp answers
         // a failed resume with an empty 200, which a client re-polls for ever: an id the store
         // does not hold for this session (never issued, expired, another session's) is said.
-        if !events.belongs_to(&last_event_id, id) {
+        if !events.belongs_to(&last_event_id, id).await {
             return Err(self.refuse(Refusal::UnknownEvent));
         }
         match self.inner.resume(id, last_event_id).await {
@@ -415,6 +432,26 @@ impl SessionManager for CappedSessionManager {
 fn negotiated_version(response: &ServerJsonRpcMessage) -> Option<String> {
     let value = serde_json::to_value(response).ok()?;
     Some(value.get("result")?.get("protocolVersion")?.as_str()?.to_owned())
+}
+
+/// A stream that is `Sync` because its inner stream sits behind a mutex, locked only by the one
+/// task that polls it (rmcp asks for `Sync` streams; a stream of boxed futures is not).
+struct SyncStream(std::sync::Mutex<std::pin::Pin<Box<dyn Stream<Item = ServerSseMessage> + Send>>>);
+
+impl Stream for SyncStream {
+    type Item = ServerSseMessage;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ServerSseMessage>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.as_mut().poll_next(cx)
+    }
 }
 
 #[cfg(test)]

@@ -171,34 +171,7 @@ where
                 }
             };
             let mut session_use = None;
-            if let Some(session) = &session {
-                if let Some((shared, manager)) = &layer.shared {
-                    if let Err(response) =
-                        follow_shared(&layer.sessions, shared, manager, session, principal.as_ref()).await
-                    {
-                        if response.status() == StatusCode::NOT_FOUND && principal.is_some() {
-                            crate::audit::refused(&identity, "session_of_another_caller", client);
-                        }
-                        return Ok(response);
-                    }
-                }
-                let (ownership, in_flight) = layer.sessions.begin_if_owner(session, principal.as_ref());
-                session_use = in_flight;
-                match ownership {
-                    Ownership::Other => {
-                        tracing::warn!(
-                            tenant = %identity.tenant_id,
-                            object_id = %identity.object_id,
-                            "refused a request on a session opened by another principal"
-                        );
-                        crate::audit::refused(&identity, "session_of_another_caller", client);
-                        return Ok(session_not_found());
-                    }
-                    Ownership::Owner => {}
-                    Ownership::Unbound if layer.bound_sessions_only => return Ok(session_not_found()),
-                    Ownership::Unbound => {}
-                }
-            }
+            // The caller's rate comes first: a refused request costs no session lookup.
             let stream_owner = Principal::or_tenant(&identity);
             if let Some(limiter) = &layer.rate_limit {
                 if let Err(limited) = limiter.check(&stream_owner) {
@@ -219,6 +192,39 @@ where
                             limiter.rate()
                         ),
                     ));
+                }
+            }
+            if let Some(session) = &session {
+                if let Some((shared, manager)) = &layer.shared {
+                    match follow_shared(&layer.sessions, shared, manager, session, principal.as_ref()).await {
+                        Ok(()) => {}
+                        Err(Shared::Another) => {
+                            tracing::warn!(
+                                tenant = %identity.tenant_id,
+                                object_id = %identity.object_id,
+                                "refused a request on a shared session opened by another principal"
+                            );
+                            crate::audit::refused(&identity, "session_of_another_caller", client);
+                            return Ok(session_not_found());
+                        }
+                        Err(Shared::Answer(response)) => return Ok(response),
+                    }
+                }
+                let (ownership, in_flight) = layer.sessions.begin_if_owner(session, principal.as_ref());
+                session_use = in_flight;
+                match ownership {
+                    Ownership::Other => {
+                        tracing::warn!(
+                            tenant = %identity.tenant_id,
+                            object_id = %identity.object_id,
+                            "refused a request on a session opened by another principal"
+                        );
+                        crate::audit::refused(&identity, "session_of_another_caller", client);
+                        return Ok(session_not_found());
+                    }
+                    Ownership::Owner => {}
+                    Ownership::Unbound if layer.bound_sessions_only => return Ok(session_not_found()),
+                    Ownership::Unbound => {}
                 }
             }
             let Some(stream) = layer
@@ -296,26 +302,41 @@ where
     }
 }
 
+/// Why [`follow_shared`] answered instead of letting the request go on.
+enum Shared {
+    /// The session is another caller's (`404`, audited by the caller of `follow_shared`).
+    Another,
+    /// This answer: `404` (no such session), `503` (the store does not answer, or the caller's
+    /// share of sessions here is busy).
+    Answer(Response<Body>),
+}
+
 /// Makes this replica's view of a shared `session` current before the request goes on: an id it
-/// does not know is bound to the owner the store records (when that is the caller); one it knows
-/// is kept alive in the store, or closed here when the store no longer has it. `Err` holds the
-/// answer: `404` (no such session, or another caller's), `503` (the store does not answer while
-/// a session would be restored).
+/// does not know is bound to the owner the store records (when that is the caller, and it has
+/// room for one more session here); one it knows and the caller owns is kept alive in the store,
+/// or closed here when the store no longer has it.
 async fn follow_shared(
     bindings: &SessionBindings,
     shared: &RedisSessions,
     manager: &CappedSessionManager,
     session: &str,
     caller: Option<&Principal>,
-) -> Result<(), Response<Body>> {
+) -> Result<(), Shared> {
+    // rmcp's ids are UUIDs: anything else is no session, and costs no lookup.
+    let plausible = session.len() <= 64 && session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !plausible {
+        return Err(Shared::Answer(session_not_found()));
+    }
     match bindings.owner(session) {
+        // Someone else's, known here: the ownership check that follows answers 404.
+        Some(owner) if caller != Some(&owner) => Ok(()),
         Some(_) => match shared.touch(session).await {
             Ok(true) => Ok(()),
             Ok(false) => {
-                // Ended on another replica (DELETE) or idle everywhere: so here too.
+                // Ended on another replica (DELETE, eviction) or idle everywhere: so here too.
                 bindings.unbind(session);
                 let _ = manager.inner().close_session(&session.into()).await;
-                Err(session_not_found())
+                Err(Shared::Answer(session_not_found()))
             }
             Err(error) => {
                 // Served from here; the store catches up when it answers again.
@@ -325,20 +346,22 @@ async fn follow_shared(
         },
         None => match shared.owner(session).await {
             Ok(Some(found)) if caller == Some(&found.owner) => {
-                bindings.bind(session.to_owned(), found.owner);
-                if let Some(version) = found.protocol_version {
-                    bindings.set_protocol_version(session, version);
+                // Restored here: it takes one of the caller's sessions on this replica.
+                if let Err(error) = manager.make_room(&found.owner).await {
+                    let max = match error {
+                        super::session_cap::CappedSessionError::PrincipalLimitReached(max) => max,
+                        _ => 0,
+                    };
+                    return Err(Shared::Answer(principal_sessions_busy(max)));
                 }
+                bindings.bind_if_absent(session, found.owner, found.protocol_version);
                 Ok(())
             }
-            Ok(Some(_)) => {
-                tracing::warn!("refused a request on a shared session opened by another principal");
-                Err(session_not_found())
-            }
-            Ok(None) => Err(session_not_found()),
+            Ok(Some(_)) => Err(Shared::Another),
+            Ok(None) => Err(Shared::Answer(session_not_found())),
             Err(error) => {
                 tracing::warn!(%error, "could not look a session up in the shared store; answered 503");
-                Err(store_unavailable())
+                Err(Shared::Answer(store_unavailable()))
             }
         },
     }

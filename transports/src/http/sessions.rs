@@ -51,6 +51,9 @@ impl Principal {
     }
 }
 
+/// How long a binding may wait for its session to appear (a restore in progress).
+const RESTORE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One bound session: its owner, its requests in flight, and when it was last used.
 #[derive(Debug)]
 struct Binding {
@@ -112,6 +115,28 @@ impl SessionBindings {
             },
         );
         publish(map.len());
+    }
+
+    /// Binds `session` to `owner` unless it is bound already (two requests restoring it at
+    /// once bind it once).
+    pub(crate) fn bind_if_absent(&self, session: &str, owner: Principal, protocol_version: Option<String>) {
+        let mut map = self.map();
+        map.entry(session.to_owned()).or_insert_with(|| Binding {
+            owner,
+            in_flight: 0,
+            last_used: Instant::now(),
+            protocol_version,
+        });
+        publish(map.len());
+    }
+
+    /// The sessions with a request in flight or a stream open.
+    pub(crate) fn busy(&self) -> Vec<String> {
+        self.map()
+            .iter()
+            .filter(|(_, binding)| binding.in_flight > 0)
+            .map(|(session, _)| session.clone())
+            .collect()
     }
 
     #[cfg(test)]
@@ -222,7 +247,11 @@ impl SessionBindings {
     /// Keeps only the bindings for which `alive` says the session still exists.
     pub(crate) fn retain(&self, mut alive: impl FnMut(&str) -> bool) {
         let mut map = self.map();
-        map.retain(|session, _| alive(session));
+        // A binding made a moment ago may be a session being restored from the shared store,
+        // which rmcp has not created yet; one with a request in flight is in use.
+        map.retain(|session, binding| {
+            alive(session) || binding.in_flight > 0 || binding.last_used.elapsed() < RESTORE_GRACE
+        });
         publish(map.len());
     }
 
