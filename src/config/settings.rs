@@ -61,8 +61,9 @@ pub struct DownstreamSettings {
     pub cache_keys: Option<std::sync::Arc<verifiers::TokenCacheKeys>>,
 }
 
-/// Redis, for state shared by replicas (`REDIS_URL`).
-#[derive(Debug, Clone)]
+/// Redis, for state shared by replicas (`REDIS_URL`). Its `Debug` shows the URL without its
+/// password.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `REDIS_URL` (holds credentials: never log it; `transports::redis::redacted` does).
     pub url: String,
@@ -513,6 +514,15 @@ fn checked_group_cache_ttl(raw: &Raw) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(ttl)
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &transports::redis::redacted(&self.url))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// `REDIS_URL` and `REDIS_TIMEOUT_MS`, checked.

@@ -93,8 +93,11 @@ impl TokenCacheKeys {
                     .ok()
                     .filter(|b| b.len() == 32)
                     .ok_or(CacheKeyError::Malformed(i + 1))?;
+                // A label in front, so the id is no plain hash of the key.
+                let mut labelled = b"mcp-server-entra downstream cache key id ".to_vec();
+                labelled.extend_from_slice(&bytes);
                 let mut id = [0u8; 8];
-                id.copy_from_slice(&digest(&SHA256, &bytes).as_ref()[..8]);
+                id.copy_from_slice(&digest(&SHA256, &labelled).as_ref()[..8]);
                 let key =
                     UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| CacheKeyError::Malformed(i + 1))?;
                 Ok((id, LessSafeKey::new(key)))
@@ -144,7 +147,8 @@ impl TokenCacheKeys {
             .open_in_place(nonce, Aad::from(store_key.as_bytes()), &mut data)
             .ok()?;
         let plain: Plain = serde_json::from_slice(plain).ok()?;
-        Some((plain.token, UNIX_EPOCH + Duration::from_secs(plain.use_until)))
+        let use_until = UNIX_EPOCH.checked_add(Duration::from_secs(plain.use_until))?;
+        Some((plain.token, use_until))
     }
 }
 
