@@ -288,20 +288,22 @@ impl SessionManager for CappedSessionManager {
             return Err(self.refuse(Refusal::Total(self.max)));
         }
         let (id, transport) = self.inner.create_session().await?;
-        // The store is written outside the lock: a slow Redis delays this creation only.
+        // Bound under the lock, so the caller's share counts it at once; the store is written
+        // outside it, so a slow Redis delays this creation only.
+        self.bindings.bind(id.to_string(), caller.clone());
         drop(_one_at_a_time);
         if let Some(shared) = &self.shared {
             let owner = crate::redis::SharedOwner {
-                owner: caller.clone(),
+                owner: caller,
                 protocol_version: None,
             };
             if let Err(error) = shared.set_owner(&id, &owner, false).await {
                 tracing::debug!(%error, "could not record a new session's owner in the shared store");
+                self.bindings.unbind(&id);
                 let _ = self.inner.close_session(&id).await;
                 return Err(self.refuse(Refusal::StoreUnavailable));
             }
         }
-        self.bindings.bind(id.to_string(), caller);
         Ok((id, transport))
     }
 
