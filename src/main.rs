@@ -318,7 +318,7 @@ async fn redis_store(settings: &Settings) -> Result<Option<RedisStore>, RunError
     let Some(redis) = &settings.redis else {
         return Ok(None);
     };
-    let store = RedisStore::new(&redis.url, redis.timeout)?;
+    let store = RedisStore::new(&redis.url, redis.timeout)?.with_key_prefix(&redis.key_prefix);
     match store.ping().await {
         Ok(()) => tracing::info!(
             url = store.url_for_log(),

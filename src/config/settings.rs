@@ -69,6 +69,8 @@ pub struct RedisSettings {
     pub url: String,
     /// `REDIS_TIMEOUT_MS`.
     pub timeout: Duration,
+    /// `REDIS_KEY_PREFIX`.
+    pub key_prefix: String,
 }
 
 /// Who verifies tokens.
@@ -521,12 +523,26 @@ impl std::fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &transports::redis::redacted(&self.url))
             .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
             .finish()
     }
 }
 
 /// `REDIS_URL` and `REDIS_TIMEOUT_MS`, checked.
 fn redis_settings(raw: &Raw) -> Result<Option<RedisSettings>, ConfigError> {
+    let key_prefix = raw.redis_key_prefix.0.trim().to_owned();
+    let prefix_ok = !key_prefix.is_empty()
+        && key_prefix.len() <= 64
+        && key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !prefix_ok {
+        return Err(raw.invalid(
+            "REDIS_KEY_PREFIX",
+            "1 to 64 letters, digits, dots, underscores or hyphens, such as mcp-server-entra-prod",
+            &key_prefix,
+        ));
+    }
     let Some(url) = raw
         .redis_url
         .as_ref()
@@ -558,5 +574,6 @@ fn redis_settings(raw: &Raw) -> Result<Option<RedisSettings>, ConfigError> {
     Ok(Some(RedisSettings {
         url: url.to_owned(),
         timeout: Duration::from_millis(millis as u64),
+        key_prefix,
     }))
 }

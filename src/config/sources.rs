@@ -85,6 +85,7 @@ pub(super) struct Raw {
     pub(super) groups_cache_secs: Secs,
     pub(super) redis_url: Option<Text>,
     pub(super) redis_timeout_ms: Count,
+    pub(super) redis_key_prefix: Text,
     pub(super) downstream_cache_keys: Option<List>,
     #[serde(default)]
     pub(super) tools: HashMap<String, ToolOverride>,

@@ -86,6 +86,7 @@ settings! {
     "GROUPS_CACHE_SECS" = "300": "How long Microsoft Graph's answers about a user's groups are reused, in seconds. 0: ask on every call.";
     "REDIS_URL" = "": "State shared by replicas (Redis): redis://, rediss:// (TLS, as managed Redis requires) or redis+unix:// URL, with a password or ACL user in it. Holds legacy sessions (with their owners) and the downstream-token cache. Empty: each replica keeps its own.";
     "REDIS_TIMEOUT_MS" = "250": "The longest one Redis operation (connecting included) may take before the replica goes on without it, in milliseconds.";
+    "REDIS_KEY_PREFIX" = "mcp-server-entra": "Put in front of every Redis key (letters, digits, . _ -), so several deployments can share one Redis without sharing sessions or tokens.";
     "DOWNSTREAM_CACHE_KEYS" = "": "With REDIS_URL and a server credential: comma-separated AES-256 keys (32 random bytes, base64: openssl rand -base64 32) that encrypt the downstream tokens in Redis. The first encrypts, all decrypt: put a new key first to rotate.";
 }
 

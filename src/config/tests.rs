@@ -195,6 +195,7 @@ fn a_bad_value_is_one_line_naming_the_setting_as_its_source_wrote_it() {
         (In::Env, "TRUSTED_PROXIES", "0.0.0.0/0", "TRUSTED_PROXIES must be IP addresses or CIDR blocks such as 10.0.0.0/8 (not /0, which trusts every client), comma-separated, got \"0.0.0.0/0\"".into()),
         (In::Env, "TRUSTED_PROXIES_HEADER", "x-real-ip", "TRUSTED_PROXIES_HEADER must be x-forwarded-for or forwarded, got \"x-real-ip\"".into()),
         (In::Env, "RATE_LIMIT_MAX_TRACKED", "0", "RATE_LIMIT_MAX_TRACKED must be greater than zero".into()),
+        (In::Env, "REDIS_KEY_PREFIX", "prod:mcp", "REDIS_KEY_PREFIX must be 1 to 64 letters, digits, dots, underscores or hyphens, such as mcp-server-entra-prod, got \"prod:mcp\"".into()),
         (In::Env, "GROUPS_CACHE_SECS", "3601", "GROUPS_CACHE_SECS must be at most 3600 seconds (a user removed from a group keeps access while the answer is cached), got \"3601\"".into()),
         (In::Env, "GROUPS_GRAPH_AUTH", "delegated", "GROUPS_GRAPH_AUTH must be app or on_behalf_of, got \"delegated\"".into()),
         (In::Toml, "implies", "{ \"A\" = [\"A\"] }", "[implies] has a cycle: A → A; a name cannot imply itself, directly or through others".into()),

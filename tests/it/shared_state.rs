@@ -413,6 +413,15 @@ async fn a_callers_session_share_holds_on_every_replica_and_an_evicted_session_i
     }
     // On r2 the second takes the caller's one place there (the first was closed when found gone).
     assert_eq!(whoami_in(&r2.url, &alice, &second).await.0, 200);
+    // Another deployment on the same Redis (its own REDIS_KEY_PREFIX) sees none of it.
+    let other = session_replica_with(
+        &fake,
+        &dir,
+        &redis.url(),
+        &[("REDIS_KEY_PREFIX", "other-deployment")],
+    )
+    .await;
+    assert_eq!(whoami_in(&other.url, &alice, &second).await.0, 404);
     let keys = redis.cli(&["--scan", "--pattern", "mcp-server-entra:session-owner:*"]);
     assert_eq!(keys.lines().count(), 1, "{keys}");
     drop(redis);

@@ -13,6 +13,9 @@ use redis::AsyncCommands as _;
 use thiserror::Error;
 use verifiers::{SharedStoreError, SharedTokenStore};
 
+/// The key prefix unless `REDIS_KEY_PREFIX` says otherwise.
+pub const DEFAULT_KEY_PREFIX: &str = "mcp-server-entra";
+
 /// `REDIS_URL` cannot be used.
 #[derive(Debug, Error)]
 #[error("REDIS_URL must be a redis://, rediss:// or redis+unix:// URL such as rediss://:<password>@<host>:6380 ({0})")]
@@ -28,6 +31,8 @@ pub struct RedisStore {
     config: ConnectionManagerConfig,
     timeout: Duration,
     shown: String,
+    /// Put in front of every key (`REDIS_KEY_PREFIX`), so deployments can share one Redis.
+    prefix: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -61,7 +66,19 @@ impl RedisStore {
             config,
             timeout,
             shown,
+            prefix: std::sync::Arc::from(DEFAULT_KEY_PREFIX),
         })
+    }
+
+    /// Every key this store writes starts with `prefix` and a colon (`REDIS_KEY_PREFIX`).
+    pub fn with_key_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = std::sync::Arc::from(prefix);
+        self
+    }
+
+    /// `<prefix>:<name>`.
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
     }
 
     /// The current connection (cheap: a handle to one multiplexed connection).
@@ -119,12 +136,14 @@ impl RedisStore {
 #[async_trait::async_trait]
 impl SharedTokenStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SharedStoreError> {
+        let key = self.key(key);
         let mut connection = self.connection();
         self.bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
             .await
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), SharedStoreError> {
+        let key = self.key(key);
         let mut connection = self.connection();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.bounded(async move { connection.pset_ex::<_, _, ()>(key, value, millis).await })
@@ -132,6 +151,7 @@ impl SharedTokenStore for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), SharedStoreError> {
+        let key = self.key(key);
         let mut connection = self.connection();
         self.bounded(async move { connection.del::<_, ()>(key).await })
             .await
@@ -245,12 +265,12 @@ impl RedisSessions {
         self.store.ping().await
     }
 
-    fn state_key(id: &str) -> String {
-        format!("mcp-server-entra:session:{id}")
+    fn state_key(&self, id: &str) -> String {
+        self.store.key(&format!("session:{id}"))
     }
 
-    fn owner_key(id: &str) -> String {
-        format!("mcp-server-entra:session-owner:{id}")
+    fn owner_key(&self, id: &str) -> String {
+        self.store.key(&format!("session-owner:{id}"))
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -273,7 +293,7 @@ impl RedisSessions {
         })
         .to_string();
         let mut connection = self.store.connection();
-        let (key, ttl) = (Self::owner_key(id), self.ttl_secs());
+        let (key, ttl) = (self.owner_key(id), self.ttl_secs());
         self.store
             .bounded(async move {
                 let mut set = redis::cmd("SET");
@@ -290,7 +310,7 @@ impl RedisSessions {
     /// Ends session `id` everywhere (both records).
     pub(crate) async fn forget(&self, id: &str) -> Result<(), SharedStoreError> {
         let mut connection = self.store.connection();
-        let keys = [Self::state_key(id), Self::owner_key(id)];
+        let keys = [self.state_key(id), self.owner_key(id)];
         self.store
             .bounded(async move { connection.del::<_, ()>(&keys).await })
             .await
@@ -299,7 +319,7 @@ impl RedisSessions {
     /// The owner of session `id`, if any replica opened it and it has not ended.
     pub(crate) async fn owner(&self, id: &str) -> Result<Option<SharedOwner>, SharedStoreError> {
         let mut connection = self.store.connection();
-        let key = Self::owner_key(id);
+        let key = self.owner_key(id);
         let value = self
             .store
             .bounded(async move { connection.get::<_, Option<String>>(key).await })
@@ -326,7 +346,7 @@ impl RedisSessions {
     pub(crate) async fn touch(&self, id: &str) -> Result<bool, SharedStoreError> {
         let mut connection = self.store.connection();
         let ttl = i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX);
-        let (owner, state) = (Self::owner_key(id), Self::state_key(id));
+        let (owner, state) = (self.owner_key(id), self.state_key(id));
         let (owner_alive, _): (bool, bool) = self
             .store
             .bounded(async move {
@@ -353,7 +373,7 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
         session_id: &str,
     ) -> StoreResult<Option<rmcp::transport::streamable_http_server::session::store::SessionState>> {
         let mut connection = self.store.connection();
-        let key = Self::state_key(session_id);
+        let key = self.state_key(session_id);
         let value = self
             .store
             .bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
@@ -379,7 +399,7 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
             ))));
         }
         let mut connection = self.store.connection();
-        let (key, ttl) = (Self::state_key(session_id), self.ttl_secs());
+        let (key, ttl) = (self.state_key(session_id), self.ttl_secs());
         Ok(self
             .store
             .bounded(async move { connection.set_ex::<_, _, ()>(key, value, ttl).await })
@@ -388,7 +408,7 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for R
 
     async fn delete(&self, session_id: &str) -> StoreResult<()> {
         let mut connection = self.store.connection();
-        let keys = [Self::state_key(session_id), Self::owner_key(session_id)];
+        let keys = [self.state_key(session_id), self.owner_key(session_id)];
         Ok(self
             .store
             .bounded(async move { connection.del::<_, ()>(&keys).await })
@@ -426,16 +446,16 @@ impl RedisEvents {
         }
     }
 
-    fn event_key(id: &str) -> String {
-        format!("mcp-server-entra:event:{id}")
+    fn event_key(&self, id: &str) -> String {
+        self.store.key(&format!("event:{id}"))
     }
 
-    fn stream_key(stream: &str) -> String {
-        format!("mcp-server-entra:stream:{stream}")
+    fn stream_key(&self, stream: &str) -> String {
+        self.store.key(&format!("stream:{stream}"))
     }
 
-    fn claim_key(id: &str) -> String {
-        format!("mcp-server-entra:event-session:{id}")
+    fn claim_key(&self, id: &str) -> String {
+        self.store.key(&format!("event-session:{id}"))
     }
 
     fn ttl(&self) -> u64 {
@@ -445,7 +465,7 @@ impl RedisEvents {
     /// The stream of event `id` in Redis (`None`: not there, or Redis silent).
     async fn redis_stream_of(&self, id: &str) -> Option<String> {
         let mut connection = self.store.connection();
-        let key = Self::event_key(id);
+        let key = self.event_key(id);
         let record = self
             .store
             .bounded(async move { connection.get::<_, Option<Vec<u8>>>(key).await })
@@ -459,7 +479,7 @@ impl RedisEvents {
     /// silent or `after` is not in the stream.
     async fn redis_after(&self, stream: &str, after: Option<&str>) -> Option<Vec<ServerSseMessage>> {
         let mut connection = self.store.connection();
-        let key = Self::stream_key(stream);
+        let key = self.stream_key(stream);
         let ids: Vec<String> = self
             .store
             .bounded(async move { connection.lrange::<_, Vec<String>>(key, 0, -1).await })
@@ -473,7 +493,7 @@ impl RedisEvents {
         if later.is_empty() {
             return Some(Vec::new());
         }
-        let keys: Vec<String> = later.iter().map(|id| Self::event_key(id)).collect();
+        let keys: Vec<String> = later.iter().map(|id| self.event_key(id)).collect();
         let mut connection = self.store.connection();
         let records: Vec<Option<Vec<u8>>> = self
             .store
@@ -533,7 +553,7 @@ impl EventStore for RedisEvents {
             let mut connection = self.store.connection();
             let ttl = self.ttl();
             let (event_key, stream_key, id_value) =
-                (Self::event_key(&id), Self::stream_key(stream_id), id.clone());
+                (self.event_key(&id), self.stream_key(stream_id), id.clone());
             let stored = self
                 .store
                 .bounded(async move {
@@ -573,7 +593,7 @@ impl crate::http::SessionEvents for RedisEvents {
     async fn claim(&self, event_id: &str, session: &str) {
         crate::http::SessionEvents::claim(&self.fallback, event_id, session).await;
         let mut connection = self.store.connection();
-        let (key, value, ttl) = (Self::claim_key(event_id), session.to_owned(), self.ttl());
+        let (key, value, ttl) = (self.claim_key(event_id), session.to_owned(), self.ttl());
         let claimed = self
             .store
             .bounded(async move {
@@ -594,7 +614,7 @@ impl crate::http::SessionEvents for RedisEvents {
 
     async fn belongs_to(&self, event_id: &str, session: &str) -> bool {
         let mut connection = self.store.connection();
-        let key = Self::claim_key(event_id);
+        let key = self.claim_key(event_id);
         match self
             .store
             .bounded(async move { connection.get::<_, Option<String>>(key).await })

@@ -152,15 +152,15 @@ impl TokenCacheKeys {
     }
 }
 
-/// The store key of a cache key: a prefix and the hex SHA-256 of its parts, so the store names
-/// no user, tenant or scope.
+/// The store key of a cache key: `obo:` and the hex SHA-256 of its parts, so the store names no
+/// user, tenant or scope (the store puts its own prefix in front).
 pub(crate) fn store_key(key: &Key) -> String {
     let joined = [&key.tenant, &key.object_id, &key.client_app, &key.scopes]
         .map(String::as_str)
         .join("\u{0}");
     let hash = digest(&SHA256, joined.as_bytes());
     let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("mcp-server-entra:obo:{hex}")
+    format!("obo:{hex}")
 }
 
 #[cfg(test)]
