@@ -68,6 +68,39 @@ async fn idle_sessions_expire() {
     );
 }
 
+/// A request whose first bytes reached the server before shutdown began is read and answered,
+/// never reset (a proxy cannot retry a POST it already sent: it would answer 502).
+#[tokio::test]
+async fn a_request_half_sent_when_shutdown_begins_is_answered() {
+    let server = spawn_http(static_verifier(), |_| {}).await;
+    let addr = server.server.local_addr();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: {ACCEPT}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let stop = server.server.shutdown_token();
+    stop.cancel();
+    // Shutdown has begun once the listener is gone (bounded: 200 tries).
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    stream
+        .write_all(b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "the request was answered: {answer:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_slow_client_that_never_finishes_its_headers_is_disconnected() {
     let server = spawn_http(static_verifier(), |c| {

@@ -144,6 +144,27 @@ fn spawn<S>(
             _ = activity.idle_for(limits.idle) => "idle",
             _ = close.cancelled() => "shutdown",
         };
+        if why == "shutdown" && !activity.started.load(std::sync::atomic::Ordering::Relaxed) {
+            // Its first bytes arrived but no request has reached us yet: the client has sent (or
+            // is sending) one. Closing now would reset it (a proxy cannot retry a POST it already
+            // sent), so it is read and answered first, within the header timeout; hyper then
+            // closes the connection after the answer.
+            let answered = tokio::time::timeout(limits.first_byte, async {
+                tokio::select! {
+                    ended = connection.as_mut() => Some(ended),
+                    () = activity.first_request() => None,
+                }
+            })
+            .await;
+            if let Ok(Some(ended)) = answered {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                metrics::counter!("mcp_http_connections_closed_total", "reason" => why).increment(1);
+                drop(permit);
+                return;
+            }
+        }
         connection.as_mut().graceful_shutdown();
         // Shutdown is bounded by the server's shutdown timeout (the accept loop stops waiting);
         // an idle close by the header timeout, for a peer that never finishes a header block.
@@ -172,6 +193,8 @@ fn spawn<S>(
 struct Activity {
     state: Mutex<(usize, Instant)>,
     changed: Notify,
+    /// A request has reached the service on this connection.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Activity {
@@ -179,6 +202,7 @@ impl Default for Activity {
         Activity {
             state: Mutex::new((0, Instant::now())),
             changed: Notify::new(),
+            started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -195,8 +219,22 @@ impl Activity {
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.lock().0 += 1;
+        self.started.store(true, std::sync::atomic::Ordering::Relaxed);
         self.changed.notify_waiters();
         InFlight(self.clone())
+    }
+
+    /// Resolves once a request has reached the service on this connection.
+    async fn first_request(&self) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.started.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Resolves once no request has been in flight for `limit`.

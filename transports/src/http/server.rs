@@ -360,9 +360,8 @@ async fn accept_loop<S>(
     drop(listener);
     tracing::info!("shutting down: no new connections; letting in-flight requests finish");
     draining.cancel();
-    // Let connections accepted a moment ago read their request: a graceful shutdown closes a
-    // connection that has not started one yet.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A connection whose request has not reached the service yet reads and answers it before
+    // it closes (connection.rs): no guessed pause here.
     connections_shared.close.cancel();
     connections_shared.tracker.close();
     tokio::select! {
