@@ -678,20 +678,7 @@ impl ToolDenied {
     /// The one log line of this refusal (the tool name is one the server has; no token). The
     /// detail the caller is not told (which groups the tool admits) is logged here.
     pub fn log(&self, identity: &Identity) {
-        let kind = match self.refusal.error.kind() {
-            "insufficient_scope" => "tool_insufficient_scope",
-            other => other,
-        };
-        tracing::info!(
-            kind,
-            tool = %self.tool,
-            tenant = %identity.tenant_id,
-            object_id = %identity.object_id,
-            app_only = self.app_only,
-            reason = %self.refusal.error,
-            detail = self.refusal.log_detail.as_deref(),
-            "tool call refused"
-        );
+        self.refusal.log(&self.tool, identity);
     }
 }
 

@@ -253,6 +253,20 @@ async fn whoami_in(url: &str, token: &str, session: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// `GET` resuming `session`'s stream after `last_event_id`, on `url`, as the caller of `token`.
+async fn resume(url: &str, token: &str, session: &str, last_event_id: &str) -> reqwest::Response {
+    http()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", last_event_id)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
     let key = key1();
@@ -298,16 +312,7 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
         .map(|id| id.trim().to_owned())
         .unwrap_or_else(|| panic!("no event id in {first:?}"));
     drop(call);
-    let resumed = http()
-        .get(&r3.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("last-event-id", &last_event_id)
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let resumed = resume(&r3.url, &alice, &session, &last_event_id).await;
     assert_eq!(resumed.status(), 200);
     let replayed = resumed.text().await.unwrap();
     assert!(
@@ -315,17 +320,10 @@ async fn a_legacy_session_is_served_by_every_replica_to_its_owner_only() {
         "{replayed}"
     );
     // Nobody else can resume it, on any replica.
-    let stolen = http()
-        .get(&r1.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("last-event-id", &last_event_id)
-        .bearer_auth(&mallory)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stolen.status(), 404);
+    assert_eq!(
+        resume(&r1.url, &mallory, &session, &last_event_id).await.status(),
+        404
+    );
 
     // Another caller with the id: 404 everywhere, also on a replica that never saw it.
     let r4 = session_replica(&fake, &dir, &url).await;

@@ -59,3 +59,31 @@ pub struct ToolRefusal {
     /// caller who is in none of them). Never sent.
     pub log_detail: Option<String>,
 }
+
+impl ToolRefusal {
+    /// The label of this refusal in logs, metrics and the audit trail: `tool_insufficient_scope`
+    /// for a missing scope or role, else the error's own kind (`not_in_group`,
+    /// `insufficient_claims`, …).
+    pub fn reason(&self) -> &'static str {
+        match self.error.kind() {
+            "insufficient_scope" => "tool_insufficient_scope",
+            other => other,
+        }
+    }
+
+    /// The one log line of refusing `identity` the tool `tool` (a tool the server has, so safe
+    /// to log): the reason, the caller's ids and the detail the caller is not told; never a
+    /// token.
+    pub fn log(&self, tool: &str, identity: &Identity) {
+        tracing::info!(
+            kind = self.reason(),
+            tool,
+            tenant = %identity.tenant_id,
+            object_id = %identity.object_id,
+            app_only = identity.app_only,
+            reason = %self.error,
+            detail = self.log_detail.as_deref(),
+            "tool call refused"
+        );
+    }
+}

@@ -279,23 +279,10 @@ async fn refuse(
             caller.client,
         )
     });
-    let reason = if kind == "insufficient_scope" {
-        "tool_insufficient_scope"
-    } else {
-        kind
-    };
-    metrics::counter!("mcp_auth_rejections_total", "reason" => reason).increment(1);
+    metrics::counter!("mcp_auth_rejections_total", "reason" => refusal.reason()).increment(1);
     // `name` is a tool the server knows (the gate refuses no other), so it is safe to log; the
     // detail (the groups the tool admits) goes to the log, never to the caller.
-    tracing::info!(
-        kind = reason,
-        tool = name,
-        tenant = %identity.tenant_id,
-        object_id = %identity.object_id,
-        reason = %refusal.error,
-        detail = refusal.log_detail.as_deref(),
-        "tool call refused"
-    );
+    refusal.log(name, identity);
     record_mcp_error(span, kind, None);
     Some(tool_refusal_response(&refusal, caller.challenge))
 }

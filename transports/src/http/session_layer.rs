@@ -198,30 +198,14 @@ where
                 if let Some((shared, manager)) = &layer.shared {
                     match follow_shared(&layer.sessions, shared, manager, session, principal.as_ref()).await {
                         Ok(()) => {}
-                        Err(Shared::Another) => {
-                            tracing::warn!(
-                                tenant = %identity.tenant_id,
-                                object_id = %identity.object_id,
-                                "refused a request on a shared session opened by another principal"
-                            );
-                            crate::audit::refused(&identity, "session_of_another_caller", client);
-                            return Ok(session_not_found());
-                        }
+                        Err(Shared::Another) => return Ok(another_callers_session(&identity, client)),
                         Err(Shared::Answer(response)) => return Ok(response),
                     }
                 }
                 let (ownership, in_flight) = layer.sessions.begin_if_owner(session, principal.as_ref());
                 session_use = in_flight;
                 match ownership {
-                    Ownership::Other => {
-                        tracing::warn!(
-                            tenant = %identity.tenant_id,
-                            object_id = %identity.object_id,
-                            "refused a request on a session opened by another principal"
-                        );
-                        crate::audit::refused(&identity, "session_of_another_caller", client);
-                        return Ok(session_not_found());
-                    }
+                    Ownership::Other => return Ok(another_callers_session(&identity, client)),
                     Ownership::Owner => {}
                     Ownership::Unbound if layer.bound_sessions_only => return Ok(session_not_found()),
                     Ownership::Unbound => {}
@@ -365,6 +349,18 @@ async fn follow_shared(
             }
         },
     }
+}
+
+/// The `404` for a request on a session another principal opened (here or on another
+/// replica), logged and audited: to the caller, as if the session did not exist.
+fn another_callers_session(identity: &Identity, client: Option<crate::audit::ClientAddr>) -> Response<Body> {
+    tracing::warn!(
+        tenant = %identity.tenant_id,
+        object_id = %identity.object_id,
+        "refused a request on a session opened by another principal"
+    );
+    crate::audit::refused(identity, "session_of_another_caller", client);
+    session_not_found()
 }
 
 fn store_unavailable() -> Response<Body> {

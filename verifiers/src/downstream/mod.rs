@@ -78,23 +78,31 @@ pub struct SharedCache {
 }
 
 impl SharedCache {
+    /// `operation` within the timeout; `None` (counted and logged) when it fails or is late.
+    async fn bounded<T>(
+        &self,
+        name: &'static str,
+        operation: impl std::future::Future<Output = Result<T, SharedStoreError>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                shared_error(name, &error.to_string());
+                None
+            }
+            Err(_) => {
+                shared_error(name, "timed out");
+                None
+            }
+        }
+    }
+
     /// The token cached under `key` by any replica, if it is readable and still usable.
     async fn fetch(&self, key: &Key) -> Option<(Arc<str>, Duration)> {
         let store_key = shared::store_key(key);
-        let sealed = match tokio::time::timeout(self.timeout, self.store.get(&store_key)).await {
-            Ok(Ok(Some(sealed))) => sealed,
-            Ok(Ok(None)) => {
-                metrics::counter!("mcp_downstream_shared_cache_total", "result" => "miss").increment(1);
-                return None;
-            }
-            Ok(Err(error)) => {
-                shared_error("get", &error.to_string());
-                return None;
-            }
-            Err(_) => {
-                shared_error("get", "timed out");
-                return None;
-            }
+        let Some(sealed) = self.bounded("get", self.store.get(&store_key)).await? else {
+            metrics::counter!("mcp_downstream_shared_cache_total", "result" => "miss").increment(1);
+            return None;
         };
         let Some((token, use_until)) = self.keys.open(&store_key, &sealed) else {
             // Written with a key no longer configured, or altered: not a token.
@@ -118,21 +126,14 @@ impl SharedCache {
         else {
             return;
         };
-        match tokio::time::timeout(self.timeout, self.store.put(&store_key, &sealed, keep)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => shared_error("put", &error.to_string()),
-            Err(_) => shared_error("put", "timed out"),
-        }
+        self.bounded("put", self.store.put(&store_key, &sealed, keep))
+            .await;
     }
 
     /// Forgets the entry under `key` (a downstream API refused its token).
     async fn forget(&self, key: &Key) {
         let store_key = shared::store_key(key);
-        match tokio::time::timeout(self.timeout, self.store.delete(&store_key)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => shared_error("delete", &error.to_string()),
-            Err(_) => shared_error("delete", "timed out"),
-        }
+        self.bounded("delete", self.store.delete(&store_key)).await;
     }
 }
 
