@@ -16,18 +16,15 @@
 //! App-only callers are told the app role and `<identifier-uri>/.default`, never a delegated
 //! scope.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use rmcp::model::{ErrorCode, ErrorData as McpError};
-use serde_json::json;
-use thiserror::Error;
 use transports::http::{KeyedLimiter, Principal, Rate, RateLimited};
 use transports::{ToolGate, ToolRefusal};
 use verifiers::{
-    check_auth_context, is_auth_context_id, is_guid, AccessToken, ApplicationIdUri, AuthError, Forbidden,
-    Grants, GroupMembership, Identity, Implications, Requirement, ScopeProblem,
+    check_auth_context, is_auth_context_id, AccessToken, ApplicationIdUri, AuthError, Forbidden, Grants,
+    GroupMembership, Identity, Implications, Requirement,
 };
 
 /// Callers each tool's rate limit tracks unless [`ToolAccess::with_rate_limit_max_tracked`]
@@ -36,96 +33,13 @@ const DEFAULT_MAX_TRACKED: usize = 100_000;
 
 pub use crate::config::ToolOverride;
 
-/// The `[tools.<name>]` tables of the configuration file, by tool name (read by
-/// [`crate::config`]). A table replaces the tool's declared requirement:
-///
-/// ```toml
-/// [tools.roll_dice]
-/// scopes = ["Dice.Roll"]          # a user's token needs every one of these in `scp`
-/// app_roles = ["Dice.Roll.All"]   # an app-only token needs every one of these in `roles`
-/// groups = ["<group object id>"]  # a user must be in one of these (any-of)
-/// auth_context = "c1"             # a Conditional Access authentication context (step-up)
-/// rate_limit = "10/min"           # calls one caller (tid, oid) may make, over HTTP
-/// ```
-///
-/// A table without `scopes` and `app_roles` keeps the tool's declared requirement and adds the
-/// rest to it.
-///
-/// Names are short, as under the app registration's "Expose an API" (scopes) and "App roles".
-/// A key left out refuses that kind of caller: without `app_roles` the tool is delegated-only,
-/// without `scopes` it is for applications only. The server-wide `AZURE_REQUIRED_SCOPES` /
-/// `AZURE_REQUIRED_APP_ROLES` still apply to every call.
-pub type ToolOverrides = HashMap<String, ToolOverride>;
+mod denied;
+mod tables;
 
-/// A `[tools.<name>]` table that cannot work. The text names the table.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ToolConfigError {
-    /// The table names a tool this server does not have.
-    #[error("[tools.{name}] names no tool of this server; its tools are {known}")]
-    UnknownTool {
-        /// The table's tool name.
-        name: String,
-        /// The server's tools, comma-separated.
-        known: String,
-    },
-    /// The table sets nothing.
-    #[error("[tools.{0}] sets nothing; give scopes = [\"…\"] and/or app_roles = [\"…\"] (short names), groups = [\"<group object id>\"], auth_context = \"c1\" or rate_limit = \"10/min\", or remove the table")]
-    Empty(String),
-    /// `groups` holds something other than a group object id.
-    #[error("[tools.{name}] groups holds {value:?}; use group object ids (GUIDs, from the group's Overview page in the Entra admin center)")]
-    BadGroup {
-        /// The table's tool name (or `AZURE_REQUIRED_GROUPS`).
-        name: String,
-        /// The offending entry.
-        value: String,
-    },
-    /// `auth_context` is not `c1` … `c99`.
-    #[error("[tools.{name}] auth_context is {value:?}; expected an authentication context id c1 … c99 (Entra admin center, Conditional Access, Authentication contexts)")]
-    BadAuthContext {
-        /// The table's tool name.
-        name: String,
-        /// As written.
-        value: String,
-    },
-    /// An `[implies]` entry implies a name that no tool, no server-wide setting and no other
-    /// entry uses: a typo, or a rule with no effect.
-    #[error("[implies] implies {0:?}, which no tool, AZURE_REQUIRED_SCOPES, AZURE_REQUIRED_APP_ROLES or other entry requires; correct the name or remove it")]
-    UnusedImplication(String),
-    /// `rate_limit` is not a rate.
-    #[error("[tools.{name}] rate_limit is {value:?}; expected {expected}")]
-    BadRate {
-        /// The table's tool name.
-        name: String,
-        /// As written.
-        value: String,
-        /// What a rate looks like.
-        expected: transports::http::RateParseError,
-    },
-    /// `scopes` or `app_roles` is an empty list.
-    #[error(
-        "[tools.{name}] {key} is empty; list at least one name, or leave {key} out to refuse those callers"
-    )]
-    EmptyList {
-        /// The table's tool name.
-        name: String,
-        /// `scopes` or `app_roles`.
-        key: &'static str,
-    },
-    /// A name that is not a short scope or role name.
-    #[error("[tools.{name}] {key} holds {value:?}; use short names such as Dice.Roll (no spaces, not an api:// URI)")]
-    BadName {
-        /// The table's tool name.
-        name: String,
-        /// `scopes` or `app_roles`.
-        key: &'static str,
-        /// The offending entry.
-        value: String,
-    },
-    /// A tool of the server declares no requirement (a programming error, caught at start-up).
-    #[error("the tool {0} declares no requirement; add it to declared_requirements() in tools.rs")]
-    Undeclared(String),
-}
+pub(crate) use denied::insufficient_scope;
+pub use denied::ToolDenied;
+use tables::{checked_groups, requirement};
+pub use tables::{ToolConfigError, ToolOverrides};
 
 /// What one tool asks of a caller beyond the server-wide floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -557,29 +471,6 @@ impl ToolAccess {
     }
 }
 
-/// `groups` as a set of group object ids (lower-case GUIDs, as Entra writes them).
-fn checked_groups(tool: &str, groups: &[String]) -> Result<BTreeSet<String>, ToolConfigError> {
-    if groups.is_empty() {
-        return Err(ToolConfigError::EmptyList {
-            name: tool.to_owned(),
-            key: "groups",
-        });
-    }
-    groups
-        .iter()
-        .map(|group| {
-            if is_guid(group) {
-                Ok(group.to_ascii_lowercase())
-            } else {
-                Err(ToolConfigError::BadGroup {
-                    name: tool.to_owned(),
-                    value: group.clone(),
-                })
-            }
-        })
-        .collect()
-}
-
 #[async_trait]
 impl ToolGate for ToolAccess {
     async fn check_tool(
@@ -598,142 +489,11 @@ impl ToolGate for ToolAccess {
     }
 }
 
-/// The requirement a `[tools.<name>]` table stands for.
-fn requirement(table: &ToolOverride, tool: &str) -> Result<Requirement, ToolConfigError> {
-    let scopes = checked(tool, "scopes", table.scopes.as_deref())?;
-    let roles = checked(tool, "app_roles", table.app_roles.as_deref())?;
-    match (scopes, roles) {
-        (None, None) => Err(ToolConfigError::Empty(tool.to_owned())),
-        (Some(scopes), None) => Ok(Requirement::scopes(scopes)),
-        (None, Some(roles)) => Ok(Requirement::app_roles(roles)),
-        (Some(scopes), Some(roles)) => Ok(Requirement::scopes(scopes).or_app_roles(roles)),
-    }
-}
-
-fn checked<'a>(
-    tool: &str,
-    key: &'static str,
-    names: Option<&'a [String]>,
-) -> Result<Option<&'a [String]>, ToolConfigError> {
-    let Some(names) = names else {
-        return Ok(None);
-    };
-    if names.is_empty() {
-        return Err(ToolConfigError::EmptyList {
-            name: tool.to_owned(),
-            key,
-        });
-    }
-    if let Some(bad) = names
-        .iter()
-        .find(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == '/'))
-    {
-        return Err(ToolConfigError::BadName {
-            name: tool.to_owned(),
-            key,
-            value: bad.clone(),
-        });
-    }
-    Ok(Some(names))
-}
-
-/// A tool call refused by [`ToolAccess::check`]: the tool, what the token lacks, and what to
-/// request. Its text is the JSON-RPC error message; it never holds the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolDenied {
-    /// The tool (one the server has).
-    pub tool: String,
-    /// What the token lacks and the scope URIs to request.
-    pub refusal: ToolRefusal,
-    /// Whether the caller is an application (told roles, never delegated scopes).
-    pub app_only: bool,
-}
-
-impl std::fmt::Display for ToolDenied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "not allowed to call {}: {}", self.tool, self.refusal.error)?;
-        let problem = match &self.refusal.error {
-            AuthError::InsufficientScope { problem, .. } => Some(problem),
-            _ => None,
-        };
-        match problem {
-            Some(ScopeProblem::MissingRoles { .. } | ScopeProblem::MissingAnyRole { .. }) => {
-                write!(f, "; then request a new token for {}", self.refusal.scope)
-            }
-            Some(ScopeProblem::MissingScopes { .. } | ScopeProblem::MissingAnyScope { .. }) => {
-                write!(f, "; the scopes to request: {}", self.refusal.scope)
-            }
-            _ => match &self.refusal.error {
-                AuthError::InsufficientClaims { auth_context, .. } => write!(
-                    f,
-                    " (the claims request: {{\"access_token\":{{\"acrs\":{{\"essential\":true,\"value\":\"{auth_context}\"}}}}}}, base64 in data.claims), then retry with the new token"
-                ),
-                _ => Ok(()),
-            },
-        }
-    }
-}
-
-impl ToolDenied {
-    /// The one log line of this refusal (the tool name is one the server has; no token). The
-    /// detail the caller is not told (which groups the tool admits) is logged here.
-    pub fn log(&self, identity: &Identity) {
-        self.refusal.log(&self.tool, identity);
-    }
-}
-
-impl From<Box<ToolDenied>> for McpError {
-    fn from(denied: Box<ToolDenied>) -> McpError {
-        McpError::from(*denied)
-    }
-}
-
-impl From<ToolDenied> for McpError {
-    fn from(denied: ToolDenied) -> McpError {
-        let message = denied.to_string();
-        insufficient_scope(message, Some(&denied.refusal.scope), &denied.refusal.error)
-    }
-}
-
-/// The JSON-RPC error of every authorization refusal inside the MCP layer (a forbidden tool,
-/// or a tool's own check such as `require_role`): code `-32600`
-/// (invalid request), the reason as the message, and `data` with `error` (as over HTTP:
-/// `insufficient_scope`, `insufficient_claims` with the `claims` to request at sign-in,
-/// `access_denied`, or `temporarily_unavailable` with `retry_after_secs`), the `scope` to
-/// request (when one helps) and what is missing.
-pub(crate) fn insufficient_scope(message: String, scope: Option<&str>, error: &AuthError) -> McpError {
-    let label = match error {
-        AuthError::InsufficientClaims { .. } => "insufficient_claims",
-        AuthError::Forbidden(_) => "access_denied",
-        AuthError::Unavailable(_) => "temporarily_unavailable",
-        _ => "insufficient_scope",
-    };
-    let mut data = json!({ "error": label, "reason": error.kind() });
-    if let Some(scope) = scope.filter(|s| !s.is_empty()) {
-        data["scope"] = json!(scope);
-    }
-    match error {
-        AuthError::InsufficientClaims { auth_context, claims } => {
-            data["auth_context"] = json!(auth_context);
-            data["claims"] = json!(claims);
-        }
-        AuthError::Unavailable(reason) => data["retry_after_secs"] = json!(reason.retry_after().as_secs()),
-        _ => {}
-    }
-    if let AuthError::InsufficientScope { problem, .. } = error {
-        match problem {
-            ScopeProblem::MissingScopes { missing } => data["missing_scopes"] = json!(missing),
-            ScopeProblem::MissingAnyScope { any_of } => data["any_of_scopes"] = json!(any_of),
-            ScopeProblem::MissingRoles { missing } => data["missing_roles"] = json!(missing),
-            ScopeProblem::MissingAnyRole { any_of } => data["any_of_roles"] = json!(any_of),
-            _ => {}
-        }
-    }
-    McpError::new(ErrorCode::INVALID_REQUEST, message, Some(data))
-}
-
 #[cfg(test)]
 mod tests {
+    use rmcp::model::{ErrorCode, ErrorData as McpError};
+    use serde_json::json;
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]
